@@ -1,0 +1,164 @@
+//! Wiring: starts the threads in order and stops them in reverse.
+//!
+//! hardware → runtime (engine + epoch ticker) → scheduler (loads plugins,
+//! then polls) → HTTP workers. HTTP is up before the plugins finish loading,
+//! so a cold start (which compiles every plugin) still answers `/healthz`
+//! and shows a "loading" page at once. Shutdown stops HTTP first, then the
+//! scheduler (which drops the plugins, putting their actuators in the safe
+//! state), then the hardware thread (LEDs off, buzzer silent).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::capabilities::HostServices;
+use crate::config::{Config, HardwareMode};
+use crate::hardware::{Backend, Hardware, HardwareOptions, SimBackend};
+use crate::http::{AppState, HttpServer};
+use crate::runtime::Runtime;
+use crate::scheduler::{self, Command, Shared};
+
+/// What the command line can override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub hardware: Option<HardwareMode>,
+}
+
+/// Reads the config and applies command-line overrides.
+pub fn load_config(path: &std::path::Path, overrides: &Overrides) -> Result<Config, crate::config::ConfigError> {
+    let mut config = Config::load(path)?;
+    if let Some(listen) = overrides.listen {
+        config.host.listen = listen;
+    }
+    if let Some(hardware) = overrides.hardware {
+        config.host.hardware = hardware;
+    }
+    Ok(config)
+}
+
+/// True on a Raspberry Pi, from the device tree's model string.
+pub fn is_raspberry_pi() -> bool {
+    std::fs::read_to_string("/proc/device-tree/model")
+        .or_else(|_| std::fs::read_to_string("/sys/firmware/devicetree/base/model"))
+        .is_ok_and(|m| m.contains("Raspberry Pi"))
+}
+
+fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
+    let mode = match config.host.hardware {
+        HardwareMode::Auto if is_raspberry_pi() => {
+            log::info!("hardware = auto: this is a Raspberry Pi, using the `pi` backend");
+            HardwareMode::Pi
+        }
+        HardwareMode::Auto => {
+            log::info!("hardware = auto: not a Raspberry Pi, using the simulated `sim` backend");
+            HardwareMode::Sim
+        }
+        mode => mode,
+    };
+    match mode {
+        HardwareMode::Pi => anyhow::bail!(
+            "the `pi` hardware backend is not part of this build yet; run with --hardware sim"
+        ),
+        _ => {
+            let sim = &config.hardware.sim;
+            Ok(Box::new(SimBackend::new(sim.seed, sim.dht22_pins.clone(), sim.bme680_addresses.clone())))
+        }
+    }
+}
+
+/// A running host.
+pub struct Host {
+    pub addr: SocketAddr,
+    http: Option<HttpServer>,
+    scheduler: Option<std::thread::JoinHandle<()>>,
+    commands: crossbeam_channel::Sender<Command>,
+    hardware: Hardware,
+    _runtime: Arc<Runtime>,
+}
+
+impl Host {
+    /// Starts everything for `config`.
+    pub fn start(config: Config) -> anyhow::Result<Host> {
+        let backend = backend(&config)?;
+        let hardware_name = backend.name().to_string();
+        let hardware = Hardware::start(
+            backend,
+            HardwareOptions {
+                led_count: config.hardware.leds.count,
+                brightness: config.hardware.leds.brightness,
+                max_tone: Duration::from_millis(config.hardware.buzzer.max_duration_ms.into()),
+                request_timeout: config.request_timeout(),
+            },
+        )
+        .context("failed to start the hardware thread")?;
+        let state_dir = config.state_dir();
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("cannot create the state directory {} (host.state_dir)", state_dir.display()))?;
+        let runtime = Arc::new(Runtime::new(&state_dir.join("cache"))?);
+        let services = HostServices {
+            hardware: hardware.handle(),
+            state_dir: state_dir.clone(),
+        };
+        let shared = Shared::new();
+        let (commands, command_rx) = crossbeam_channel::bounded(16);
+        let listen = config.host.listen;
+        let workers = config.host.http_workers;
+        let scheduler = scheduler::spawn(config, runtime.clone(), services, shared.clone(), hardware_name.clone(), command_rx)
+            .context("failed to start the scheduler thread")?;
+        let state = Arc::new(AppState::new(shared, hardware.handle(), hardware_name));
+        let http = HttpServer::start(listen, workers, state)?;
+        log::info!("listening on http://{}", http.addr);
+        Ok(Host {
+            addr: http.addr,
+            http: Some(http),
+            scheduler: Some(scheduler),
+            commands,
+            hardware,
+            _runtime: runtime,
+        })
+    }
+
+    /// Stops HTTP, the scheduler and the hardware, in that order.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(http) = self.http.take() {
+            http.stop();
+        }
+        if let Some(scheduler) = self.scheduler.take() {
+            let _ = self.commands.send(Command::Stop);
+            let _ = scheduler.join();
+        }
+        self.hardware.shutdown();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Runs the host until SIGINT or SIGTERM.
+pub fn run(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
+    let config = load_config(&config_path, &overrides)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("failed to install signal handlers")?;
+    }
+    let host = Host::start(config)?;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    log::info!("shutting down");
+    host.stop();
+    log::info!("stopped: LEDs off, buzzer silent");
+    Ok(())
+}

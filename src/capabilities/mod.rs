@@ -1,0 +1,219 @@
+//! Host capabilities: one module per contract interface.
+//!
+//! Each module has the same parts: its grant (from `[plugins.NAME.grants]`),
+//! its per-instance state (a field of [`PluginCtx`]), its linker registration
+//! and its WIT trait impl. A plugin's linker only gets the interfaces its
+//! grants name, so an ungranted import cannot even be instantiated; within a
+//! granted interface, every argument (pin, address, LED) is checked against
+//! the grant before anything reaches the hardware thread.
+//!
+//! WASI is linked for every plugin because componentize-py's CPython imports
+//! it, but its context grants nothing: no preopened folders, no environment,
+//! no arguments, no sockets, stdin closed.
+
+pub mod buzzer;
+pub mod gpio;
+pub mod leds;
+pub mod log;
+pub mod settings;
+pub mod state;
+pub mod system;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::config::{Grants, Limits, PluginConfig};
+use crate::contract;
+use crate::hardware::HardwareHandle;
+
+/// Bytes of a plugin's stdout/stderr kept per call (Python tracebacks land
+/// in stderr).
+pub const OUTPUT_CAPTURE_BYTES: usize = 64 * 1024;
+
+/// Everything one plugin instance's store holds.
+pub struct PluginCtx {
+    pub plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    pub stdout: MemoryOutputPipe,
+    pub stderr: MemoryOutputPipe,
+    pub gpio: gpio::Gpio,
+    pub leds: leds::Leds,
+    pub buzzer: buzzer::Buzzer,
+    pub system: system::System,
+    pub state: state::State,
+    pub log: log::Log,
+    pub settings: settings::Settings,
+}
+
+impl WasiView for PluginCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl contract::types::Host for PluginCtx {}
+
+/// What every plugin's capabilities share: the hardware, and counters of
+/// refused calls.
+#[derive(Clone)]
+pub struct HostServices {
+    pub hardware: HardwareHandle,
+    pub state_dir: std::path::PathBuf,
+}
+
+/// Long-lived per-plugin pieces that outlive any one instance: the state
+/// store, the refusal counter, the LED buffer's ownership.
+pub struct PluginShared {
+    pub name: Arc<str>,
+    pub grants: Grants,
+    pub settings: toml::Table,
+    pub limits: Limits,
+    pub state: Arc<Mutex<state::Store>>,
+    pub denied: Arc<Denials>,
+}
+
+impl PluginShared {
+    pub fn new(name: &str, config: &PluginConfig, limits: Limits, services: &HostServices) -> anyhow::Result<PluginShared> {
+        let quota = if config.grants.allows("state") {
+            config
+                .grants
+                .state_quota_bytes
+                .unwrap_or(crate::config::DEFAULT_STATE_QUOTA_BYTES)
+        } else {
+            0
+        };
+        let store = state::Store::open(&services.state_dir.join("state"), name, quota)
+            .with_context(|| format!("failed to open the state store of plugin `{name}`"))?;
+        Ok(PluginShared {
+            name: name.into(),
+            grants: config.grants.clone(),
+            settings: config.settings.clone(),
+            limits,
+            state: Arc::new(Mutex::new(store)),
+            denied: Arc::new(Denials::default()),
+        })
+    }
+
+    /// A fresh store context for one instance of this plugin.
+    pub fn context(&self, services: &HostServices) -> PluginCtx {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_mb as usize * 1024 * 1024)
+            .instances(16)
+            .tables(64)
+            .memories(4)
+            .trap_on_grow_failure(false)
+            .build();
+        let refuse = Refuser {
+            plugin: self.name.clone(),
+            denied: self.denied.clone(),
+        };
+        PluginCtx {
+            plugin: self.name.clone(),
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            stdout,
+            stderr,
+            gpio: gpio::Gpio::new(&self.grants, services.hardware.clone(), refuse.clone()),
+            leds: leds::Leds::new(&self.grants, services.hardware.clone(), refuse.clone()),
+            buzzer: buzzer::Buzzer::new(services.hardware.clone()),
+            system: system::System::new(services.hardware.clone()),
+            state: state::State::new(self.state.clone()),
+            log: log::Log::new(self.name.clone()),
+            settings: settings::Settings::new(&self.settings),
+        }
+    }
+}
+
+/// Counts and logs (at most once every few seconds) calls a grant refused.
+#[derive(Default)]
+pub struct Denials {
+    pub count: AtomicU64,
+    last_log: Mutex<Option<Instant>>,
+}
+
+const DENIAL_LOG_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Refuser {
+    plugin: Arc<str>,
+    denied: Arc<Denials>,
+}
+
+impl Refuser {
+    /// Records a refused call and returns the message the plugin gets.
+    pub fn refuse(&self, message: String) -> String {
+        let n = self.denied.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut last) = self.denied.last_log.lock() {
+            if last.is_none_or(|t| t.elapsed() >= DENIAL_LOG_EVERY) {
+                *last = Some(Instant::now());
+                ::log::warn!(target: "grants", "plugin `{}`: {message} ({n} refused so far)", self.plugin);
+            }
+        }
+        message
+    }
+
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+}
+
+/// Builds the linker for a plugin with these grants: WASI (which grants
+/// nothing) plus exactly the granted contract interfaces.
+pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> anyhow::Result<Linker<PluginCtx>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("failed to link WASI")?;
+    contract::types::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
+    for interface in &grants.interfaces {
+        match interface.as_str() {
+            "gpio-provider" => contract::gpio_provider::add_to_linker::<_, HasSelf<gpio::Gpio>>(&mut linker, |c| &mut c.gpio)?,
+            "led-controller" => contract::led_controller::add_to_linker::<_, HasSelf<leds::Leds>>(&mut linker, |c| &mut c.leds)?,
+            "buzzer-controller" => contract::buzzer_controller::add_to_linker::<_, HasSelf<buzzer::Buzzer>>(&mut linker, |c| &mut c.buzzer)?,
+            "system" => contract::system::add_to_linker::<_, HasSelf<system::System>>(&mut linker, |c| &mut c.system)?,
+            "state" => contract::state::add_to_linker::<_, HasSelf<state::State>>(&mut linker, |c| &mut c.state)?,
+            "log" => contract::log::add_to_linker::<_, HasSelf<log::Log>>(&mut linker, |c| &mut c.log)?,
+            "settings" => contract::settings::add_to_linker::<_, HasSelf<settings::Settings>>(&mut linker, |c| &mut c.settings)?,
+            other => bail!("unknown interface `{other}` in grants"),
+        }
+    }
+    Ok(linker)
+}
+
+/// Contract interfaces `component` imports that `grants` does not allow,
+/// and imports from other packages that this host does not provide.
+pub fn ungranted_imports(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+    grants: &Grants,
+) -> Vec<String> {
+    let prefix = format!("{}/", contract::PACKAGE);
+    component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| {
+            let interface = name.strip_prefix(&prefix)?;
+            let interface = interface.split('@').next().unwrap_or(interface);
+            (interface != "types" && !grants.allows(interface)).then(|| interface.to_string())
+        })
+        .collect()
+}

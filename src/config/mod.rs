@@ -1,0 +1,449 @@
+//! The typed `host.toml`.
+//!
+//! Every table denies unknown keys, so a typo is an error instead of a
+//! silently ignored setting. Errors name the file, the key and the line,
+//! because a user editing a config on a headless Pi over ssh has nothing else
+//! to go on. Relative paths in the file are resolved against the directory
+//! the file is in, so the host behaves the same whatever its working
+//! directory is (systemd starts it in `/`).
+
+mod error;
+
+pub use error::ConfigError;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Which hardware backend drives the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HardwareMode {
+    /// `pi` on a Raspberry Pi, `sim` everywhere else.
+    Auto,
+    /// Simulated sensors and actuators.
+    Sim,
+    /// Real devices through GPIO, I2C and the LED strip driver.
+    Pi,
+}
+
+impl std::str::FromStr for HardwareMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "sim" => Ok(Self::Sim),
+            "pi" => Ok(Self::Pi),
+            other => Err(format!(
+                "unknown hardware mode `{other}`: expected auto, sim or pi"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for HardwareMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Sim => "sim",
+            Self::Pi => "pi",
+        })
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub host: HostSection,
+    #[serde(default)]
+    pub hardware: HardwareSection,
+    /// Defaults for every plugin's limits; a plugin's own `limits` table
+    /// overrides single keys.
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// The file this was read from; resolved paths are relative to its folder.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostSection {
+    pub listen: SocketAddr,
+    pub hardware: HardwareMode,
+    /// Folder holding `<name>/<name>.wasm` for every plugin.
+    pub plugins_dir: PathBuf,
+    /// Writable folder for the artifact cache and plugin state.
+    pub state_dir: PathBuf,
+    /// Threads answering HTTP requests.
+    pub http_workers: usize,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            hardware: HardwareMode::Auto,
+            plugins_dir: PathBuf::from("../plugins"),
+            state_dir: PathBuf::from("../var"),
+            http_workers: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardwareSection {
+    /// How long a caller waits for the hardware thread before giving up.
+    pub request_timeout_ms: u64,
+    pub sim: SimSection,
+    pub leds: LedSection,
+    pub buzzer: BuzzerSection,
+}
+
+impl Default for HardwareSection {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 250,
+            sim: SimSection::default(),
+            leds: LedSection::default(),
+            buzzer: BuzzerSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSection {
+    /// Same seed, same readings: tests and demos are repeatable.
+    pub seed: u64,
+    /// Pins with a simulated DHT22.
+    pub dht22_pins: Vec<u8>,
+    /// I2C addresses with a simulated BME680.
+    pub bme680_addresses: Vec<u8>,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            dht22_pins: vec![4],
+            bme680_addresses: vec![0x77],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedSection {
+    /// Number of WS2812B LEDs on the strip.
+    pub count: u8,
+    /// Data pin (BCM); 18 is the PWM pin rs_ws281x drives.
+    pub pin: u8,
+    /// Global brightness cap, 0–255, applied to every colour.
+    pub brightness: u8,
+}
+
+impl Default for LedSection {
+    fn default() -> Self {
+        Self {
+            count: 3,
+            pin: 18,
+            brightness: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuzzerSection {
+    pub pin: u8,
+    /// Longest single tone the host will play, whatever a plugin asks for.
+    pub max_duration_ms: u32,
+}
+
+impl Default for BuzzerSection {
+    fn default() -> Self {
+        Self {
+            pin: 17,
+            max_duration_ms: 2000,
+        }
+    }
+}
+
+/// Resource limits for one plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wasm fuel per call (roughly instructions); a `poll` uses ~130 k, a
+    /// dashboard render ~1.3 M.
+    pub fuel: u64,
+    /// Wall-clock limit per call, enforced by epoch interruption.
+    pub deadline_ms: u64,
+    /// Linear memory ceiling. A componentize-py plugin starts at 12.4 MiB.
+    pub memory_mb: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 200_000_000,
+            deadline_ms: 1000,
+            memory_mb: 64,
+        }
+    }
+}
+
+/// Per-plugin overrides of [`Limits`]; missing keys inherit `[limits]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub fuel: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub memory_mb: Option<u32>,
+}
+
+impl LimitOverrides {
+    pub fn apply(&self, base: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(base.fuel),
+            deadline_ms: self.deadline_ms.unwrap_or(base.deadline_ms),
+            memory_mb: self.memory_mb.unwrap_or(base.memory_mb),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Component file; default `<plugins_dir>/<name>/<name>.wasm`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// How often the scheduler calls `poll`. Ignored for the dashboard,
+    /// which renders when the data changes.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    #[serde(default)]
+    pub grants: Grants,
+    /// Free-form settings the plugin reads through the `settings` interface.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_interval() -> u64 {
+    2000
+}
+
+/// What a plugin may touch. Everything defaults to nothing.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grants {
+    /// Contract interfaces the plugin may import, by WIT name
+    /// (`gpio-provider`, `led-controller`, ...). See [`INTERFACES`].
+    pub interfaces: Vec<String>,
+    /// GPIO pins (BCM) the plugin may read a DHT22 on.
+    pub dht22_pins: Vec<u8>,
+    /// I2C addresses the plugin may read a BME680 at.
+    pub i2c_addresses: Vec<u8>,
+    /// LED indices the plugin may set.
+    pub leds: Vec<u8>,
+    /// Bytes the plugin may keep in its state store.
+    pub state_quota_bytes: Option<u64>,
+}
+
+/// The contract interfaces a grant can name.
+pub const INTERFACES: &[&str] = &[
+    "gpio-provider",
+    "led-controller",
+    "buzzer-controller",
+    "system",
+    "state",
+    "log",
+    "settings",
+];
+
+/// State quota when a plugin is granted `state` without naming one.
+pub const DEFAULT_STATE_QUOTA_BYTES: u64 = 64 * 1024;
+
+/// The fastest poll rate the scheduler accepts.
+pub const MIN_INTERVAL_MS: u64 = 50;
+
+impl Grants {
+    pub fn allows(&self, interface: &str) -> bool {
+        self.interfaces.iter().any(|i| i == interface)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        config.source = path.to_path_buf();
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::invalid(path, text, &key, message))?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges, names, cross-references. Returns the
+    /// dotted key at fault and what would be valid.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.host.http_workers == 0 || self.host.http_workers > 64 {
+            return Err((
+                "host.http_workers".into(),
+                "must be between 1 and 64".into(),
+            ));
+        }
+        if self.hardware.request_timeout_ms == 0 {
+            return Err((
+                "hardware.request_timeout_ms".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        check_limits("limits", &self.limits)?;
+        for (name, plugin) in &self.plugins {
+            let key = |k: &str| format!("plugins.{name}.{k}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err((
+                    format!("plugins.{name}"),
+                    "plugin names may use only letters, digits, `_` and `-`".into(),
+                ));
+            }
+            if plugin.interval_ms < MIN_INTERVAL_MS {
+                return Err((
+                    key("interval_ms"),
+                    format!("must be at least {MIN_INTERVAL_MS} ms"),
+                ));
+            }
+            check_limits(&key("limits"), &plugin.limits.apply(self.limits))?;
+            for interface in &plugin.grants.interfaces {
+                if !INTERFACES.contains(&interface.as_str()) {
+                    return Err((
+                        key("grants.interfaces"),
+                        format!(
+                            "unknown interface `{interface}`: expected one of {}",
+                            INTERFACES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for &index in &plugin.grants.leds {
+                if index >= self.hardware.leds.count {
+                    return Err((
+                        key("grants.leds"),
+                        format!(
+                            "LED {index} does not exist: the strip has {} LEDs (hardware.leds.count)",
+                            self.hardware.leds.count
+                        ),
+                    ));
+                }
+            }
+            for &addr in &plugin.grants.i2c_addresses {
+                if !(0x08..=0x77).contains(&addr) {
+                    return Err((
+                        key("grants.i2c_addresses"),
+                        format!("{addr:#04x} is not a 7-bit I2C device address (0x08–0x77)"),
+                    ));
+                }
+            }
+            for &pin in &plugin.grants.dht22_pins {
+                if pin > 27 {
+                    return Err((
+                        key("grants.dht22_pins"),
+                        format!("GPIO {pin} is not a header pin (BCM 0–27)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the file against the file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        let base = self.source.parent().unwrap_or_else(|| Path::new("."));
+        base.join(path)
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.resolve(&self.host.plugins_dir)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.host.state_dir)
+    }
+
+    /// The component file of plugin `name`.
+    pub fn plugin_file(&self, name: &str) -> PathBuf {
+        match self.plugins.get(name).and_then(|p| p.file.as_ref()) {
+            Some(file) => self.resolve(file),
+            None => self.plugins_dir().join(name).join(format!("{name}.wasm")),
+        }
+    }
+
+    /// The limits plugin `name` runs with.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        self.plugins
+            .get(name)
+            .map(|p| p.limits.apply(self.limits))
+            .unwrap_or(self.limits)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.hardware.request_timeout_ms)
+    }
+}
+
+fn check_limits(key: &str, limits: &Limits) -> Result<(), (String, String)> {
+    if limits.fuel < 1_000_000 {
+        return Err((
+            format!("{key}.fuel"),
+            "must be at least 1000000: a Python call needs ~130000 just to return".into(),
+        ));
+    }
+    if limits.deadline_ms < 10 || limits.deadline_ms > 60_000 {
+        return Err((
+            format!("{key}.deadline_ms"),
+            "must be between 10 and 60000".into(),
+        ));
+    }
+    if limits.memory_mb < 16 {
+        return Err((
+            format!("{key}.memory_mb"),
+            "must be at least 16: a componentize-py plugin starts with 12.4 MiB of linear memory"
+                .into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The one `bindgen!` over `wit/plugin.wit`.
+//!
+//! Bindings are generated from the `host` world, which imports every
+//! capability and exports every entry point; each plugin's world is a subset
+//! of it. Imports are linked one interface at a time (see `capabilities`), and
+//! exports are looked up one interface at a time (see `runtime`), so a plugin
+//! only needs the pieces its own world has.
+
+wasmtime::component::bindgen!({
+    world: "host",
+    path: "wit",
+});
+
+pub use exports::wasi_python_host::plugin::{bme680_logic, dashboard, dht22_logic, pi_monitor_logic};
+pub use wasi_python_host::plugin::{
+    buzzer_controller, gpio_provider, led_controller, log, settings, state, system, types,
+};
+
+/// The WIT package the host implements, as it appears in import names.
+pub const PACKAGE: &str = "wasi-python-host:plugin";
+/// The contract version; a plugin built against another major.minor is refused.
+pub const VERSION: &str = "0.1.0";

@@ -1,0 +1,497 @@
+//! The hardware thread: the only code that touches devices.
+//!
+//! One thread owns the backend (`sim` or `pi`). Everyone else holds a
+//! [`HardwareHandle`] and sends it a [`Request`] with a one-slot reply channel,
+//! then waits with a timeout, so a stuck sensor can never hang a plugin call
+//! or an HTTP worker. The thread also owns the timing rules that must not be
+//! left to plugins: the DHT22's 2 s minimum read interval (answered from the
+//! last good reading in between) and buzzer patterns, which it plays by
+//! waking at each edge while still serving other requests.
+//!
+//! This module knows nothing about WebAssembly or HTTP.
+
+mod sim;
+
+pub use sim::SimBackend;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+/// The DHT22 cannot be read more often than this; a faster read returns
+/// the previous frame or garbage.
+pub const DHT22_MIN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A temperature and humidity pair from a DHT22.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dht22Sample {
+    pub temperature_c: f32,
+    pub humidity_pct: f32,
+}
+
+/// A compensated BME680 measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bme680Sample {
+    pub temperature_c: f32,
+    pub humidity_pct: f32,
+    pub pressure_hpa: f32,
+    /// 0 when `gas_valid` is false.
+    pub gas_resistance_ohm: f32,
+    /// The heater was stable and the gas reading is meaningful.
+    pub gas_valid: bool,
+}
+
+/// Memory, load and uptime of the device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemStats {
+    pub ram_used_bytes: u64,
+    pub ram_total_bytes: u64,
+    pub uptime_s: u64,
+    pub load_1m: f32,
+}
+
+/// A buzzer pattern: `count` tones of `on` separated by `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuzzPattern {
+    pub count: u8,
+    pub on: Duration,
+    pub off: Duration,
+}
+
+/// Values a test or a demo pins on a simulated sensor; `None` fields follow
+/// the simulation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SimOverride {
+    pub temperature_c: Option<f32>,
+    pub humidity_pct: Option<f32>,
+    pub pressure_hpa: Option<f32>,
+    pub gas_resistance_ohm: Option<f32>,
+}
+
+/// Which simulated device an override or fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimDevice {
+    Dht22 { pin: u8 },
+    Bme680 { addr: u8 },
+    Cpu,
+}
+
+/// What the actuators are doing, as last set by the hardware thread.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActuatorStatus {
+    /// Colours currently shown on the strip (after the brightness cap is
+    /// removed: these are the colours plugins asked for).
+    pub leds: Vec<[u8; 3]>,
+    pub buzzer_on: bool,
+    /// A pattern is playing (the buzzer may be between two beeps).
+    pub buzzer_pattern_active: bool,
+    /// Tones started since the host started.
+    pub beeps_total: u64,
+    pub backend: &'static str,
+}
+
+/// Why a hardware request failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HwError {
+    /// The hardware thread did not answer in time; the device may be hung.
+    Timeout,
+    /// The request queue is full; the caller should retry later.
+    Busy,
+    /// The hardware thread has stopped (the host is shutting down).
+    Stopped,
+    /// No such device is configured or it did not answer.
+    NotPresent(String),
+    /// The device answered with bad data (checksum, out of range).
+    Sensor(String),
+    /// The backend cannot do this (e.g. overrides on real hardware).
+    Unsupported(String),
+}
+
+impl fmt::Display for HwError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HwError::Timeout => write!(f, "hardware did not answer in time"),
+            HwError::Busy => write!(f, "hardware queue is full, try again"),
+            HwError::Stopped => write!(f, "hardware thread has stopped"),
+            HwError::NotPresent(m) | HwError::Sensor(m) | HwError::Unsupported(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for HwError {}
+
+/// What a backend must do; timing policy lives in the hardware thread.
+pub trait Backend: Send {
+    fn name(&self) -> &'static str;
+    fn read_dht22(&mut self, pin: u8) -> Result<Dht22Sample, HwError>;
+    fn read_bme680(&mut self, addr: u8) -> Result<Bme680Sample, HwError>;
+    fn cpu_temp_c(&mut self) -> Result<f32, HwError>;
+    fn system_stats(&mut self) -> Result<SystemStats, HwError>;
+    /// Shows `frame` (already brightness-capped) on the strip.
+    fn show_leds(&mut self, frame: &[[u8; 3]]) -> Result<(), HwError>;
+    fn set_buzzer(&mut self, on: bool) -> Result<(), HwError>;
+    fn set_override(&mut self, _device: SimDevice, _values: Option<SimOverride>) -> Result<(), HwError> {
+        Err(HwError::Unsupported(format!(
+            "the `{}` backend has no simulated values to override",
+            self.name()
+        )))
+    }
+}
+
+type Reply<T> = Sender<Result<T, HwError>>;
+
+/// A request to the hardware thread.
+enum Request {
+    ReadDht22 { pin: u8, reply: Reply<Dht22Sample> },
+    ReadBme680 { addr: u8, reply: Reply<Bme680Sample> },
+    CpuTemp { reply: Reply<f32> },
+    SystemStats { reply: Reply<SystemStats> },
+    /// Sets LEDs by index and shows the strip.
+    SetLeds { colors: Vec<(u8, [u8; 3])>, reply: Reply<()> },
+    Buzz { pattern: BuzzPattern, reply: Reply<()> },
+    BuzzerOff,
+    Override { device: SimDevice, values: Option<SimOverride>, reply: Reply<()> },
+    Shutdown,
+}
+
+/// Settings the hardware thread needs.
+#[derive(Debug, Clone)]
+pub struct HardwareOptions {
+    pub led_count: u8,
+    pub brightness: u8,
+    pub max_tone: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A cloneable way to talk to the hardware thread.
+#[derive(Clone)]
+pub struct HardwareHandle {
+    tx: Sender<Request>,
+    status: Arc<RwLock<ActuatorStatus>>,
+    timeout: Duration,
+}
+
+/// The running hardware thread; dropping it turns actuators off and joins.
+pub struct Hardware {
+    handle: HardwareHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hardware {
+    /// Starts the hardware thread with `backend`.
+    pub fn start(backend: Box<dyn Backend>, options: HardwareOptions) -> std::io::Result<Hardware> {
+        let (tx, rx) = bounded(64);
+        let status = Arc::new(RwLock::new(ActuatorStatus {
+            leds: vec![[0, 0, 0]; options.led_count as usize],
+            backend: backend.name(),
+            ..ActuatorStatus::default()
+        }));
+        let timeout = options.request_timeout;
+        let worker = Worker {
+            backend,
+            options,
+            status: status.clone(),
+            dht22_cache: HashMap::new(),
+            frame: Vec::new(),
+            pattern: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("hardware".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(Hardware {
+            handle: HardwareHandle {
+                tx,
+                status,
+                timeout,
+            },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> HardwareHandle {
+        self.handle.clone()
+    }
+
+    /// Turns actuators off and stops the thread.
+    pub fn shutdown(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // A blocking send: shutdown must not be lost to a full queue.
+            let _ = self.handle.tx.send(Request::Shutdown);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Hardware {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl HardwareHandle {
+    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, HwError> {
+        let (reply, answer) = bounded(1);
+        self.tx.try_send(make(reply)).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => HwError::Busy,
+            crossbeam_channel::TrySendError::Disconnected(_) => HwError::Stopped,
+        })?;
+        match answer.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(HwError::Timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(HwError::Stopped),
+        }
+    }
+
+    pub fn read_dht22(&self, pin: u8) -> Result<Dht22Sample, HwError> {
+        self.ask(|reply| Request::ReadDht22 { pin, reply })
+    }
+
+    pub fn read_bme680(&self, addr: u8) -> Result<Bme680Sample, HwError> {
+        self.ask(|reply| Request::ReadBme680 { addr, reply })
+    }
+
+    pub fn cpu_temp_c(&self) -> Result<f32, HwError> {
+        self.ask(|reply| Request::CpuTemp { reply })
+    }
+
+    pub fn system_stats(&self) -> Result<SystemStats, HwError> {
+        self.ask(|reply| Request::SystemStats { reply })
+    }
+
+    /// Sets the given LEDs and shows the strip.
+    pub fn set_leds(&self, colors: Vec<(u8, [u8; 3])>) -> Result<(), HwError> {
+        self.ask(|reply| Request::SetLeds { colors, reply })
+    }
+
+    /// Starts a buzzer pattern, replacing any pattern still playing.
+    pub fn buzz(&self, pattern: BuzzPattern) -> Result<(), HwError> {
+        self.ask(|reply| Request::Buzz { pattern, reply })
+    }
+
+    /// Silences the buzzer now. Never waits: this is the safe-state path.
+    pub fn buzzer_off(&self) {
+        let _ = self.tx.try_send(Request::BuzzerOff);
+    }
+
+    /// Pins (or with `None`, releases) simulated values.
+    pub fn set_override(&self, device: SimDevice, values: Option<SimOverride>) -> Result<(), HwError> {
+        self.ask(|reply| Request::Override {
+            device,
+            values,
+            reply,
+        })
+    }
+
+    /// The actuators' state, without a round trip to the thread.
+    pub fn status(&self) -> ActuatorStatus {
+        self.status
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+}
+
+struct Worker {
+    backend: Box<dyn Backend>,
+    options: HardwareOptions,
+    status: Arc<RwLock<ActuatorStatus>>,
+    /// Last read per pin: (when, result). Reads inside the minimum interval
+    /// are answered from here.
+    dht22_cache: HashMap<u8, (Instant, Result<Dht22Sample, HwError>)>,
+    /// Colours plugins asked for, before the brightness cap.
+    frame: Vec<[u8; 3]>,
+    /// Pending buzzer edges: (when, on), soonest last.
+    pattern: Vec<(Instant, bool)>,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Request>) {
+        self.frame = vec![[0, 0, 0]; self.options.led_count as usize];
+        self.safe_state();
+        loop {
+            let request = match self.pattern.last() {
+                Some(&(at, _)) => match rx.recv_deadline(at) {
+                    Ok(r) => Some(r),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(r) => Some(r),
+                    Err(_) => break,
+                },
+            };
+            self.play_due_edges();
+            match request {
+                None => {}
+                Some(Request::Shutdown) => break,
+                Some(r) => self.handle(r),
+            }
+        }
+        self.safe_state();
+    }
+
+    fn handle(&mut self, request: Request) {
+        // A reply whose caller has given up is dropped: that is fine.
+        match request {
+            Request::ReadDht22 { pin, reply } => {
+                let _ = reply.send(self.read_dht22(pin));
+            }
+            Request::ReadBme680 { addr, reply } => {
+                let _ = reply.send(self.backend.read_bme680(addr));
+            }
+            Request::CpuTemp { reply } => {
+                let _ = reply.send(self.backend.cpu_temp_c());
+            }
+            Request::SystemStats { reply } => {
+                let _ = reply.send(self.backend.system_stats());
+            }
+            Request::SetLeds { colors, reply } => {
+                let _ = reply.send(self.set_leds(&colors));
+            }
+            Request::Buzz { pattern, reply } => {
+                let _ = reply.send(self.start_pattern(pattern));
+            }
+            Request::BuzzerOff => self.stop_buzzer(),
+            Request::Override {
+                device,
+                values,
+                reply,
+            } => {
+                if let SimDevice::Dht22 { pin } = device {
+                    // A pinned value shows on the next read, not 2 s later.
+                    self.dht22_cache.remove(&pin);
+                }
+                let _ = reply.send(self.backend.set_override(device, values));
+            }
+            Request::Shutdown => {}
+        }
+    }
+
+    fn read_dht22(&mut self, pin: u8) -> Result<Dht22Sample, HwError> {
+        if let Some((at, result)) = self.dht22_cache.get(&pin) {
+            if at.elapsed() < DHT22_MIN_INTERVAL {
+                return result.clone();
+            }
+        }
+        let result = self.backend.read_dht22(pin);
+        self.dht22_cache.insert(pin, (Instant::now(), result.clone()));
+        result
+    }
+
+    fn set_leds(&mut self, colors: &[(u8, [u8; 3])]) -> Result<(), HwError> {
+        for &(index, color) in colors {
+            match self.frame.get_mut(index as usize) {
+                Some(slot) => *slot = color,
+                None => {
+                    return Err(HwError::NotPresent(format!(
+                        "LED {index} does not exist: the strip has {} LEDs",
+                        self.frame.len()
+                    )))
+                }
+            }
+        }
+        self.show()
+    }
+
+    fn show(&mut self) -> Result<(), HwError> {
+        let brightness = u16::from(self.options.brightness);
+        let capped: Vec<[u8; 3]> = self
+            .frame
+            .iter()
+            .map(|c| c.map(|v| ((u16::from(v) * brightness + 127) / 255) as u8))
+            .collect();
+        let result = self.backend.show_leds(&capped);
+        if let Ok(mut status) = self.status.write() {
+            status.leds = self.frame.clone();
+        }
+        result
+    }
+
+    fn start_pattern(&mut self, pattern: BuzzPattern) -> Result<(), HwError> {
+        let on = pattern.on.min(self.options.max_tone);
+        let now = Instant::now();
+        let mut edges = Vec::with_capacity(pattern.count as usize * 2);
+        let mut at = now;
+        for _ in 0..pattern.count {
+            edges.push((at, true));
+            at += on;
+            edges.push((at, false));
+            at += pattern.off;
+        }
+        edges.reverse();
+        self.pattern = edges;
+        self.play_due_edges();
+        Ok(())
+    }
+
+    fn play_due_edges(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, on)) = self.pattern.last() {
+            if at > now {
+                break;
+            }
+            self.pattern.pop();
+            self.set_buzzer(on);
+        }
+        if let Ok(mut status) = self.status.write() {
+            status.buzzer_pattern_active = !self.pattern.is_empty();
+        }
+    }
+
+    fn set_buzzer(&mut self, on: bool) {
+        if let Err(e) = self.backend.set_buzzer(on) {
+            log::warn!("buzzer: {e}");
+        }
+        if let Ok(mut status) = self.status.write() {
+            if on && !status.buzzer_on {
+                status.beeps_total += 1;
+            }
+            status.buzzer_on = on;
+        }
+    }
+
+    fn stop_buzzer(&mut self) {
+        self.pattern.clear();
+        self.set_buzzer(false);
+        if let Ok(mut status) = self.status.write() {
+            status.buzzer_pattern_active = false;
+        }
+    }
+
+    /// LEDs off, buzzer silent: where the device rests when nobody drives it.
+    fn safe_state(&mut self) {
+        self.stop_buzzer();
+        self.frame.iter_mut().for_each(|c| *c = [0, 0, 0]);
+        if let Err(e) = self.show() {
+            log::warn!("LED strip: {e}");
+        }
+    }
+}
+
+/// Unix time now, in milliseconds.
+pub fn unix_time_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Memory, load and uptime from the kernel via sysinfo; the same on a Pi
+/// and a laptop, so both backends use it.
+pub(crate) fn read_system_stats(sys: &mut sysinfo::System) -> Result<SystemStats, HwError> {
+    sys.refresh_memory();
+    Ok(SystemStats {
+        ram_used_bytes: sys.used_memory(),
+        ram_total_bytes: sys.total_memory(),
+        uptime_s: sysinfo::System::uptime().unwrap_or(0),
+        load_1m: sysinfo::System::load_average()
+            .map(|l| l.one as f32)
+            .unwrap_or(0.0),
+    })
+}

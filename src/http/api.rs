@@ -1,0 +1,199 @@
+//! JSON endpoints.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{AppState, Request, Response};
+use crate::hardware::{unix_time_ms, BuzzPattern, SimDevice, SimOverride};
+use crate::plugins::Health;
+use crate::scheduler::{SensorReading, SystemReading};
+
+/// The scheduler is considered stuck when its loop has not turned for this long.
+const HEARTBEAT_STALE_MS: u64 = 5_000;
+
+/// `GET /api`: the user's documented shape (`readings[]`, `last_update`),
+/// plus system stats, LEDs, buzzer, plugins and the backend.
+///
+/// Serialised from typed structs, not `json!`: a `serde_json::Value` widens
+/// `f32` to `f64`, and 21.5 °C would read 21.500000953674316.
+pub fn readings(state: &AppState) -> Response {
+    #[derive(Serialize)]
+    struct Led {
+        index: usize,
+        r: u8,
+        g: u8,
+        b: u8,
+    }
+    #[derive(Serialize)]
+    struct Buzzer {
+        active: bool,
+        on: bool,
+        beeps_total: u64,
+    }
+    #[derive(Serialize)]
+    struct Api<'a> {
+        readings: Vec<&'a SensorReading>,
+        last_update: u64,
+        system: Option<&'a SystemReading>,
+        leds: Vec<Led>,
+        buzzer: Buzzer,
+        plugins: Vec<serde_json::Value>,
+        hardware: &'a str,
+    }
+    let readings = state.shared.readings();
+    let actuators = state.hardware.status();
+    let body = Api {
+        readings: readings.all(),
+        last_update: readings.last_update_ms,
+        system: readings.system.as_ref(),
+        leds: actuators
+            .leds
+            .iter()
+            .enumerate()
+            .map(|(index, &[r, g, b])| Led { index, r, g, b })
+            .collect(),
+        buzzer: Buzzer {
+            active: actuators.buzzer_on || actuators.buzzer_pattern_active,
+            on: actuators.buzzer_on,
+            beeps_total: actuators.beeps_total,
+        },
+        plugins: plugin_summaries(state),
+        hardware: &state.hardware_name,
+    };
+    Response::new(200, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn plugin_summaries(state: &AppState) -> Vec<serde_json::Value> {
+    state
+        .shared
+        .plugins()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "status": p.status,
+                "version": p.version,
+                "calls": p.calls,
+                "failures": p.failures,
+                "last_error": p.last_error,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/plugins`: everything the host knows about each plugin.
+pub fn plugins(state: &AppState) -> Response {
+    Response::json(200, &json!({ "plugins": state.shared.plugins() }))
+}
+
+/// `GET /healthz`: 200 when the scheduler is turning and no plugin is
+/// quarantined or failed to load; 503 otherwise, with the reasons.
+pub fn healthz(state: &AppState) -> Response {
+    let heartbeat = state.shared.heartbeat_ms.load(Ordering::Relaxed);
+    let age_ms = unix_time_ms().saturating_sub(heartbeat);
+    let mut problems = Vec::new();
+    if age_ms > HEARTBEAT_STALE_MS {
+        problems.push(format!("scheduler has not run for {age_ms} ms"));
+    }
+    for p in state.shared.plugins() {
+        if matches!(p.status, Health::Quarantined | Health::LoadFailed) {
+            problems.push(format!("plugin `{}` is {}: {}", p.name, serde_json::to_value(p.status).unwrap_or_default().as_str().unwrap_or(""), p.last_error));
+        }
+    }
+    let status = if problems.is_empty() { 200 } else { 503 };
+    Response::json(
+        status,
+        &json!({
+            "status": if problems.is_empty() { "ok" } else { "degraded" },
+            "problems": problems,
+            "uptime_s": state.started.elapsed().as_secs(),
+            "plugins_loaded": state.shared.loaded.load(Ordering::Relaxed),
+            "hardware": state.hardware_name,
+        }),
+    )
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(request: &'a Request) -> Result<T, Response> {
+    if let Some(ct) = &request.content_type {
+        if !ct.starts_with("application/json") {
+            return Err(Response::error(415, format!("expected Content-Type: application/json, got {ct}")));
+        }
+    }
+    serde_json::from_slice(&request.body).map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuzzerRequest {
+    /// `beep` (one short tone) or `long` (one long tone).
+    pattern: String,
+}
+
+/// `POST /api/buzzer` with `{"pattern": "beep" | "long"}`: the dashboard's
+/// Beep and Long Beep buttons.
+pub fn buzzer(request: &Request, state: &AppState) -> Response {
+    let body: BuzzerRequest = match parse_json(request) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let pattern = match body.pattern.as_str() {
+        "beep" => BuzzPattern { count: 1, on: Duration::from_millis(150), off: Duration::ZERO },
+        "long" => BuzzPattern { count: 1, on: Duration::from_millis(1000), off: Duration::ZERO },
+        other => return Response::error(400, format!("unknown pattern `{other}`: expected \"beep\" or \"long\"")),
+    };
+    match state.hardware.buzz(pattern) {
+        Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": body.pattern })),
+        Err(e) => Response::error(503, format!("buzzer: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimRequest {
+    /// `dht22`, `bme680` or `cpu`.
+    device: String,
+    pin: Option<u8>,
+    addr: Option<u8>,
+    temperature: Option<f32>,
+    humidity: Option<f32>,
+    pressure: Option<f32>,
+    gas_resistance_ohm: Option<f32>,
+    /// Release the device back to the simulation.
+    #[serde(default)]
+    clear: bool,
+}
+
+/// `POST /api/sim`: pin simulated sensor values (sim backend only), e.g.
+/// `{"device": "dht22", "pin": 4, "temperature": 35.0}`; `"clear": true`
+/// releases them.
+pub fn sim(request: &Request, state: &AppState) -> Response {
+    let body: SimRequest = match parse_json(request) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let device = match body.device.as_str() {
+        "dht22" => SimDevice::Dht22 { pin: body.pin.unwrap_or(4) },
+        "bme680" => SimDevice::Bme680 { addr: body.addr.unwrap_or(0x77) },
+        "cpu" => SimDevice::Cpu,
+        other => return Response::error(400, format!("unknown device `{other}`: expected dht22, bme680 or cpu")),
+    };
+    let values = (!body.clear).then_some(SimOverride {
+        temperature_c: body.temperature,
+        humidity_pct: body.humidity,
+        pressure_hpa: body.pressure,
+        gas_resistance_ohm: body.gas_resistance_ohm,
+    });
+    for (name, v) in [("temperature", body.temperature), ("humidity", body.humidity), ("pressure", body.pressure), ("gas_resistance_ohm", body.gas_resistance_ohm)] {
+        if v.is_some_and(|v| !v.is_finite()) {
+            return Response::error(400, format!("`{name}` must be a finite number"));
+        }
+    }
+    match state.hardware.set_override(device, values) {
+        Ok(()) => Response::json(200, &json!({ "ok": true })),
+        Err(crate::hardware::HwError::Unsupported(m)) => Response::error(409, m),
+        Err(e) => Response::error(503, e.to_string()),
+    }
+}

@@ -1,0 +1,15 @@
+//! wasi-python-host: runs Python plugins compiled to WebAssembly components
+//! on a Raspberry Pi, each with only the hardware it was granted.
+//!
+//! See ARCHITECTURE.md for the map; `app` wires the threads together.
+
+pub mod app;
+pub mod capabilities;
+pub mod config;
+pub mod contract;
+pub mod drivers;
+pub mod hardware;
+pub mod http;
+pub mod plugins;
+pub mod runtime;
+pub mod scheduler;

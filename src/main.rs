@@ -1,0 +1,84 @@
+//! `wasi-python-host [--config PATH] [--listen ADDR:PORT] [--hardware auto|sim|pi]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wasi_python_host::app::{self, Overrides};
+
+const USAGE: &str = "usage: wasi-python-host [--config PATH] [--listen ADDR:PORT] [--hardware auto|sim|pi]
+
+Runs Python plugins (WebAssembly components) against the configured hardware
+and serves the dashboard and JSON API.
+
+  --config PATH        host configuration (default: config/host.toml)
+  --listen ADDR:PORT   HTTP address, overrides host.listen
+  --hardware MODE      auto, sim or pi, overrides host.hardware
+  -h, --help           this text
+  -V, --version        the version";
+
+struct Args {
+    config: PathBuf,
+    overrides: Overrides,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        config: PathBuf::from("config/host.toml"),
+        overrides: Overrides::default(),
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "-V" | "--version" => {
+                println!("wasi-python-host {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            "--config" => parsed.config = PathBuf::from(value("--config")?),
+            "--listen" => {
+                let v = value("--listen")?;
+                parsed.overrides.listen = Some(
+                    v.parse()
+                        .map_err(|_| format!("--listen: `{v}` is not an ADDR:PORT such as 127.0.0.1:3000"))?,
+                );
+            }
+            "--hardware" => parsed.overrides.hardware = Some(value("--hardware")?.parse().map_err(|e| format!("--hardware: {e}"))?),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match app::run(args.config, args.overrides) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and why, with every cause.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Loaded plugins: their versions, health, backoff and quarantine.
+//!
+//! A [`Plugin`] lives on the scheduler thread and owns its compiled
+//! component and (at most) one live instance. A failed call throws the
+//! instance away, puts the plugin's actuators in their safe state and
+//! schedules a retry with exponential backoff; too many failures in a window
+//! quarantine the plugin until it is reloaded or re-enabled. What the rest of
+//! the host may know about a plugin is published in the [`Registry`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::capabilities::{self, HostServices, PluginShared};
+use crate::config::{Config, Limits};
+use crate::hardware::unix_time_ms;
+use crate::runtime::{Instance, Kind, PluginFailure, Runtime};
+
+/// First retry delay after a failure; doubles per consecutive failure.
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// This many failures inside [`QUARANTINE_WINDOW`] quarantine a plugin.
+pub const QUARANTINE_FAILURES: usize = 5;
+pub const QUARANTINE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Loading,
+    Running,
+    /// The last call failed; it will be retried after a backoff.
+    Failed,
+    /// Failed too often; not called until reloaded or re-enabled.
+    Quarantined,
+    /// The component could not be loaded (missing file, refused grants).
+    LoadFailed,
+    Disabled,
+}
+
+/// What the host publishes about one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub kind: Option<&'static str>,
+    pub status: Health,
+    pub file: String,
+    /// First 12 hex digits of the component's SHA-256.
+    pub version: String,
+    pub loaded_at_ms: u64,
+    pub calls: u64,
+    pub failures: u64,
+    pub failures_by_kind: BTreeMap<&'static str, u64>,
+    pub last_error: String,
+    pub last_error_kind: Option<&'static str>,
+    /// Python traceback of the last failure, if any.
+    pub last_error_detail: String,
+    pub last_call_ms: Option<u64>,
+    pub last_call_duration_us: u64,
+    pub last_call_fuel: u64,
+    pub denied_calls: u64,
+    pub interval_ms: u64,
+}
+
+impl PluginStatus {
+    pub fn new(name: &str, file: String, status: Health, interval_ms: u64) -> PluginStatus {
+        PluginStatus {
+            name: name.to_string(),
+            kind: None,
+            status,
+            file,
+            version: String::new(),
+            loaded_at_ms: 0,
+            calls: 0,
+            failures: 0,
+            failures_by_kind: BTreeMap::new(),
+            last_error: String::new(),
+            last_error_kind: None,
+            last_error_detail: String::new(),
+            last_call_ms: None,
+            last_call_duration_us: 0,
+            last_call_fuel: 0,
+            denied_calls: 0,
+            interval_ms,
+        }
+    }
+}
+
+/// Every plugin's published status, by name.
+pub type Registry = Arc<RwLock<BTreeMap<String, PluginStatus>>>;
+
+/// A loaded plugin on the scheduler thread.
+pub struct Plugin {
+    pub name: String,
+    pub kind: Kind,
+    pub interval: Duration,
+    pub limits: Limits,
+    shared: PluginShared,
+    prepared: crate::runtime::Prepared,
+    instance: Option<Instance>,
+    /// When the plugin may be called again after a failure.
+    retry_at: Option<Instant>,
+    consecutive_failures: u32,
+    recent_failures: VecDeque<Instant>,
+    quarantined: bool,
+    registry: Registry,
+    services: HostServices,
+}
+
+/// Loads plugin `name` as configured: reads and compiles (or takes from
+/// the cache) its component, checks its imports against its grants, and
+/// prepares it for fast instantiation.
+pub fn load(name: &str, config: &Config, runtime: &Runtime, services: &HostServices, registry: &Registry) -> anyhow::Result<Plugin> {
+    let plugin_config = config
+        .plugins
+        .get(name)
+        .with_context(|| format!("plugin `{name}` is not in the config"))?;
+    let file: PathBuf = config.plugin_file(name);
+    let bytes = std::fs::read(&file).with_context(|| {
+        format!(
+            "failed to read plugin {}: build it with scripts/build-plugins.sh",
+            file.display()
+        )
+    })?;
+    let version = Sha256::digest(&bytes).iter().take(6).map(|b| format!("{b:02x}")).collect::<String>();
+    let component = runtime
+        .cache()
+        .load_or_compile(runtime.engine(), &bytes)
+        .with_context(|| format!("failed to compile plugin {}", file.display()))?;
+    let missing = capabilities::ungranted_imports(runtime.engine(), &component, &plugin_config.grants);
+    if !missing.is_empty() {
+        let mut wanted = plugin_config.grants.interfaces.clone();
+        wanted.extend(missing.iter().cloned());
+        anyhow::bail!(
+            "plugin `{name}` imports {} but its config does not grant {}; to allow it, set in [plugins.{name}.grants]: interfaces = [{}]",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+            wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let linker = capabilities::linker(runtime.engine(), &plugin_config.grants)?;
+    let prepared = crate::runtime::Prepared::new(runtime.engine(), &component, &linker)
+        .with_context(|| format!("plugin `{name}` ({}) cannot be linked", file.display()))?;
+    let limits = config.limits_for(name);
+    let shared = PluginShared::new(name, plugin_config, limits, services)?;
+    let plugin = Plugin {
+        name: name.to_string(),
+        kind: prepared.kind,
+        interval: Duration::from_millis(plugin_config.interval_ms),
+        limits,
+        shared,
+        prepared,
+        instance: None,
+        retry_at: None,
+        consecutive_failures: 0,
+        recent_failures: VecDeque::new(),
+        quarantined: false,
+        registry: registry.clone(),
+        services: services.clone(),
+    };
+    plugin.publish(|s| {
+        s.kind = Some(plugin.kind.interface());
+        s.status = Health::Running;
+        s.version = version.clone();
+        s.loaded_at_ms = unix_time_ms();
+        s.file = file.display().to_string();
+        s.last_error.clear();
+        s.last_error_kind = None;
+        s.last_error_detail.clear();
+    });
+    log::info!("plugin `{name}` loaded: {} ({}), version {version}", plugin.kind.interface(), file.display());
+    Ok(plugin)
+}
+
+impl Plugin {
+    fn publish(&self, f: impl FnOnce(&mut PluginStatus)) {
+        if let Ok(mut registry) = self.registry.write() {
+            let entry = registry
+                .entry(self.name.clone())
+                .or_insert_with(|| PluginStatus::new(&self.name, String::new(), Health::Loading, self.interval.as_millis() as u64));
+            f(entry);
+        }
+    }
+
+    /// Whether the plugin may be called at `now`.
+    pub fn callable(&self, now: Instant) -> bool {
+        !self.quarantined && self.retry_at.is_none_or(|t| now >= t)
+    }
+
+    /// Runs `f` on a live instance (creating one if needed), with the
+    /// plugin's limits, and records the outcome.
+    pub fn call<R>(&mut self, f: impl FnOnce(&mut Instance, &Limits) -> Result<R, PluginFailure>) -> Option<R> {
+        if self.instance.is_none() {
+            let ctx = self.shared.context(&self.services);
+            match self.prepared.instantiate(ctx, &self.limits) {
+                Ok(i) => self.instance = Some(i),
+                Err(failure) => {
+                    self.fail(failure);
+                    return None;
+                }
+            }
+        }
+        let instance = self.instance.as_mut().expect("instance was just created");
+        let result = f(instance, &self.limits);
+        let (fuel, duration) = (instance.last_fuel, instance.last_duration);
+        let recycle = instance.output_nearly_full();
+        let denied = self.shared.denied.count.load(std::sync::atomic::Ordering::Relaxed);
+        self.publish(|s| {
+            s.calls += 1;
+            s.last_call_ms = Some(unix_time_ms());
+            s.last_call_duration_us = duration.as_micros() as u64;
+            s.last_call_fuel = fuel;
+            s.denied_calls = denied;
+        });
+        match result {
+            Ok(r) => {
+                if recycle {
+                    self.instance = None;
+                }
+                if self.consecutive_failures > 0 {
+                    log::info!("plugin `{}` recovered", self.name);
+                    self.consecutive_failures = 0;
+                    self.publish(|s| s.status = Health::Running);
+                }
+                Some(r)
+            }
+            Err(failure) => {
+                self.fail(failure);
+                None
+            }
+        }
+    }
+
+    /// Records a failed call: drop the instance, make actuators safe, back
+    /// off, and quarantine if it keeps happening.
+    pub fn fail(&mut self, failure: PluginFailure) {
+        self.instance = None;
+        self.safe_state();
+        let now = Instant::now();
+        self.consecutive_failures += 1;
+        self.recent_failures.push_back(now);
+        while self
+            .recent_failures
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > QUARANTINE_WINDOW)
+        {
+            self.recent_failures.pop_front();
+        }
+        let backoff = BACKOFF_START
+            .saturating_mul(1 << (self.consecutive_failures - 1).min(16))
+            .min(BACKOFF_MAX);
+        self.retry_at = Some(now + backoff);
+        self.quarantined = self.recent_failures.len() >= QUARANTINE_FAILURES;
+        let health = if self.quarantined { Health::Quarantined } else { Health::Failed };
+        if self.quarantined {
+            log::error!(
+                "plugin `{}` quarantined after {} failures in {} s; fix it and copy a new file to reload it. Last failure: {}",
+                self.name,
+                self.recent_failures.len(),
+                QUARANTINE_WINDOW.as_secs(),
+                failure.message
+            );
+        } else {
+            log::error!(
+                "plugin `{}` failed ({}): {}; retrying in {} s",
+                self.name,
+                failure.kind.as_str(),
+                failure.message,
+                backoff.as_secs()
+            );
+        }
+        if !failure.detail.is_empty() {
+            log::error!("plugin `{}` output:\n{}", self.name, failure.detail);
+        }
+        let kind = failure.kind;
+        self.publish(|s| {
+            s.failures += 1;
+            *s.failures_by_kind.entry(kind.as_str()).or_insert(0) += 1;
+            s.status = health;
+            s.last_error = failure.message;
+            s.last_error_kind = Some(kind.as_str());
+            s.last_error_detail = failure.detail;
+        });
+    }
+
+    /// LEDs this plugin owns off, buzzer silent if it may drive it.
+    pub fn safe_state(&self) {
+        let grants = &self.shared.grants;
+        if grants.allows("led-controller") && !grants.leds.is_empty() {
+            let off = grants.leds.iter().map(|&i| (i, [0, 0, 0])).collect();
+            if let Err(e) = self.services.hardware.set_leds(off) {
+                log::warn!("could not turn off the LEDs of plugin `{}`: {e}", self.name);
+            }
+        }
+        if grants.allows("buzzer-controller") {
+            self.services.hardware.buzzer_off();
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.safe_state();
+    }
+}

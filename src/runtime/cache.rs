@@ -1,0 +1,168 @@
+//! Precompiled artifacts on disk, so a restart or a reload never recompiles
+//! an unchanged plugin.
+//!
+//! An entry is keyed by the SHA-256 of the component and the Engine's
+//! compatibility hash (wasmtime version, target, fuel/epoch settings), and is
+//! stored with the SHA-256 of the artifact itself.
+//!
+//! Trust model: an artifact is native code that wasmtime maps and runs
+//! without validation (`Component::deserialize_file` is `unsafe` for that
+//! reason). The host therefore only loads artifacts it wrote itself: every
+//! entry's checksum is verified before it is mapped, a mismatch (a torn
+//! write, a bit flip, a file dropped in by hand) is deleted and recompiled,
+//! and the cache folder belongs to the host's user alone. Entries are
+//! written to a temporary name and renamed, so a crash mid-write leaves no
+//! half entry under a real name.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// Total size the cache may grow to before the oldest entries go.
+pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
+
+pub struct ArtifactCache {
+    dir: PathBuf,
+    engine_tag: String,
+    max_bytes: u64,
+}
+
+/// How a component was obtained, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Compiled,
+}
+
+impl ArtifactCache {
+    pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<ArtifactCache> {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(ArtifactCache {
+            dir: dir.to_path_buf(),
+            engine_tag: format!("{:016x}", hasher.finish()),
+            max_bytes: DEFAULT_MAX_BYTES,
+        })
+    }
+
+    fn entry(&self, wasm: &[u8]) -> PathBuf {
+        let digest = hex(&Sha256::digest(wasm));
+        self.dir.join(format!("{}-{}.cwasm", &digest[..32], self.engine_tag))
+    }
+
+    /// Loads `wasm` from the cache or compiles (and caches) it.
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
+        self.load_or_compile_with_source(engine, wasm).map(|(c, _)| c)
+    }
+
+    pub fn load_or_compile_with_source(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Component, Source)> {
+        let path = self.entry(wasm);
+        match self.load(engine, &path) {
+            Ok(Some(component)) => return Ok((component, Source::Cache)),
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("discarding cached artifact {}: {e:#}", path.display());
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(checksum_path(&path));
+            }
+        }
+        let started = std::time::Instant::now();
+        let artifact = engine.precompile_component(wasm)?;
+        log::info!(
+            "compiled {} KiB of WebAssembly in {:.1} s",
+            wasm.len() / 1024,
+            started.elapsed().as_secs_f64()
+        );
+        if let Err(e) = self.store(&path, &artifact) {
+            log::warn!("could not cache artifact {}: {e}", path.display());
+        }
+        // SAFETY: `artifact` was produced by this Engine just now.
+        let component = unsafe { Component::deserialize(engine, &artifact)? };
+        Ok((component, Source::Compiled))
+    }
+
+    fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>> {
+        let expected = match std::fs::read_to_string(checksum_path(path)) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("checksum unreadable"),
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("artifact unreadable"),
+        };
+        let started = std::time::Instant::now();
+        let digest = hex(&Sha256::digest(&bytes));
+        log::debug!("verified {} MiB artifact in {:?}", bytes.len() >> 20, started.elapsed());
+        if digest != expected.trim() {
+            anyhow::bail!("checksum mismatch (corrupt or foreign file)");
+        }
+        // Touch for LRU eviction.
+        let _ = std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        // SAFETY: the bytes are exactly what this host wrote (checksum
+        // verified above) for an Engine with the same compatibility hash;
+        // wasmtime still checks the header and refuses a mismatch.
+        let started = std::time::Instant::now();
+        let component = unsafe { Component::deserialize(engine, &bytes) }
+            .map_err(anyhow::Error::from)
+            .context("artifact rejected by wasmtime")?;
+        log::debug!("deserialized artifact in {:?}", started.elapsed());
+        Ok(Some(component))
+    }
+
+    fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+        crate::capabilities::state::write_atomically(path, artifact)?;
+        crate::capabilities::state::write_atomically(&checksum_path(path), hex(&Sha256::digest(artifact)).as_bytes())?;
+        self.evict(path);
+        Ok(())
+    }
+
+    /// Deletes the oldest entries until the cache fits, never `keep`.
+    fn evict(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(checksum_path(&path));
+            total -= len;
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn checksum_path(artifact: &Path) -> PathBuf {
+    artifact.with_extension("sha256")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,172 @@
+//! The latest readings the scheduler publishes, in the shape `/api` serves.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::contract::types::{AlertLevel, Bme680Reading, Dht22Reading, PiStats};
+
+/// One sensor reading; BME680 readings add pressure, gas and IAQ. Field
+/// names are the user's `/api` contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SensorReading {
+    pub sensor_id: String,
+    /// °C
+    pub temperature: f32,
+    /// %RH
+    pub humidity: f32,
+    /// hPa
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<f32>,
+    /// kΩ
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gas_resistance: Option<f32>,
+    /// 0 (excellent) – 500 (hazardous)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iaq_score: Option<u16>,
+    pub timestamp_ms: u64,
+    /// ok, warn or alarm
+    pub alert: &'static str,
+    pub message: String,
+    /// The plugin that produced it.
+    pub plugin: String,
+}
+
+/// What the pi-monitor plugin reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemReading {
+    pub cpu_temp_c: f32,
+    pub ram_used_mb: u32,
+    pub ram_total_mb: u32,
+    pub uptime_s: u64,
+    pub load_1m: f32,
+    pub timestamp_ms: u64,
+    pub alert: &'static str,
+    pub message: String,
+}
+
+pub fn alert_name(level: AlertLevel) -> &'static str {
+    match level {
+        AlertLevel::Ok => "ok",
+        AlertLevel::Warn => "warn",
+        AlertLevel::Alarm => "alarm",
+    }
+}
+
+pub fn alert_level(name: &str) -> AlertLevel {
+    match name {
+        "warn" => AlertLevel::Warn,
+        "alarm" => AlertLevel::Alarm,
+        _ => AlertLevel::Ok,
+    }
+}
+
+impl SensorReading {
+    pub fn from_dht22(r: Dht22Reading, plugin: &str) -> SensorReading {
+        SensorReading {
+            sensor_id: r.sensor_id,
+            temperature: r.temperature,
+            humidity: r.humidity,
+            pressure: None,
+            gas_resistance: None,
+            iaq_score: None,
+            timestamp_ms: r.timestamp_ms,
+            alert: alert_name(r.alert),
+            message: r.message,
+            plugin: plugin.to_string(),
+        }
+    }
+
+    pub fn from_bme680(r: Bme680Reading, plugin: &str) -> SensorReading {
+        SensorReading {
+            sensor_id: r.sensor_id,
+            temperature: r.temperature,
+            humidity: r.humidity,
+            pressure: Some(r.pressure),
+            gas_resistance: Some(r.gas_resistance),
+            iaq_score: Some(r.iaq_score),
+            timestamp_ms: r.timestamp_ms,
+            alert: alert_name(r.alert),
+            message: r.message,
+            plugin: plugin.to_string(),
+        }
+    }
+
+    pub fn is_bme680(&self) -> bool {
+        self.pressure.is_some()
+    }
+
+    pub fn to_dht22(&self) -> Dht22Reading {
+        Dht22Reading {
+            sensor_id: self.sensor_id.clone(),
+            temperature: self.temperature,
+            humidity: self.humidity,
+            timestamp_ms: self.timestamp_ms,
+            alert: alert_level(self.alert),
+            message: self.message.clone(),
+        }
+    }
+
+    pub fn to_bme680(&self) -> Bme680Reading {
+        Bme680Reading {
+            sensor_id: self.sensor_id.clone(),
+            temperature: self.temperature,
+            humidity: self.humidity,
+            pressure: self.pressure.unwrap_or_default(),
+            gas_resistance: self.gas_resistance.unwrap_or_default(),
+            iaq_score: self.iaq_score.unwrap_or_default(),
+            timestamp_ms: self.timestamp_ms,
+            alert: alert_level(self.alert),
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl SystemReading {
+    pub fn from_stats(s: PiStats) -> SystemReading {
+        SystemReading {
+            cpu_temp_c: s.cpu_temp_c,
+            ram_used_mb: s.ram_used_mb,
+            ram_total_mb: s.ram_total_mb,
+            uptime_s: s.uptime_s,
+            load_1m: s.load_1m,
+            timestamp_ms: s.timestamp_ms,
+            alert: alert_name(s.alert),
+            message: s.message,
+        }
+    }
+
+    pub fn to_stats(&self) -> PiStats {
+        PiStats {
+            cpu_temp_c: self.cpu_temp_c,
+            ram_used_mb: self.ram_used_mb,
+            ram_total_mb: self.ram_total_mb,
+            uptime_s: self.uptime_s,
+            load_1m: self.load_1m,
+            timestamp_ms: self.timestamp_ms,
+            alert: alert_level(self.alert),
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// Everything the scheduler has learnt, by producing plugin.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    /// Sensor readings by plugin name, in the order the plugin returned them.
+    pub sensors: BTreeMap<String, Vec<SensorReading>>,
+    pub system: Option<SystemReading>,
+    /// Unix ms of the newest reading.
+    pub last_update_ms: u64,
+    /// Bumped on every change, so the dashboard knows when to re-render.
+    pub generation: u64,
+}
+
+impl Readings {
+    /// All sensor readings, DHT22s first, in plugin-name order.
+    pub fn all(&self) -> Vec<&SensorReading> {
+        let mut all: Vec<&SensorReading> = self.sensors.values().flatten().collect();
+        all.sort_by_key(|r| r.is_bme680());
+        all
+    }
+}
