@@ -30,7 +30,10 @@ pub struct Overrides {
 }
 
 /// Reads the config and applies command-line overrides.
-pub fn load_config(path: &std::path::Path, overrides: &Overrides) -> Result<Config, crate::config::ConfigError> {
+pub fn load_config(
+    path: &std::path::Path,
+    overrides: &Overrides,
+) -> Result<Config, crate::config::ConfigError> {
     let mut config = Config::load(path)?;
     if let Some(listen) = overrides.listen {
         config.host.listen = listen;
@@ -66,7 +69,11 @@ fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
         ),
         _ => {
             let sim = &config.hardware.sim;
-            Ok(Box::new(SimBackend::new(sim.seed, sim.dht22_pins.clone(), sim.bme680_addresses.clone())))
+            Ok(Box::new(SimBackend::new(
+                sim.seed,
+                sim.dht22_pins.clone(),
+                sim.bme680_addresses.clone(),
+            )))
         }
     }
 }
@@ -97,9 +104,13 @@ impl Host {
         )
         .context("failed to start the hardware thread")?;
         let state_dir = config.state_dir();
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("cannot create the state directory {} (host.state_dir)", state_dir.display()))?;
-        let runtime = Arc::new(Runtime::new(&state_dir.join("cache"))?);
+        std::fs::create_dir_all(&state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {} (host.state_dir)",
+                state_dir.display()
+            )
+        })?;
+        let runtime = Arc::new(Runtime::new(&config.cache_dir())?);
         let services = HostServices {
             hardware: hardware.handle(),
             state_dir: state_dir.clone(),
@@ -108,8 +119,15 @@ impl Host {
         let (commands, command_rx) = crossbeam_channel::bounded(16);
         let listen = config.host.listen;
         let workers = config.host.http_workers;
-        let scheduler = scheduler::spawn(config, runtime.clone(), services, shared.clone(), hardware_name.clone(), command_rx)
-            .context("failed to start the scheduler thread")?;
+        let scheduler = scheduler::spawn(
+            config,
+            runtime.clone(),
+            services,
+            shared.clone(),
+            hardware_name.clone(),
+            command_rx,
+        )
+        .context("failed to start the scheduler thread")?;
         let state = Arc::new(AppState::new(shared, hardware.handle(), hardware_name));
         let http = HttpServer::start(listen, workers, state)?;
         log::info!("listening on http://{}", http.addr);
@@ -146,12 +164,52 @@ impl Drop for Host {
     }
 }
 
+/// Compiles the enabled plugins (or those named) into the artifact cache,
+/// so the next start loads them in milliseconds. Prints one line per plugin.
+pub fn precompile(
+    config_path: PathBuf,
+    overrides: Overrides,
+    names: &[String],
+) -> anyhow::Result<()> {
+    let config = load_config(&config_path, &overrides)?;
+    for name in names {
+        if !config.plugins.contains_key(name) {
+            anyhow::bail!("plugin `{name}` is not in {}", config_path.display());
+        }
+    }
+    let runtime = Runtime::new(&config.cache_dir())?;
+    for (name, plugin) in &config.plugins {
+        if !(names.contains(name) || (names.is_empty() && plugin.enabled)) {
+            continue;
+        }
+        let file = config.plugin_file(name);
+        let started = std::time::Instant::now();
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("failed to read plugin {}", file.display()))?;
+        let (_, source) = runtime
+            .cache()
+            .load_or_compile_with_source(runtime.engine(), &bytes)
+            .with_context(|| format!("failed to compile plugin {}", file.display()))?;
+        let how = match source {
+            crate::runtime::CacheSource::Cache => "already cached",
+            crate::runtime::CacheSource::Compiled => "compiled",
+        };
+        println!(
+            "{name}: {how} in {:.2} s ({})",
+            started.elapsed().as_secs_f64(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs the host until SIGINT or SIGTERM.
 pub fn run(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
     let config = load_config(&config_path, &overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("failed to install signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("failed to install signal handlers")?;
     }
     let host = Host::start(config)?;
     while !stop.load(Ordering::Relaxed) {

@@ -11,7 +11,9 @@ wasmtime::component::bindgen!({
     path: "wit",
 });
 
-pub use exports::wasi_python_host::plugin::{bme680_logic, dashboard, dht22_logic, pi_monitor_logic};
+pub use exports::wasi_python_host::plugin::{
+    bme680_logic, dashboard, dht22_logic, pi_monitor_logic,
+};
 pub use wasi_python_host::plugin::{
     buzzer_controller, gpio_provider, led_controller, log, settings, state, system, types,
 };

@@ -1,28 +1,48 @@
 //! `wasi-python-host [--config PATH] [--listen ADDR:PORT] [--hardware auto|sim|pi]`
+//! and its subcommands.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasi_python_host::app::{self, Overrides};
 
-const USAGE: &str = "usage: wasi-python-host [--config PATH] [--listen ADDR:PORT] [--hardware auto|sim|pi]
+const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the host
+       wasi-python-host precompile [OPTIONS] [PLUGIN...]
+                                                    compile plugins into the artifact cache
 
 Runs Python plugins (WebAssembly components) against the configured hardware
 and serves the dashboard and JSON API.
 
+options:
   --config PATH        host configuration (default: config/host.toml)
   --listen ADDR:PORT   HTTP address, overrides host.listen
   --hardware MODE      auto, sim or pi, overrides host.hardware
   -h, --help           this text
   -V, --version        the version";
 
+enum Command {
+    Run,
+    Precompile(Vec<String>),
+}
+
 struct Args {
+    command: Command,
     config: PathBuf,
     overrides: Overrides,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut args = args.peekable();
+    let command = match args.peek().map(String::as_str) {
+        Some("precompile") => {
+            args.next();
+            Command::Precompile(Vec::new())
+        }
+        Some(s) if !s.starts_with('-') => return Err(format!("unknown command `{s}`")),
+        _ => Command::Run,
+    };
     let mut parsed = Args {
+        command,
         config: PathBuf::from("config/host.toml"),
         overrides: Overrides::default(),
     };
@@ -46,13 +66,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--config" => parsed.config = PathBuf::from(value("--config")?),
             "--listen" => {
                 let v = value("--listen")?;
-                parsed.overrides.listen = Some(
-                    v.parse()
-                        .map_err(|_| format!("--listen: `{v}` is not an ADDR:PORT such as 127.0.0.1:3000"))?,
-                );
+                parsed.overrides.listen = Some(v.parse().map_err(|_| {
+                    format!("--listen: `{v}` is not an ADDR:PORT such as 127.0.0.1:3000")
+                })?);
             }
-            "--hardware" => parsed.overrides.hardware = Some(value("--hardware")?.parse().map_err(|e| format!("--hardware: {e}"))?),
-            other => return Err(format!("unknown argument `{other}`")),
+            "--hardware" => {
+                parsed.overrides.hardware = Some(
+                    value("--hardware")?
+                        .parse()
+                        .map_err(|e| format!("--hardware: {e}"))?,
+                )
+            }
+            other if !other.starts_with('-') => match &mut parsed.command {
+                Command::Precompile(names) => names.push(other.to_string()),
+                Command::Run => return Err(format!("unexpected argument `{other}`")),
+            },
+            other => return Err(format!("unknown option `{other}`")),
         }
     }
     Ok(Some(parsed))
@@ -73,7 +102,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app::run(args.config, args.overrides) {
+    let result = match args.command {
+        Command::Run => app::run(args.config, args.overrides),
+        Command::Precompile(names) => app::precompile(args.config, args.overrides, &names),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: what failed and why, with every cause.

@@ -50,7 +50,13 @@ impl Host for Leds {
         self.buffer(index, color)
     }
 
-    fn set_two(&mut self, index_a: u8, color_a: Rgb, index_b: u8, color_b: Rgb) -> Result<(), String> {
+    fn set_two(
+        &mut self,
+        index_a: u8,
+        color_a: Rgb,
+        index_b: u8,
+        color_b: Rgb,
+    ) -> Result<(), String> {
         // Check both before buffering either, so a refused pair changes nothing.
         if !self.granted.contains(&index_b) {
             return self.buffer(index_b, color_b);

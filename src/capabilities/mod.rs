@@ -85,7 +85,12 @@ pub struct PluginShared {
 }
 
 impl PluginShared {
-    pub fn new(name: &str, config: &PluginConfig, limits: Limits, services: &HostServices) -> anyhow::Result<PluginShared> {
+    pub fn new(
+        name: &str,
+        config: &PluginConfig,
+        limits: Limits,
+        services: &HostServices,
+    ) -> anyhow::Result<PluginShared> {
         let quota = if config.grants.allows("state") {
             config
                 .grants
@@ -186,13 +191,35 @@ pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> anyhow::Result<Link
     contract::types::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
     for interface in &grants.interfaces {
         match interface.as_str() {
-            "gpio-provider" => contract::gpio_provider::add_to_linker::<_, HasSelf<gpio::Gpio>>(&mut linker, |c| &mut c.gpio)?,
-            "led-controller" => contract::led_controller::add_to_linker::<_, HasSelf<leds::Leds>>(&mut linker, |c| &mut c.leds)?,
-            "buzzer-controller" => contract::buzzer_controller::add_to_linker::<_, HasSelf<buzzer::Buzzer>>(&mut linker, |c| &mut c.buzzer)?,
-            "system" => contract::system::add_to_linker::<_, HasSelf<system::System>>(&mut linker, |c| &mut c.system)?,
-            "state" => contract::state::add_to_linker::<_, HasSelf<state::State>>(&mut linker, |c| &mut c.state)?,
-            "log" => contract::log::add_to_linker::<_, HasSelf<log::Log>>(&mut linker, |c| &mut c.log)?,
-            "settings" => contract::settings::add_to_linker::<_, HasSelf<settings::Settings>>(&mut linker, |c| &mut c.settings)?,
+            "gpio-provider" => contract::gpio_provider::add_to_linker::<_, HasSelf<gpio::Gpio>>(
+                &mut linker,
+                |c| &mut c.gpio,
+            )?,
+            "led-controller" => contract::led_controller::add_to_linker::<_, HasSelf<leds::Leds>>(
+                &mut linker,
+                |c| &mut c.leds,
+            )?,
+            "buzzer-controller" => contract::buzzer_controller::add_to_linker::<
+                _,
+                HasSelf<buzzer::Buzzer>,
+            >(&mut linker, |c| &mut c.buzzer)?,
+            "system" => {
+                contract::system::add_to_linker::<_, HasSelf<system::System>>(&mut linker, |c| {
+                    &mut c.system
+                })?
+            }
+            "state" => {
+                contract::state::add_to_linker::<_, HasSelf<state::State>>(&mut linker, |c| {
+                    &mut c.state
+                })?
+            }
+            "log" => {
+                contract::log::add_to_linker::<_, HasSelf<log::Log>>(&mut linker, |c| &mut c.log)?
+            }
+            "settings" => contract::settings::add_to_linker::<_, HasSelf<settings::Settings>>(
+                &mut linker,
+                |c| &mut c.settings,
+            )?,
             other => bail!("unknown interface `{other}` in grants"),
         }
     }

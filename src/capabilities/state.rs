@@ -29,18 +29,29 @@ impl Store {
     /// a quota of 0 is never written to disk.
     pub fn open(dir: &Path, plugin: &str, quota_bytes: u64) -> std::io::Result<Store> {
         if quota_bytes == 0 {
-            return Ok(Store { path: None, quota_bytes, values: BTreeMap::new() });
+            return Ok(Store {
+                path: None,
+                quota_bytes,
+                values: BTreeMap::new(),
+            });
         }
         let path = dir.join(format!("{plugin}.json"));
         let values = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).unwrap_or_else(|| {
-                log::warn!("state of plugin `{plugin}` in {} is unreadable; starting empty", path.display());
+                log::warn!(
+                    "state of plugin `{plugin}` in {} is unreadable; starting empty",
+                    path.display()
+                );
                 BTreeMap::new()
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
-        Ok(Store { path: Some(path), quota_bytes, values })
+        Ok(Store {
+            path: Some(path),
+            quota_bytes,
+            values,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&[u8]> {
@@ -48,7 +59,10 @@ impl Store {
     }
 
     pub fn used_bytes(&self) -> u64 {
-        self.values.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+        self.values
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
     }
 
     pub fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
@@ -58,7 +72,11 @@ impl Store {
         if self.values.get(key).is_some_and(|v| v == value) {
             return Ok(());
         }
-        let old = self.values.get(key).map(|v| (key.len() + v.len()) as u64).unwrap_or(0);
+        let old = self
+            .values
+            .get(key)
+            .map(|v| (key.len() + v.len()) as u64)
+            .unwrap_or(0);
         let new_total = self.used_bytes() - old + (key.len() + value.len()) as u64;
         if new_total > self.quota_bytes {
             return Err(format!(
@@ -87,7 +105,9 @@ impl Store {
     }
 
     fn persist(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         write_atomically(path, &encode(&self.values))
     }
 }

@@ -84,30 +84,38 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The dotted key whose key or value covers byte `offset`.
+/// The dotted key whose key or value covers byte `offset`; failing that,
+/// the last key that starts before it.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let root = DeTable::parse(text).ok()?;
-    let mut path = Vec::new();
-    let mut table = root.get_ref();
-    'descend: loop {
-        for (key, value) in table.iter() {
-            let covers = |r: std::ops::Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
-            if covers(key.span()) {
-                path.push(key.get_ref().to_string());
-                break 'descend;
-            }
-            if covers(value.span()) {
-                path.push(key.get_ref().to_string());
-                if let DeValue::Table(inner) = value.get_ref() {
-                    table = inner;
-                    continue 'descend;
-                }
-                break 'descend;
-            }
+    let mut entries = Vec::new();
+    collect(root.get_ref(), &mut Vec::new(), &mut entries);
+    let covers = |r: &std::ops::Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
+    entries
+        .iter()
+        .filter(|(_, key, value)| covers(key) || covers(value))
+        .max_by_key(|(path, _, _)| path.len())
+        .or_else(|| {
+            entries
+                .iter()
+                .filter(|(_, key, _)| key.start <= offset)
+                .max_by_key(|(_, key, _)| key.start)
+        })
+        .map(|(path, _, _)| path.clone())
+}
+
+type Entry = (String, std::ops::Range<usize>, std::ops::Range<usize>);
+
+/// Every key in the document with its dotted path, key span and value span.
+fn collect(table: &DeTable<'_>, path: &mut Vec<String>, out: &mut Vec<Entry>) {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        out.push((path.join("."), key.span(), value.span()));
+        if let DeValue::Table(inner) = value.get_ref() {
+            collect(inner, path, out);
         }
-        break;
+        path.pop();
     }
-    (!path.is_empty()).then(|| path.join("."))
 }
 
 /// Byte offset of the deepest existing part of dotted `key`.
@@ -137,6 +145,9 @@ mod tests {
             span_of(text, "plugins.a.interval_ms").map(|o| line_of(text, o)),
             Some(5)
         );
-        assert_eq!(key_at(text, text.find("5").unwrap()).as_deref(), Some("plugins.a.interval_ms"));
+        assert_eq!(
+            key_at(text, text.find("5").unwrap()).as_deref(),
+            Some("plugins.a.interval_ms")
+        );
     }
 }

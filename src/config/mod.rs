@@ -80,8 +80,11 @@ pub struct HostSection {
     pub hardware: HardwareMode,
     /// Folder holding `<name>/<name>.wasm` for every plugin.
     pub plugins_dir: PathBuf,
-    /// Writable folder for the artifact cache and plugin state.
+    /// Writable folder for plugin state (and the artifact cache, unless
+    /// `cache_dir` says otherwise).
     pub state_dir: PathBuf,
+    /// Where compiled plugins are cached; default `<state_dir>/cache`.
+    pub cache_dir: Option<PathBuf>,
     /// Threads answering HTTP requests.
     pub http_workers: usize,
 }
@@ -93,6 +96,7 @@ impl Default for HostSection {
             hardware: HardwareMode::Auto,
             plugins_dir: PathBuf::from("../plugins"),
             state_dir: PathBuf::from("../var"),
+            cache_dir: None,
             http_workers: 4,
         }
     }
@@ -402,6 +406,13 @@ impl Config {
 
     pub fn state_dir(&self) -> PathBuf {
         self.resolve(&self.host.state_dir)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        match &self.host.cache_dir {
+            Some(dir) => self.resolve(dir),
+            None => self.state_dir().join("cache"),
+        }
     }
 
     /// The component file of plugin `name`.

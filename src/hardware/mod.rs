@@ -117,9 +117,7 @@ impl fmt::Display for HwError {
             HwError::Timeout => write!(f, "hardware did not answer in time"),
             HwError::Busy => write!(f, "hardware queue is full, try again"),
             HwError::Stopped => write!(f, "hardware thread has stopped"),
-            HwError::NotPresent(m) | HwError::Sensor(m) | HwError::Unsupported(m) => {
-                f.write_str(m)
-            }
+            HwError::NotPresent(m) | HwError::Sensor(m) | HwError::Unsupported(m) => f.write_str(m),
         }
     }
 }
@@ -136,7 +134,11 @@ pub trait Backend: Send {
     /// Shows `frame` (already brightness-capped) on the strip.
     fn show_leds(&mut self, frame: &[[u8; 3]]) -> Result<(), HwError>;
     fn set_buzzer(&mut self, on: bool) -> Result<(), HwError>;
-    fn set_override(&mut self, _device: SimDevice, _values: Option<SimOverride>) -> Result<(), HwError> {
+    fn set_override(
+        &mut self,
+        _device: SimDevice,
+        _values: Option<SimOverride>,
+    ) -> Result<(), HwError> {
         Err(HwError::Unsupported(format!(
             "the `{}` backend has no simulated values to override",
             self.name()
@@ -148,15 +150,35 @@ type Reply<T> = Sender<Result<T, HwError>>;
 
 /// A request to the hardware thread.
 enum Request {
-    ReadDht22 { pin: u8, reply: Reply<Dht22Sample> },
-    ReadBme680 { addr: u8, reply: Reply<Bme680Sample> },
-    CpuTemp { reply: Reply<f32> },
-    SystemStats { reply: Reply<SystemStats> },
+    ReadDht22 {
+        pin: u8,
+        reply: Reply<Dht22Sample>,
+    },
+    ReadBme680 {
+        addr: u8,
+        reply: Reply<Bme680Sample>,
+    },
+    CpuTemp {
+        reply: Reply<f32>,
+    },
+    SystemStats {
+        reply: Reply<SystemStats>,
+    },
     /// Sets LEDs by index and shows the strip.
-    SetLeds { colors: Vec<(u8, [u8; 3])>, reply: Reply<()> },
-    Buzz { pattern: BuzzPattern, reply: Reply<()> },
+    SetLeds {
+        colors: Vec<(u8, [u8; 3])>,
+        reply: Reply<()>,
+    },
+    Buzz {
+        pattern: BuzzPattern,
+        reply: Reply<()>,
+    },
     BuzzerOff,
-    Override { device: SimDevice, values: Option<SimOverride>, reply: Reply<()> },
+    Override {
+        device: SimDevice,
+        values: Option<SimOverride>,
+        reply: Reply<()>,
+    },
     Shutdown,
 }
 
@@ -280,7 +302,11 @@ impl HardwareHandle {
     }
 
     /// Pins (or with `None`, releases) simulated values.
-    pub fn set_override(&self, device: SimDevice, values: Option<SimOverride>) -> Result<(), HwError> {
+    pub fn set_override(
+        &self,
+        device: SimDevice,
+        values: Option<SimOverride>,
+    ) -> Result<(), HwError> {
         self.ask(|reply| Request::Override {
             device,
             values,
@@ -290,10 +316,7 @@ impl HardwareHandle {
 
     /// The actuators' state, without a round trip to the thread.
     pub fn status(&self) -> ActuatorStatus {
-        self.status
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -380,7 +403,8 @@ impl Worker {
             }
         }
         let result = self.backend.read_dht22(pin);
-        self.dht22_cache.insert(pin, (Instant::now(), result.clone()));
+        self.dht22_cache
+            .insert(pin, (Instant::now(), result.clone()));
         result
     }
 
@@ -449,7 +473,9 @@ impl Worker {
             log::warn!("buzzer: {e}");
         }
         if let Ok(mut status) = self.status.write() {
-            if on && !status.buzzer_on {
+            // Every tone a pattern starts counts, even one that cuts into a
+            // tone still sounding from the pattern it replaced.
+            if on {
                 status.beeps_total += 1;
             }
             status.buzzer_on = on;

@@ -136,7 +136,8 @@ impl Backend for SimBackend {
         // Clean indoor air reads ~150 kΩ on a burnt-in sensor; people and
         // cooking push it down.
         let gas = forced.gas_resistance_ohm.map(f64::from).unwrap_or_else(|| {
-            150_000.0 + 20_000.0 * (t_s / 900.0 * std::f64::consts::TAU + self.phase).sin()
+            150_000.0
+                + 20_000.0 * (t_s / 900.0 * std::f64::consts::TAU + self.phase).sin()
                 + self.rng.noise(1500.0)
         });
         Ok(Bme680Sample {
@@ -179,7 +180,11 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    fn set_override(&mut self, device: SimDevice, values: Option<SimOverride>) -> Result<(), HwError> {
+    fn set_override(
+        &mut self,
+        device: SimDevice,
+        values: Option<SimOverride>,
+    ) -> Result<(), HwError> {
         match values {
             Some(v) => {
                 self.overrides.insert(device, v);

@@ -63,7 +63,11 @@ pub fn readings(state: &AppState) -> Response {
         plugins: plugin_summaries(state),
         hardware: &state.hardware_name,
     };
-    Response::new(200, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+    Response::new(
+        200,
+        "application/json",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 fn plugin_summaries(state: &AppState) -> Vec<serde_json::Value> {
@@ -100,7 +104,15 @@ pub fn healthz(state: &AppState) -> Response {
     }
     for p in state.shared.plugins() {
         if matches!(p.status, Health::Quarantined | Health::LoadFailed) {
-            problems.push(format!("plugin `{}` is {}: {}", p.name, serde_json::to_value(p.status).unwrap_or_default().as_str().unwrap_or(""), p.last_error));
+            problems.push(format!(
+                "plugin `{}` is {}: {}",
+                p.name,
+                serde_json::to_value(p.status)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or(""),
+                p.last_error
+            ));
         }
     }
     let status = if problems.is_empty() { 200 } else { 503 };
@@ -119,10 +131,14 @@ pub fn healthz(state: &AppState) -> Response {
 fn parse_json<'a, T: Deserialize<'a>>(request: &'a Request) -> Result<T, Response> {
     if let Some(ct) = &request.content_type {
         if !ct.starts_with("application/json") {
-            return Err(Response::error(415, format!("expected Content-Type: application/json, got {ct}")));
+            return Err(Response::error(
+                415,
+                format!("expected Content-Type: application/json, got {ct}"),
+            ));
         }
     }
-    serde_json::from_slice(&request.body).map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&request.body)
+        .map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -140,9 +156,22 @@ pub fn buzzer(request: &Request, state: &AppState) -> Response {
         Err(r) => return r,
     };
     let pattern = match body.pattern.as_str() {
-        "beep" => BuzzPattern { count: 1, on: Duration::from_millis(150), off: Duration::ZERO },
-        "long" => BuzzPattern { count: 1, on: Duration::from_millis(1000), off: Duration::ZERO },
-        other => return Response::error(400, format!("unknown pattern `{other}`: expected \"beep\" or \"long\"")),
+        "beep" => BuzzPattern {
+            count: 1,
+            on: Duration::from_millis(150),
+            off: Duration::ZERO,
+        },
+        "long" => BuzzPattern {
+            count: 1,
+            on: Duration::from_millis(1000),
+            off: Duration::ZERO,
+        },
+        other => {
+            return Response::error(
+                400,
+                format!("unknown pattern `{other}`: expected \"beep\" or \"long\""),
+            )
+        }
     };
     match state.hardware.buzz(pattern) {
         Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": body.pattern })),
@@ -175,10 +204,19 @@ pub fn sim(request: &Request, state: &AppState) -> Response {
         Err(r) => return r,
     };
     let device = match body.device.as_str() {
-        "dht22" => SimDevice::Dht22 { pin: body.pin.unwrap_or(4) },
-        "bme680" => SimDevice::Bme680 { addr: body.addr.unwrap_or(0x77) },
+        "dht22" => SimDevice::Dht22 {
+            pin: body.pin.unwrap_or(4),
+        },
+        "bme680" => SimDevice::Bme680 {
+            addr: body.addr.unwrap_or(0x77),
+        },
         "cpu" => SimDevice::Cpu,
-        other => return Response::error(400, format!("unknown device `{other}`: expected dht22, bme680 or cpu")),
+        other => {
+            return Response::error(
+                400,
+                format!("unknown device `{other}`: expected dht22, bme680 or cpu"),
+            )
+        }
     };
     let values = (!body.clear).then_some(SimOverride {
         temperature_c: body.temperature,
@@ -186,7 +224,12 @@ pub fn sim(request: &Request, state: &AppState) -> Response {
         pressure_hpa: body.pressure,
         gas_resistance_ohm: body.gas_resistance_ohm,
     });
-    for (name, v) in [("temperature", body.temperature), ("humidity", body.humidity), ("pressure", body.pressure), ("gas_resistance_ohm", body.gas_resistance_ohm)] {
+    for (name, v) in [
+        ("temperature", body.temperature),
+        ("humidity", body.humidity),
+        ("pressure", body.pressure),
+        ("gas_resistance_ohm", body.gas_resistance_ohm),
+    ] {
         if v.is_some_and(|v| !v.is_finite()) {
             return Response::error(400, format!("`{name}` must be a finite number"));
         }

@@ -32,10 +32,17 @@ pub fn escape(s: &str) -> String {
 fn fallback_page(state: &AppState) -> String {
     let readings = state.shared.readings();
     let plugins = state.shared.plugins();
-    let dashboard = plugins.iter().find(|p| p.kind == Some("dashboard") || p.name == "dashboard");
+    let dashboard = plugins
+        .iter()
+        .find(|p| p.kind == Some("dashboard") || p.name == "dashboard");
     let why = match dashboard {
-        Some(p) if p.status == Health::Loading => "The dashboard plugin is loading (the first start compiles it; this takes a while).".to_string(),
-        Some(p) if !p.last_error.is_empty() => format!("The dashboard plugin failed: {}", p.last_error),
+        Some(p) if p.status == Health::Loading => {
+            "The dashboard plugin is loading (the first start compiles it; this takes a while)."
+                .to_string()
+        }
+        Some(p) if !p.last_error.is_empty() => {
+            format!("The dashboard plugin failed: {}", p.last_error)
+        }
         Some(_) => "The dashboard plugin has not rendered a page yet.".to_string(),
         None => "No dashboard plugin is configured.".to_string(),
     };
@@ -47,7 +54,10 @@ fn fallback_page(state: &AppState) -> String {
          table{border-collapse:collapse}td,th{border:1px solid #3f3;padding:.3em .6em}\
          .err{color:#f66}</style></head><body><h1>wasi-python-host</h1>",
     );
-    html.push_str(&format!("<p class=\"err\" id=\"fallback-reason\">{}</p>", escape(&why)));
+    html.push_str(&format!(
+        "<p class=\"err\" id=\"fallback-reason\">{}</p>",
+        escape(&why)
+    ));
     html.push_str("<h2>Readings</h2><table><tr><th>sensor</th><th>temperature °C</th><th>humidity %</th><th>pressure hPa</th><th>gas kΩ</th><th>IAQ</th><th>alert</th></tr>");
     for r in readings.all() {
         let opt = |v: Option<f32>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
@@ -74,7 +84,10 @@ fn fallback_page(state: &AppState) -> String {
         html.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
             escape(&p.name),
-            serde_json::to_value(p.status).unwrap_or_default().as_str().unwrap_or(""),
+            serde_json::to_value(p.status)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or(""),
             p.calls,
             p.failures,
             escape(&p.last_error)

@@ -7,7 +7,9 @@ use crate::plugins::Health;
 
 /// Escapes a label value per the exposition format.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 struct Family<'a> {
@@ -19,7 +21,10 @@ impl Family<'_> {
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label(v))).collect();
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
         if labels.is_empty() {
             let _ = writeln!(self.out, "{name} {value}");
         } else {
@@ -36,11 +41,29 @@ pub fn render(state: &AppState) -> Response {
 
     type Get = fn(&crate::scheduler::SensorReading) -> Option<f64>;
     let gauges: [(&str, &str, Get); 5] = [
-        ("whp_temperature_celsius", "Temperature reported by a sensor plugin.", |r| Some(r.temperature.into())),
-        ("whp_humidity_percent", "Relative humidity reported by a sensor plugin.", |r| Some(r.humidity.into())),
-        ("whp_pressure_hpa", "Air pressure reported by the BME680 plugin.", |r| r.pressure.map(Into::into)),
-        ("whp_gas_resistance_kohm", "BME680 gas resistance.", |r| r.gas_resistance.map(Into::into)),
-        ("whp_iaq_score", "Indoor air quality score, 0 (excellent) to 500.", |r| r.iaq_score.map(Into::into)),
+        (
+            "whp_temperature_celsius",
+            "Temperature reported by a sensor plugin.",
+            |r| Some(r.temperature.into()),
+        ),
+        (
+            "whp_humidity_percent",
+            "Relative humidity reported by a sensor plugin.",
+            |r| Some(r.humidity.into()),
+        ),
+        (
+            "whp_pressure_hpa",
+            "Air pressure reported by the BME680 plugin.",
+            |r| r.pressure.map(Into::into),
+        ),
+        ("whp_gas_resistance_kohm", "BME680 gas resistance.", |r| {
+            r.gas_resistance.map(Into::into)
+        }),
+        (
+            "whp_iaq_score",
+            "Indoor air quality score, 0 (excellent) to 500.",
+            |r| r.iaq_score.map(Into::into),
+        ),
     ];
     for (name, help, get) in gauges {
         m.header(name, "gauge", help);
@@ -50,59 +73,131 @@ pub fn render(state: &AppState) -> Response {
             }
         }
     }
-    m.header("whp_alert_level", "gauge", "Alert level per sensor: 0 ok, 1 warn, 2 alarm.");
+    m.header(
+        "whp_alert_level",
+        "gauge",
+        "Alert level per sensor: 0 ok, 1 warn, 2 alarm.",
+    );
     for r in &all {
-        let level = match r.alert { "warn" => 1, "alarm" => 2, _ => 0 };
+        let level = match r.alert {
+            "warn" => 1,
+            "alarm" => 2,
+            _ => 0,
+        };
         m.sample("whp_alert_level", &[("sensor_id", &r.sensor_id)], level);
     }
     if let Some(s) = &readings.system {
         m.header("whp_cpu_temperature_celsius", "gauge", "SoC temperature.");
         m.sample("whp_cpu_temperature_celsius", &[], s.cpu_temp_c);
-        m.header("whp_ram_used_bytes", "gauge", "Memory in use on the device.");
-        m.sample("whp_ram_used_bytes", &[], u64::from(s.ram_used_mb) * 1024 * 1024);
+        m.header(
+            "whp_ram_used_bytes",
+            "gauge",
+            "Memory in use on the device.",
+        );
+        m.sample(
+            "whp_ram_used_bytes",
+            &[],
+            u64::from(s.ram_used_mb) * 1024 * 1024,
+        );
         m.header("whp_device_uptime_seconds", "gauge", "Device uptime.");
         m.sample("whp_device_uptime_seconds", &[], s.uptime_s);
     }
 
     let plugins = state.shared.plugins();
-    m.header("whp_plugin_up", "gauge", "1 when the plugin is running normally.");
+    m.header(
+        "whp_plugin_up",
+        "gauge",
+        "1 when the plugin is running normally.",
+    );
     for p in &plugins {
-        m.sample("whp_plugin_up", &[("plugin", &p.name)], u8::from(p.status == Health::Running));
+        m.sample(
+            "whp_plugin_up",
+            &[("plugin", &p.name)],
+            u8::from(p.status == Health::Running),
+        );
     }
-    m.header("whp_plugin_calls_total", "counter", "Calls made into the plugin.");
+    m.header(
+        "whp_plugin_calls_total",
+        "counter",
+        "Calls made into the plugin.",
+    );
     for p in &plugins {
         m.sample("whp_plugin_calls_total", &[("plugin", &p.name)], p.calls);
     }
-    m.header("whp_plugin_failures_total", "counter", "Failed plugin calls by kind.");
+    m.header(
+        "whp_plugin_failures_total",
+        "counter",
+        "Failed plugin calls by kind.",
+    );
     for p in &plugins {
         for (kind, n) in &p.failures_by_kind {
-            m.sample("whp_plugin_failures_total", &[("plugin", &p.name), ("kind", kind)], n);
+            m.sample(
+                "whp_plugin_failures_total",
+                &[("plugin", &p.name), ("kind", kind)],
+                n,
+            );
         }
     }
-    m.header("whp_plugin_denied_calls_total", "counter", "Calls refused because they were outside the plugin's grants.");
+    m.header(
+        "whp_plugin_denied_calls_total",
+        "counter",
+        "Calls refused because they were outside the plugin's grants.",
+    );
     for p in &plugins {
-        m.sample("whp_plugin_denied_calls_total", &[("plugin", &p.name)], p.denied_calls);
+        m.sample(
+            "whp_plugin_denied_calls_total",
+            &[("plugin", &p.name)],
+            p.denied_calls,
+        );
     }
-    m.header("whp_plugin_last_call_fuel", "gauge", "Fuel the plugin's last call used.");
+    m.header(
+        "whp_plugin_last_call_fuel",
+        "gauge",
+        "Fuel the plugin's last call used.",
+    );
     for p in &plugins {
-        m.sample("whp_plugin_last_call_fuel", &[("plugin", &p.name)], p.last_call_fuel);
+        m.sample(
+            "whp_plugin_last_call_fuel",
+            &[("plugin", &p.name)],
+            p.last_call_fuel,
+        );
     }
-    m.header("whp_plugin_last_call_seconds", "gauge", "Duration of the plugin's last call.");
+    m.header(
+        "whp_plugin_last_call_seconds",
+        "gauge",
+        "Duration of the plugin's last call.",
+    );
     for p in &plugins {
-        m.sample("whp_plugin_last_call_seconds", &[("plugin", &p.name)], p.last_call_duration_us as f64 / 1e6);
+        m.sample(
+            "whp_plugin_last_call_seconds",
+            &[("plugin", &p.name)],
+            p.last_call_duration_us as f64 / 1e6,
+        );
     }
 
     let actuators = state.hardware.status();
     m.header("whp_buzzer_beeps_total", "counter", "Buzzer tones started.");
     m.sample("whp_buzzer_beeps_total", &[], actuators.beeps_total);
 
-    m.header("whp_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+    m.header(
+        "whp_http_requests_total",
+        "counter",
+        "HTTP requests answered, by route and status.",
+    );
     if let Ok(counts) = state.requests.lock() {
         for ((route, status), n) in counts.iter() {
-            m.sample("whp_http_requests_total", &[("route", route), ("status", &status.to_string())], n);
+            m.sample(
+                "whp_http_requests_total",
+                &[("route", route), ("status", &status.to_string())],
+                n,
+            );
         }
     }
-    m.header("whp_uptime_seconds", "gauge", "Seconds since the host started.");
+    m.header(
+        "whp_uptime_seconds",
+        "gauge",
+        "Seconds since the host started.",
+    );
     m.sample("whp_uptime_seconds", &[], state.started.elapsed().as_secs());
     Response::new(200, "text/plain; version=0.0.4; charset=utf-8", out)
 }

@@ -80,7 +80,11 @@ impl Response {
     }
 
     pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        Response::new(status, "application/json", serde_json::to_vec(value).unwrap_or_default())
+        Response::new(
+            status,
+            "application/json",
+            serde_json::to_vec(value).unwrap_or_default(),
+        )
     }
 
     /// A JSON error body: `{"error": "..."}`.
@@ -109,14 +113,21 @@ pub fn handle(request: &Request, state: &AppState) -> Response {
 
 fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
     let method = request.method.as_str();
-    let allow = |route: &'static str, allowed: &'static str, f: &dyn Fn() -> Response| -> (&'static str, Response) {
-        if allowed.split(", ").any(|m| m == method) || (method == "HEAD" && allowed.contains("GET")) {
+    let allow = |route: &'static str,
+                 allowed: &'static str,
+                 f: &dyn Fn() -> Response|
+     -> (&'static str, Response) {
+        if allowed.split(", ").any(|m| m == method) || (method == "HEAD" && allowed.contains("GET"))
+        {
             (route, f())
         } else {
             (
                 route,
-                Response::error(405, format!("{method} is not allowed on {}; use {allowed}", request.path))
-                    .with_header("Allow", allowed),
+                Response::error(
+                    405,
+                    format!("{method} is not allowed on {}; use {allowed}", request.path),
+                )
+                .with_header("Allow", allowed),
             )
         }
     };
@@ -150,7 +161,11 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `listen` and starts `workers` threads.
-    pub fn start(listen: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::Result<HttpServer> {
+    pub fn start(
+        listen: SocketAddr,
+        workers: usize,
+        state: Arc<AppState>,
+    ) -> anyhow::Result<HttpServer> {
         let server = tiny_http::Server::http(listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (is another program using the port? choose another with --listen)"))?;
         let addr = server
@@ -167,7 +182,11 @@ impl HttpServer {
                     .spawn(move || worker(&server, &state))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(HttpServer { server, workers, addr })
+        Ok(HttpServer {
+            server,
+            workers,
+            addr,
+        })
     }
 
     /// Stops accepting and joins the workers.
@@ -196,12 +215,18 @@ fn worker(server: &tiny_http::Server, state: &AppState) {
 fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
     let url = raw.url();
     if url.len() > MAX_URL_BYTES {
-        return Err(Response::error(414, format!("request target longer than {MAX_URL_BYTES} bytes")));
+        return Err(Response::error(
+            414,
+            format!("request target longer than {MAX_URL_BYTES} bytes"),
+        ));
     }
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let (path, query) = (path.to_string(), query.to_string());
     if raw.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(Response::error(413, format!("request body larger than {MAX_BODY_BYTES} bytes")));
+        return Err(Response::error(
+            413,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        ));
     }
     let content_type = raw
         .headers()
@@ -210,11 +235,19 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
         .map(|h| h.value.as_str().to_string());
     let mut body = Vec::new();
     // One byte more than allowed tells a chunked body that is too large.
-    if raw.as_reader().take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut body).is_err() {
+    if raw
+        .as_reader()
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .is_err()
+    {
         return Err(Response::error(400, "could not read the request body"));
     }
     if body.len() > MAX_BODY_BYTES {
-        return Err(Response::error(413, format!("request body larger than {MAX_BODY_BYTES} bytes")));
+        return Err(Response::error(
+            413,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        ));
     }
     Ok(Request {
         method: raw.method().as_str().to_string(),

@@ -116,7 +116,13 @@ pub struct Plugin {
 /// Loads plugin `name` as configured: reads and compiles (or takes from
 /// the cache) its component, checks its imports against its grants, and
 /// prepares it for fast instantiation.
-pub fn load(name: &str, config: &Config, runtime: &Runtime, services: &HostServices, registry: &Registry) -> anyhow::Result<Plugin> {
+pub fn load(
+    name: &str,
+    config: &Config,
+    runtime: &Runtime,
+    services: &HostServices,
+    registry: &Registry,
+) -> anyhow::Result<Plugin> {
     let plugin_config = config
         .plugins
         .get(name)
@@ -128,12 +134,17 @@ pub fn load(name: &str, config: &Config, runtime: &Runtime, services: &HostServi
             file.display()
         )
     })?;
-    let version = Sha256::digest(&bytes).iter().take(6).map(|b| format!("{b:02x}")).collect::<String>();
+    let version = Sha256::digest(&bytes)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
     let component = runtime
         .cache()
         .load_or_compile(runtime.engine(), &bytes)
         .with_context(|| format!("failed to compile plugin {}", file.display()))?;
-    let missing = capabilities::ungranted_imports(runtime.engine(), &component, &plugin_config.grants);
+    let missing =
+        capabilities::ungranted_imports(runtime.engine(), &component, &plugin_config.grants);
     if !missing.is_empty() {
         let mut wanted = plugin_config.grants.interfaces.clone();
         wanted.extend(missing.iter().cloned());
@@ -174,16 +185,25 @@ pub fn load(name: &str, config: &Config, runtime: &Runtime, services: &HostServi
         s.last_error_kind = None;
         s.last_error_detail.clear();
     });
-    log::info!("plugin `{name}` loaded: {} ({}), version {version}", plugin.kind.interface(), file.display());
+    log::info!(
+        "plugin `{name}` loaded: {} ({}), version {version}",
+        plugin.kind.interface(),
+        file.display()
+    );
     Ok(plugin)
 }
 
 impl Plugin {
     fn publish(&self, f: impl FnOnce(&mut PluginStatus)) {
         if let Ok(mut registry) = self.registry.write() {
-            let entry = registry
-                .entry(self.name.clone())
-                .or_insert_with(|| PluginStatus::new(&self.name, String::new(), Health::Loading, self.interval.as_millis() as u64));
+            let entry = registry.entry(self.name.clone()).or_insert_with(|| {
+                PluginStatus::new(
+                    &self.name,
+                    String::new(),
+                    Health::Loading,
+                    self.interval.as_millis() as u64,
+                )
+            });
             f(entry);
         }
     }
@@ -195,7 +215,10 @@ impl Plugin {
 
     /// Runs `f` on a live instance (creating one if needed), with the
     /// plugin's limits, and records the outcome.
-    pub fn call<R>(&mut self, f: impl FnOnce(&mut Instance, &Limits) -> Result<R, PluginFailure>) -> Option<R> {
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Instance, &Limits) -> Result<R, PluginFailure>,
+    ) -> Option<R> {
         if self.instance.is_none() {
             let ctx = self.shared.context(&self.services);
             match self.prepared.instantiate(ctx, &self.limits) {
@@ -210,7 +233,11 @@ impl Plugin {
         let result = f(instance, &self.limits);
         let (fuel, duration) = (instance.last_fuel, instance.last_duration);
         let recycle = instance.output_nearly_full();
-        let denied = self.shared.denied.count.load(std::sync::atomic::Ordering::Relaxed);
+        let denied = self
+            .shared
+            .denied
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed);
         self.publish(|s| {
             s.calls += 1;
             s.last_call_ms = Some(unix_time_ms());
@@ -257,7 +284,11 @@ impl Plugin {
             .min(BACKOFF_MAX);
         self.retry_at = Some(now + backoff);
         self.quarantined = self.recent_failures.len() >= QUARANTINE_FAILURES;
-        let health = if self.quarantined { Health::Quarantined } else { Health::Failed };
+        let health = if self.quarantined {
+            Health::Quarantined
+        } else {
+            Health::Failed
+        };
         if self.quarantined {
             log::error!(
                 "plugin `{}` quarantined after {} failures in {} s; fix it and copy a new file to reload it. Last failure: {}",

@@ -57,15 +57,21 @@ impl ArtifactCache {
 
     fn entry(&self, wasm: &[u8]) -> PathBuf {
         let digest = hex(&Sha256::digest(wasm));
-        self.dir.join(format!("{}-{}.cwasm", &digest[..32], self.engine_tag))
+        self.dir
+            .join(format!("{}-{}.cwasm", &digest[..32], self.engine_tag))
     }
 
     /// Loads `wasm` from the cache or compiles (and caches) it.
     pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
-        self.load_or_compile_with_source(engine, wasm).map(|(c, _)| c)
+        self.load_or_compile_with_source(engine, wasm)
+            .map(|(c, _)| c)
     }
 
-    pub fn load_or_compile_with_source(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Component, Source)> {
+    pub fn load_or_compile_with_source(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> anyhow::Result<(Component, Source)> {
         let path = self.entry(wasm);
         match self.load(engine, &path) {
             Ok(Some(component)) => return Ok((component, Source::Cache)),
@@ -104,12 +110,17 @@ impl ArtifactCache {
         };
         let started = std::time::Instant::now();
         let digest = hex(&Sha256::digest(&bytes));
-        log::debug!("verified {} MiB artifact in {:?}", bytes.len() >> 20, started.elapsed());
+        log::debug!(
+            "verified {} MiB artifact in {:?}",
+            bytes.len() >> 20,
+            started.elapsed()
+        );
         if digest != expected.trim() {
             anyhow::bail!("checksum mismatch (corrupt or foreign file)");
         }
         // Touch for LRU eviction.
-        let _ = std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        let _ =
+            std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
         // SAFETY: the bytes are exactly what this host wrote (checksum
         // verified above) for an Engine with the same compatibility hash;
         // wasmtime still checks the header and refuses a mismatch.
@@ -123,14 +134,19 @@ impl ArtifactCache {
 
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         crate::capabilities::state::write_atomically(path, artifact)?;
-        crate::capabilities::state::write_atomically(&checksum_path(path), hex(&Sha256::digest(artifact)).as_bytes())?;
+        crate::capabilities::state::write_atomically(
+            &checksum_path(path),
+            hex(&Sha256::digest(artifact)).as_bytes(),
+        )?;
         self.evict(path);
         Ok(())
     }
 
     /// Deletes the oldest entries until the cache fits, never `keep`.
     fn evict(&self, keep: &Path) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
             .filter_map(Result::ok)
             .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))

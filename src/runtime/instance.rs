@@ -32,7 +32,11 @@ impl Kind {
     ];
 
     pub fn interface(self) -> &'static str {
-        Kind::ALL.iter().find(|(k, _)| *k == self).map(|(_, n)| *n).unwrap_or("")
+        Kind::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("")
     }
 
     /// The kind a component is, from its exports; exactly one entry point.
@@ -65,12 +69,16 @@ impl Kind {
             .collect::<anyhow::Result<_>>()?;
         match found.as_slice() {
             [kind] => Ok(*kind),
-            [] => bail!(
+            [] => {
+                bail!(
                 "the component exports none of this host's entry points ({}); its exports are: {}",
                 Kind::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
                 if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+            )
+            }
+            _ => bail!(
+                "the component exports more than one entry point; a plugin must export exactly one"
             ),
-            _ => bail!("the component exports more than one entry point; a plugin must export exactly one"),
         }
     }
 }
@@ -156,7 +164,11 @@ pub struct Instance {
 }
 
 impl Prepared {
-    pub fn new(engine: &Engine, component: &Component, linker: &Linker<PluginCtx>) -> anyhow::Result<Prepared> {
+    pub fn new(
+        engine: &Engine,
+        component: &Component,
+        linker: &Linker<PluginCtx>,
+    ) -> anyhow::Result<Prepared> {
         let kind = Kind::of(engine, component)?;
         let pre = linker.instantiate_pre(component)?;
         Ok(Prepared { pre, kind })
@@ -169,14 +181,27 @@ impl Prepared {
         // Instantiation runs no Python (componentize-py pre-initialises), but
         // give it the same bounds as a call anyway.
         let _ = store.set_fuel(limits.fuel);
-        store.set_epoch_deadline(super::deadline_ticks(Duration::from_millis(limits.deadline_ms)));
-        let instance = self.pre.instantiate(&mut store).map_err(|e| classify(e, &store, limits))?;
+        store.set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
+            limits.deadline_ms,
+        )));
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store, limits))?;
         let guest = (|| -> anyhow::Result<Guest> {
             Ok(match self.kind {
-                Kind::Dht22 => Guest::Dht22(dht22_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?),
-                Kind::Bme680 => Guest::Bme680(bme680_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?),
-                Kind::PiMonitor => Guest::PiMonitor(pi_monitor_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?),
-                Kind::Dashboard => Guest::Dashboard(dashboard::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?),
+                Kind::Dht22 => Guest::Dht22(
+                    dht22_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
+                ),
+                Kind::Bme680 => Guest::Bme680(
+                    bme680_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
+                ),
+                Kind::PiMonitor => Guest::PiMonitor(
+                    pi_monitor_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
+                ),
+                Kind::Dashboard => Guest::Dashboard(
+                    dashboard::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
+                ),
             })
         })()
         .map_err(|e| PluginFailure {
@@ -208,13 +233,19 @@ impl Instance {
         limits: &Limits,
         f: impl FnOnce(&Guest, &mut Store<PluginCtx>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
-        self.store.set_fuel(limits.fuel).map_err(|e| host_failure(e.into()))?;
         self.store
-            .set_epoch_deadline(super::deadline_ticks(Duration::from_millis(limits.deadline_ms)));
+            .set_fuel(limits.fuel)
+            .map_err(|e| host_failure(e.into()))?;
+        self.store
+            .set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
+                limits.deadline_ms,
+            )));
         let started = Instant::now();
         let result = f(&self.guest, &mut self.store);
         self.last_duration = started.elapsed();
-        self.last_fuel = limits.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        self.last_fuel = limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
         self.forward_output();
         result.map_err(|e| classify(e, &self.store, limits))
     }
@@ -222,7 +253,10 @@ impl Instance {
     /// Sends what the guest printed since the last call to the host log.
     fn forward_output(&mut self) {
         let ctx = self.store.data();
-        for (i, (pipe, stream)) in [(&ctx.stdout, "stdout"), (&ctx.stderr, "stderr")].into_iter().enumerate() {
+        for (i, (pipe, stream)) in [(&ctx.stdout, "stdout"), (&ctx.stderr, "stderr")]
+            .into_iter()
+            .enumerate()
+        {
             let bytes = pipe.contents();
             let new = bytes.get(self.forwarded[i]..).unwrap_or_default();
             self.forwarded[i] = bytes.len();
@@ -244,31 +278,46 @@ impl Instance {
     /// The capture pipes only grow; once half full the instance should be
     /// replaced (cheaply) so the next call has room to print.
     pub fn output_nearly_full(&self) -> bool {
-        self.forwarded.iter().any(|&n| n > crate::capabilities::OUTPUT_CAPTURE_BYTES / 2)
+        self.forwarded
+            .iter()
+            .any(|&n| n > crate::capabilities::OUTPUT_CAPTURE_BYTES / 2)
     }
 
-    pub fn poll_dht22(&mut self, limits: &Limits) -> Result<Vec<contract::types::Dht22Reading>, PluginFailure> {
+    pub fn poll_dht22(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<Vec<contract::types::Dht22Reading>, PluginFailure> {
         self.call(limits, |g, s| match g {
             Guest::Dht22(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a dht22 plugin")),
         })
     }
 
-    pub fn poll_bme680(&mut self, limits: &Limits) -> Result<Vec<contract::types::Bme680Reading>, PluginFailure> {
+    pub fn poll_bme680(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<Vec<contract::types::Bme680Reading>, PluginFailure> {
         self.call(limits, |g, s| match g {
             Guest::Bme680(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a bme680 plugin")),
         })
     }
 
-    pub fn poll_pi_monitor(&mut self, limits: &Limits) -> Result<contract::types::PiStats, PluginFailure> {
+    pub fn poll_pi_monitor(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<contract::types::PiStats, PluginFailure> {
         self.call(limits, |g, s| match g {
             Guest::PiMonitor(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a pi-monitor plugin")),
         })
     }
 
-    pub fn render(&mut self, limits: &Limits, data: &dashboard::Snapshot) -> Result<String, PluginFailure> {
+    pub fn render(
+        &mut self,
+        limits: &Limits,
+        data: &dashboard::Snapshot,
+    ) -> Result<String, PluginFailure> {
         self.call(limits, |g, s| match g {
             Guest::Dashboard(g) => g.call_render(s, data),
             _ => Err(wasmtime::Error::msg("not a dashboard plugin")),
@@ -299,11 +348,17 @@ fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -
     let (kind, message) = match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => (
             FailureKind::Timeout,
-            format!("timed out: the call ran past its {} ms deadline (limits.deadline_ms)", limits.deadline_ms),
+            format!(
+                "timed out: the call ran past its {} ms deadline (limits.deadline_ms)",
+                limits.deadline_ms
+            ),
         ),
         Some(Trap::OutOfFuel) => (
             FailureKind::OutOfFuel,
-            format!("out of fuel: the call used its whole budget of {} (limits.fuel)", limits.fuel),
+            format!(
+                "out of fuel: the call used its whole budget of {} (limits.fuel)",
+                limits.fuel
+            ),
         ),
         Some(Trap::StackOverflow) => (
             FailureKind::StackOverflow,
@@ -311,11 +366,15 @@ fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -
         ),
         Some(Trap::UnreachableCodeReached) if last_line.starts_with("MemoryError") => (
             FailureKind::OutOfMemory,
-            format!("out of memory: the plugin hit its {} MiB limit (limits.memory_mb)", limits.memory_mb),
+            format!(
+                "out of memory: the plugin hit its {} MiB limit (limits.memory_mb)",
+                limits.memory_mb
+            ),
         ),
-        Some(Trap::UnreachableCodeReached) if traceback.is_some() => {
-            (FailureKind::PythonException, format!("Python exception: {last_line}"))
-        }
+        Some(Trap::UnreachableCodeReached) if traceback.is_some() => (
+            FailureKind::PythonException,
+            format!("Python exception: {last_line}"),
+        ),
         Some(trap) => (FailureKind::Trap, format!("WebAssembly trap: {trap}")),
         None if format!("{error:#}").contains("write beyond capacity") => (
             FailureKind::OutputFlood,
@@ -324,10 +383,14 @@ fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -
                 crate::capabilities::OUTPUT_CAPTURE_BYTES / 1024
             ),
         ),
-        None if format!("{error:#}").contains("memory") && format!("{error:#}").contains("limit") => (
-            FailureKind::OutOfMemory,
-            format!("out of memory: {error:#}"),
-        ),
+        None if format!("{error:#}").contains("memory")
+            && format!("{error:#}").contains("limit") =>
+        {
+            (
+                FailureKind::OutOfMemory,
+                format!("out of memory: {error:#}"),
+            )
+        }
         None => (FailureKind::Host, format!("{error:#}")),
     };
     PluginFailure {

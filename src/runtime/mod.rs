@@ -9,7 +9,7 @@
 mod cache;
 mod instance;
 
-pub use cache::ArtifactCache;
+pub use cache::{ArtifactCache, Source as CacheSource};
 pub use instance::{FailureKind, Instance, Kind, PluginFailure, Prepared};
 
 use std::path::Path;
@@ -50,8 +50,12 @@ impl Runtime {
         let engine = Engine::new(&engine_config())
             .map_err(anyhow::Error::from)
             .context("failed to create the wasmtime engine")?;
-        let cache = ArtifactCache::new(cache_dir, &engine)
-            .with_context(|| format!("failed to open the artifact cache in {}", cache_dir.display()))?;
+        let cache = ArtifactCache::new(cache_dir, &engine).with_context(|| {
+            format!(
+                "failed to open the artifact cache in {}",
+                cache_dir.display()
+            )
+        })?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let engine = engine.clone();
@@ -85,7 +89,8 @@ impl Runtime {
     /// Loads the component in `path`, from the artifact cache when this
     /// exact file was compiled before by this Engine.
     pub fn load_component(&self, path: &Path) -> anyhow::Result<Component> {
-        let bytes = std::fs::read(path).with_context(|| format!("failed to read plugin {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read plugin {}", path.display()))?;
         self.cache
             .load_or_compile(&self.engine, &bytes)
             .with_context(|| format!("failed to compile plugin {}", path.display()))

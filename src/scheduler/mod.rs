@@ -101,32 +101,48 @@ pub fn spawn(
     hardware_name: String,
     commands: Receiver<Command>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("scheduler".into()).spawn(move || {
-        let mut scheduler = Scheduler {
-            polled: Vec::new(),
-            dashboard: None,
-            shared,
-            services,
-            hardware_name,
-            rendered_generation: u64::MAX,
-            rendered_at: None,
-        };
-        if scheduler.load_all(&config, &runtime, &commands) {
-            scheduler.run(&commands);
-        }
-        // Dropping the plugins puts their actuators in the safe state.
-    })
+    std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || {
+            let mut scheduler = Scheduler {
+                polled: Vec::new(),
+                dashboard: None,
+                shared,
+                services,
+                hardware_name,
+                rendered_generation: u64::MAX,
+                rendered_at: None,
+            };
+            if scheduler.load_all(&config, &runtime, &commands) {
+                scheduler.run(&commands);
+            }
+            // Dropping the plugins puts their actuators in the safe state.
+        })
 }
 
 impl Scheduler {
     /// Loads every configured plugin; returns false if told to stop.
-    fn load_all(&mut self, config: &Config, runtime: &Runtime, commands: &Receiver<Command>) -> bool {
+    fn load_all(
+        &mut self,
+        config: &Config,
+        runtime: &Runtime,
+        commands: &Receiver<Command>,
+    ) -> bool {
         if let Ok(mut registry) = self.shared.registry.write() {
             for (name, p) in &config.plugins {
-                let health = if p.enabled { Health::Loading } else { Health::Disabled };
+                let health = if p.enabled {
+                    Health::Loading
+                } else {
+                    Health::Disabled
+                };
                 registry.insert(
                     name.clone(),
-                    PluginStatus::new(name, config.plugin_file(name).display().to_string(), health, p.interval_ms),
+                    PluginStatus::new(
+                        name,
+                        config.plugin_file(name).display().to_string(),
+                        health,
+                        p.interval_ms,
+                    ),
                 );
             }
         }
@@ -162,7 +178,9 @@ impl Scheduler {
     fn run(&mut self, commands: &Receiver<Command>) {
         loop {
             let now = Instant::now();
-            self.shared.heartbeat_ms.store(unix_time_ms(), Ordering::Relaxed);
+            self.shared
+                .heartbeat_ms
+                .store(unix_time_ms(), Ordering::Relaxed);
             let mut changed = false;
             for s in &mut self.polled {
                 if now < s.next_due {
@@ -192,19 +210,30 @@ impl Scheduler {
                 .unwrap_or(now + MAX_SLEEP)
                 .min(Instant::now() + MAX_SLEEP);
             match commands.recv_deadline(next) {
-                Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
         }
     }
 
     fn render_if_needed(&mut self) {
-        let generation = self.shared.readings.read().map(|r| r.generation).unwrap_or(0);
-        let stale = self.rendered_at.is_none_or(|t| t.elapsed() >= RENDER_REFRESH);
+        let generation = self
+            .shared
+            .readings
+            .read()
+            .map(|r| r.generation)
+            .unwrap_or(0);
+        let stale = self
+            .rendered_at
+            .is_none_or(|t| t.elapsed() >= RENDER_REFRESH);
         if generation == self.rendered_generation && !stale {
             return;
         }
-        let Some(dashboard) = self.dashboard.as_mut() else { return };
+        let Some(dashboard) = self.dashboard.as_mut() else {
+            return;
+        };
         if !dashboard.callable(Instant::now()) {
             return;
         }
@@ -226,17 +255,35 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
     match plugin.kind {
         Kind::Dht22 => plugin
             .call(|i, l| i.poll_dht22(l))
-            .map(|rs| store_sensors(shared, &name, rs.into_iter().map(|r| SensorReading::from_dht22(r, &name)).collect()))
+            .map(|rs| {
+                store_sensors(
+                    shared,
+                    &name,
+                    rs.into_iter()
+                        .map(|r| SensorReading::from_dht22(r, &name))
+                        .collect(),
+                )
+            })
             .unwrap_or(false),
         Kind::Bme680 => plugin
             .call(|i, l| i.poll_bme680(l))
-            .map(|rs| store_sensors(shared, &name, rs.into_iter().map(|r| SensorReading::from_bme680(r, &name)).collect()))
+            .map(|rs| {
+                store_sensors(
+                    shared,
+                    &name,
+                    rs.into_iter()
+                        .map(|r| SensorReading::from_bme680(r, &name))
+                        .collect(),
+                )
+            })
             .unwrap_or(false),
         Kind::PiMonitor => plugin
             .call(|i, l| i.poll_pi_monitor(l))
             .map(|s| {
                 let reading = SystemReading::from_stats(s);
-                let Ok(mut r) = shared.readings.write() else { return false };
+                let Ok(mut r) = shared.readings.write() else {
+                    return false;
+                };
                 r.last_update_ms = r.last_update_ms.max(reading.timestamp_ms);
                 let changed = r.system.as_ref() != Some(&reading);
                 r.system = Some(reading);
@@ -248,7 +295,9 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
 }
 
 fn store_sensors(shared: &Shared, plugin: &str, readings: Vec<SensorReading>) -> bool {
-    let Ok(mut r) = shared.readings.write() else { return false };
+    let Ok(mut r) = shared.readings.write() else {
+        return false;
+    };
     if let Some(newest) = readings.iter().map(|x| x.timestamp_ms).max() {
         r.last_update_ms = r.last_update_ms.max(newest);
     }
@@ -263,10 +312,22 @@ fn snapshot(shared: &Shared, services: &HostServices, hardware_name: &str) -> Sn
     let all = readings.all();
     let actuators = services.hardware.status();
     Snapshot {
-        dht22: all.iter().filter(|r| !r.is_bme680()).map(|r| r.to_dht22()).collect(),
-        bme680: all.iter().filter(|r| r.is_bme680()).map(|r| r.to_bme680()).collect(),
+        dht22: all
+            .iter()
+            .filter(|r| !r.is_bme680())
+            .map(|r| r.to_dht22())
+            .collect(),
+        bme680: all
+            .iter()
+            .filter(|r| r.is_bme680())
+            .map(|r| r.to_bme680())
+            .collect(),
         system: readings.system.as_ref().map(SystemReading::to_stats),
-        leds: actuators.leds.iter().map(|&[r, g, b]| Rgb { r, g, b }).collect(),
+        leds: actuators
+            .leds
+            .iter()
+            .map(|&[r, g, b]| Rgb { r, g, b })
+            .collect(),
         buzzer_active: actuators.buzzer_on || actuators.buzzer_pattern_active,
         plugins: shared
             .plugins()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what it needs, builds the plugins and
+# the host, then runs every test. Ends with one summary line.
+#
+#   scripts/test.sh [extra cargo test args, e.g. a test name filter]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$(date +%s)
+step() { echo "==> [$(( $(date +%s) - started ))s] $*"; }
+
+step "setup (virtualenv, componentize-py)"
+scripts/setup.sh
+step "build plugins"
+scripts/build-plugins.sh
+step "build host and tests"
+cargo build --locked --lib --bins --tests
+step "run tests"
+log=$(mktemp)
+set +e
+cargo test --locked --lib --bins --tests -- "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
+rm -f "$log"
+step "done"
+echo "summary: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"

@@ -1,0 +1,127 @@
+//! Command line and config errors: exit non-zero with one line naming the
+//! file, the key and the line.
+
+use std::process::Command;
+
+use crate::support::{temp_dir, BIN};
+
+/// Runs the host with `config` as its config file; returns (exit code, stderr).
+fn run_with_config(config: &str) -> (i32, String, String) {
+    let dir = temp_dir("cli");
+    let path = dir.join("host.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        stderr,
+        path.display().to_string(),
+    )
+}
+
+/// Each bad config with the key and line its error must name.
+const BAD_CONFIGS: &[(&str, &str, &str, usize)] = &[
+    (
+        "unknown key",
+        "[host]\nlisten = \"127.0.0.1:0\"\nlisten_port = 3\n",
+        "host.listen_port",
+        3,
+    ),
+    (
+        "wrong type",
+        "[host]\n\nhttp_workers = \"four\"\n",
+        "host.http_workers",
+        3,
+    ),
+    (
+        "bad address",
+        "[host]\nlisten = \"localhost\"\n",
+        "host.listen",
+        2,
+    ),
+    (
+        "bad enum",
+        "[host]\nhardware = \"arduino\"\n",
+        "host.hardware",
+        2,
+    ),
+    (
+        "interval too short",
+        "[plugins.dht22]\n# fast\ninterval_ms = 10\n",
+        "plugins.dht22.interval_ms",
+        3,
+    ),
+    (
+        "LED outside the strip",
+        "[hardware.leds]\ncount = 3\n\n[plugins.dht22.grants]\nleds = [7]\n",
+        "plugins.dht22.grants.leds",
+        5,
+    ),
+    (
+        "unknown interface",
+        "[plugins.x.grants]\ninterfaces = [\"sockets\"]\n",
+        "plugins.x.grants.interfaces",
+        2,
+    ),
+    (
+        "memory below a Python plugin",
+        "[limits]\nmemory_mb = 4\n",
+        "limits.memory_mb",
+        2,
+    ),
+    ("syntax error", "[host\nlisten = 1\n", "", 1),
+];
+
+#[test]
+fn bad_configs_exit_with_one_line_naming_file_key_and_line() {
+    for (what, config, key, line) in BAD_CONFIGS {
+        let (code, stderr, path) = run_with_config(config);
+        assert_ne!(code, 0, "{what}: must fail");
+        let msg = stderr.trim_end();
+        assert_eq!(msg.lines().count(), 1, "{what}: one line, got:\n{msg}");
+        assert!(
+            msg.contains(&format!("{path}:{line}:")),
+            "{what}: names file and line {line}: {msg}"
+        );
+        assert!(msg.contains(key), "{what}: names `{key}`: {msg}");
+    }
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/host.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/host.toml") && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_usage() {
+    for args in [
+        &["--listen", "nowhere"][..],
+        &["--hardware", "arduino"],
+        &["--frobnicate"],
+        &["--config"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && err.contains("usage:"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--hardware"));
+}

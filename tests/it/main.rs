@@ -1,0 +1,6 @@
+//! The integration test binary: one `mod` per area (ripgrep's layout).
+
+mod cli;
+mod drivers;
+mod host;
+mod support;

@@ -1,0 +1,357 @@
+//! Test helpers: start the real binary with the real plugins on an
+//! ephemeral port, talk HTTP to it over a real socket, and wait for
+//! conditions with a deadline.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wasi-python-host");
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// How long a host may take to load its (cached) plugins.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A fresh folder under the target's temp dir.
+pub fn temp_dir(label: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir under CARGO_TARGET_TMPDIR is writable");
+    dir
+}
+
+/// The artifact cache every test host shares, so each plugin is compiled
+/// once per test run (and once per machine while the sources don't change).
+pub fn shared_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifact-cache")
+}
+
+/// The shipped config/host.toml, pointed at the repo's plugins, a private
+/// state dir and the shared cache.
+pub fn base_config(state_dir: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("config/host.toml"))
+        .expect("config/host.toml is readable");
+    let mut config: toml::Table = text.parse().expect("config/host.toml is valid TOML");
+    let host = config
+        .get_mut("host")
+        .and_then(|h| h.as_table_mut())
+        .expect("config/host.toml has a [host] table");
+    host.insert(
+        "plugins_dir".into(),
+        Path::new(ROOT).join("plugins").display().to_string().into(),
+    );
+    host.insert("state_dir".into(), state_dir.display().to_string().into());
+    host.insert(
+        "cache_dir".into(),
+        shared_cache_dir().display().to_string().into(),
+    );
+    host.insert("listen".into(), "127.0.0.1:0".into());
+    host.insert("hardware".into(), "sim".into());
+    config
+}
+
+/// Fails with a clear message when the plugins were not built.
+pub fn require_plugins() {
+    for name in ["dht22", "bme680", "pi_monitor", "dashboard"] {
+        let file = Path::new(ROOT)
+            .join("plugins")
+            .join(name)
+            .join(format!("{name}.wasm"));
+        assert!(
+            file.exists(),
+            "{} is missing: build the plugins first with scripts/build-plugins.sh (scripts/test.sh does this)",
+            file.display()
+        );
+    }
+}
+
+/// Compiles the shipped plugins into the shared cache once per test run.
+pub fn warm_cache() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        require_plugins();
+        let dir = temp_dir("precompile");
+        let config = write_config(&dir, &base_config(&dir));
+        let out = Command::new(BIN)
+            .args(["precompile", "--config"])
+            .arg(&config)
+            .output()
+            .expect("the host binary runs");
+        assert!(
+            out.status.success(),
+            "precompile failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+pub fn write_config(dir: &Path, config: &toml::Table) -> PathBuf {
+    let path = dir.join("host.toml");
+    std::fs::write(&path, toml::to_string(config).expect("config serialises"))
+        .expect("config is writable");
+    path
+}
+
+/// The table at `path`, created if missing.
+pub fn table<'a>(config: &'a mut toml::Table, path: &[&str]) -> &'a mut toml::Table {
+    let mut t = config;
+    for part in path {
+        t = t
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .expect("config path is a table");
+    }
+    t
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Sends raw bytes and reads the whole response (the request must ask
+/// for `Connection: close`).
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut stream = TcpStream::connect(addr).expect("host accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(request).expect("request is sent");
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status line in {text:?}"));
+    Resp {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Resp {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(ct) = content_type {
+        req.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw_http(addr, req.as_bytes())
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` saying what
+/// was awaited.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running host process.
+pub struct TestHost {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl TestHost {
+    /// Starts the host with the shipped config (plugins from the shared
+    /// cache), and waits until every plugin has loaded.
+    pub fn start() -> TestHost {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
+        warm_cache();
+        let dir = temp_dir("host");
+        let mut config = base_config(&dir);
+        edit(&mut config);
+        let host = Self::spawn(&dir, &config);
+        host.wait_loaded();
+        host
+    }
+
+    /// Starts the host without waiting for plugins.
+    pub fn spawn(dir: &Path, config: &toml::Table) -> TestHost {
+        let path = write_config(dir, config);
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the host binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse().expect("the host logs a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the host did not start listening; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        TestHost { child, addr, log }
+    }
+
+    pub fn wait_loaded(&self) {
+        wait_until("every plugin to load", LOAD_TIMEOUT, || {
+            let plugins = self.get("/api/plugins").json();
+            let list = plugins["plugins"].as_array()?.clone();
+            let pending = list.iter().any(|p| p["status"] == "loading");
+            (!pending).then_some(())
+        });
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        http(self.addr, "GET", path, None, "")
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Resp {
+        http(
+            self.addr,
+            "POST",
+            path,
+            Some("application/json"),
+            &body.to_string(),
+        )
+    }
+
+    pub fn api(&self) -> Value {
+        let r = self.get("/api");
+        assert_eq!(r.status, 200, "GET /api: {}", r.body);
+        r.json()
+    }
+
+    /// Polls `/api` until `f` accepts it.
+    pub fn wait_api(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        wait_until(what, timeout, || {
+            let api = self.api();
+            f(&api).then_some(api)
+        })
+    }
+
+    /// Pins simulated values (see `POST /api/sim`).
+    pub fn force(&self, body: Value) {
+        let r = self.post_json("/api/sim", &body);
+        assert_eq!(r.status, 200, "POST /api/sim {body}: {}", r.body);
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("host exits after SIGKILL");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// The reading with `sensor_id` in an `/api` body.
+pub fn reading<'a>(api: &'a Value, sensor_id: &str) -> Option<&'a Value> {
+    api["readings"]
+        .as_array()?
+        .iter()
+        .find(|r| r["sensor_id"] == sensor_id)
+}
