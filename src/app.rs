@@ -117,6 +117,7 @@ impl Host {
         };
         let shared = Shared::new();
         let (commands, command_rx) = crossbeam_channel::bounded(16);
+        let channel = (commands.clone(), command_rx);
         let listen = config.host.listen;
         let workers = config.host.http_workers;
         let scheduler = scheduler::spawn(
@@ -125,7 +126,7 @@ impl Host {
             services,
             shared.clone(),
             hardware_name.clone(),
-            command_rx,
+            channel,
         )
         .context("failed to start the scheduler thread")?;
         let state = Arc::new(AppState::new(shared, hardware.handle(), hardware_name));

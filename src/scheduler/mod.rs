@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::capabilities::HostServices;
 use crate::config::Config;
@@ -72,6 +72,10 @@ impl Shared {
 
 /// Messages to the scheduler thread.
 pub enum Command {
+    /// A plugin compiled and prepared off this thread, ready to swap in.
+    Install(Box<Plugin>),
+    /// The loader has gone through every configured plugin.
+    LoadingDone,
     Stop,
 }
 
@@ -90,17 +94,30 @@ struct Scheduler {
     rendered_at: Option<Instant>,
 }
 
-/// Starts the scheduler thread. It loads the enabled plugins first (HTTP is
-/// already serving meanwhile, showing them as loading), then runs the loop
-/// until [`Command::Stop`].
+/// Starts the scheduler thread and a loader thread. The loader compiles
+/// (or takes from the cache) each enabled plugin and hands it over; the
+/// scheduler starts calling each plugin as soon as it arrives, so on a cold
+/// start the first readings do not wait for every plugin to compile. HTTP is
+/// already serving meanwhile, showing the others as loading.
 pub fn spawn(
     config: Config,
     runtime: Arc<Runtime>,
     services: HostServices,
     shared: Arc<Shared>,
     hardware_name: String,
-    commands: Receiver<Command>,
+    commands: (Sender<Command>, Receiver<Command>),
 ) -> std::io::Result<JoinHandle<()>> {
+    let (tx, rx) = commands;
+    register_configured(&config, &shared);
+    {
+        let services = services.clone();
+        let registry = shared.registry.clone();
+        std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || {
+                load_all(&config, &runtime, &services, &registry, &tx);
+            })?;
+    }
     std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || {
@@ -113,66 +130,79 @@ pub fn spawn(
                 rendered_generation: u64::MAX,
                 rendered_at: None,
             };
-            if scheduler.load_all(&config, &runtime, &commands) {
-                scheduler.run(&commands);
-            }
+            scheduler.run(&rx);
             // Dropping the plugins puts their actuators in the safe state.
         })
 }
 
-impl Scheduler {
-    /// Loads every configured plugin; returns false if told to stop.
-    fn load_all(
-        &mut self,
-        config: &Config,
-        runtime: &Runtime,
-        commands: &Receiver<Command>,
-    ) -> bool {
-        if let Ok(mut registry) = self.shared.registry.write() {
-            for (name, p) in &config.plugins {
-                let health = if p.enabled {
-                    Health::Loading
-                } else {
-                    Health::Disabled
-                };
-                registry.insert(
-                    name.clone(),
-                    PluginStatus::new(
-                        name,
-                        config.plugin_file(name).display().to_string(),
-                        health,
-                        p.interval_ms,
-                    ),
-                );
-            }
-        }
+/// Lists every configured plugin in the registry: loading or disabled.
+fn register_configured(config: &Config, shared: &Shared) {
+    if let Ok(mut registry) = shared.registry.write() {
         for (name, p) in &config.plugins {
-            if matches!(commands.try_recv(), Ok(Command::Stop)) {
-                return false;
+            let health = if p.enabled {
+                Health::Loading
+            } else {
+                Health::Disabled
+            };
+            registry.insert(
+                name.clone(),
+                PluginStatus::new(
+                    name,
+                    config.plugin_file(name).display().to_string(),
+                    health,
+                    p.interval_ms,
+                ),
+            );
+        }
+    }
+}
+
+/// Loads every enabled plugin and sends each to the scheduler. Stops early
+/// when the scheduler is gone.
+fn load_all(
+    config: &Config,
+    runtime: &Runtime,
+    services: &HostServices,
+    registry: &Registry,
+    tx: &Sender<Command>,
+) {
+    for (name, p) in &config.plugins {
+        if !p.enabled {
+            continue;
+        }
+        match plugins::load(name, config, runtime, services, registry) {
+            Ok(plugin) => {
+                if tx.send(Command::Install(Box::new(plugin))).is_err() {
+                    return;
+                }
             }
-            if !p.enabled {
-                continue;
-            }
-            match plugins::load(name, config, runtime, &self.services, &self.shared.registry) {
-                Ok(plugin) if plugin.kind == Kind::Dashboard => self.dashboard = Some(plugin),
-                Ok(plugin) => self.polled.push(Scheduled {
-                    plugin,
-                    next_due: Instant::now(),
-                }),
-                Err(e) => {
-                    log::error!("{e:#}");
-                    if let Ok(mut registry) = self.shared.registry.write() {
-                        if let Some(s) = registry.get_mut(name) {
-                            s.status = Health::LoadFailed;
-                            s.last_error = format!("{e:#}");
-                            s.last_error_kind = Some("load");
-                        }
+            Err(e) => {
+                log::error!("{e:#}");
+                if let Ok(mut registry) = registry.write() {
+                    if let Some(s) = registry.get_mut(name) {
+                        s.status = Health::LoadFailed;
+                        s.last_error = format!("{e:#}");
+                        s.last_error_kind = Some("load");
                     }
                 }
             }
         }
-        self.shared.loaded.store(true, Ordering::Relaxed);
-        true
+    }
+    let _ = tx.send(Command::LoadingDone);
+}
+
+impl Scheduler {
+    fn install(&mut self, plugin: Plugin) {
+        if plugin.kind == Kind::Dashboard {
+            self.dashboard = Some(plugin);
+            self.rendered_at = None;
+            return;
+        }
+        self.polled.retain(|s| s.plugin.name != plugin.name);
+        self.polled.push(Scheduled {
+            plugin,
+            next_due: Instant::now(),
+        });
     }
 
     fn run(&mut self, commands: &Receiver<Command>) {
@@ -210,6 +240,8 @@ impl Scheduler {
                 .unwrap_or(now + MAX_SLEEP)
                 .min(Instant::now() + MAX_SLEEP);
             match commands.recv_deadline(next) {
+                Ok(Command::Install(plugin)) => self.install(*plugin),
+                Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
                 Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     return
                 }

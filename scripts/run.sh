@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up everything and runs the host on simulated hardware:
+# installs componentize-py (project-local .venv), builds the plugins,
+# builds the host and starts it with config/host.toml.
+#
+#   scripts/run.sh [host options, e.g. --listen 127.0.0.1:3000 --hardware sim]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/setup.sh
+scripts/build-plugins.sh
+cargo build --locked --bin wasi-python-host
+echo "==> starting: open http://127.0.0.1:3000/ (Ctrl-C stops)"
+exec target/debug/wasi-python-host --config config/host.toml "$@"
