@@ -5,24 +5,30 @@
 # is skipped. Each component is written to a temporary name and renamed, so
 # a running host never sees a half-written file.
 #
-# usage: scripts/build-plugins.sh [NAME...]   (default: every plugin)
+# usage: scripts/build-plugins.sh [--dir DIR] [NAME...]
+#   DIR defaults to plugins/; every folder in it with an app.py is a plugin.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+plugins="$root/plugins"
+if [ "${1:-}" = "--dir" ]; then
+    plugins=$(cd "$2" && pwd)
+    shift 2
+fi
 "$root/scripts/setup.sh"
 componentize="$root/.venv/bin/componentize-py"
 tool_version=$("$componentize" --version 2>/dev/null || echo unknown)
 
 if [ $# -gt 0 ]; then names=("$@"); else
     names=()
-    for dir in "$root"/plugins/*/; do
+    for dir in "$plugins"/*/; do
         [ -f "$dir/app.py" ] && names+=("$(basename "$dir")")
     done
 fi
 
 built=0
 for name in "${names[@]}"; do
-    dir="$root/plugins/$name"
-    [ -f "$dir/app.py" ] || { echo "error: plugins/$name/app.py does not exist" >&2; exit 1; }
+    dir="$plugins/$name"
+    [ -f "$dir/app.py" ] || { echo "error: $plugins/$name/app.py does not exist" >&2; exit 1; }
     world=$(sed -n 's/^# wit-world: *\([a-z0-9-]*\).*/\1/p' "$dir/app.py" | head -n 1)
     if [ -z "$world" ]; then
         echo "error: plugins/$name/app.py must start with a '# wit-world: WORLD' line naming its world in wit/plugin.wit" >&2
@@ -32,10 +38,10 @@ for name in "${names[@]}"; do
     hash=$( { echo "$tool_version $world"; cat "$root"/wit/*.wit; for f in $sources; do echo "$f"; cat "$f"; done; } | sha256sum | cut -d' ' -f1)
     out="$dir/$name.wasm"
     if [ -f "$out" ] && [ "$(cat "$dir/.build-hash" 2>/dev/null)" = "$hash" ]; then
-        echo "plugins/$name: up to date"
+        echo "$name: up to date"
         continue
     fi
-    echo "plugins/$name: building (world $world)"
+    echo "$name: building (world $world)"
     # Stage only the plugin's modules and the shared ones: componentize-py
     # bundles its whole Python path, and tests or old outputs do not belong
     # in a plugin.
@@ -43,11 +49,11 @@ for name in "${names[@]}"; do
     trap 'rm -rf "$stage"' EXIT
     for f in $sources; do cp "$f" "$stage/"; done
     (cd "$stage" && "$componentize" -d "$root/wit" -w "$world" componentize app -o "$stage/out.wasm") \
-        || { echo "error: building plugins/$name failed (see above)" >&2; exit 1; }
+        || { echo "error: building $name failed (see above)" >&2; exit 1; }
     cp "$stage/out.wasm" "$out.tmp"
     mv -f "$out.tmp" "$out"
     echo "$hash" > "$dir/.build-hash"
     rm -rf "$stage"
     built=$((built + 1))
 done
-echo "plugins: $built built, $(( ${#names[@]} - built )) up to date"
+echo "$(basename "$plugins"): $built built, $(( ${#names[@]} - built )) up to date"

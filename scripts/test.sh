@@ -13,6 +13,7 @@ step "setup (virtualenv, componentize-py)"
 scripts/setup.sh
 step "build plugins"
 scripts/build-plugins.sh
+scripts/build-plugins.sh --dir tests/plugins
 step "build host and tests"
 cargo build --locked --lib --bins --tests
 step "run tests"

@@ -204,6 +204,81 @@ pub fn precompile(
     Ok(())
 }
 
+/// `check`: prints a component's imports and exports and what the config
+/// grants it, and whether the host would load it. Returns that verdict.
+pub fn check(
+    config_path: PathBuf,
+    overrides: Overrides,
+    file: &std::path::Path,
+    name: Option<String>,
+) -> anyhow::Result<bool> {
+    let config = load_config(&config_path, &overrides)?;
+    let name = name.unwrap_or_else(|| {
+        file.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+            .to_string()
+    });
+    let runtime = Runtime::new(&config.cache_dir())?;
+    let bytes =
+        std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+    println!("file:     {} ({} KiB)", file.display(), bytes.len() / 1024);
+    let component = runtime
+        .cache()
+        .load_or_compile(runtime.engine(), &bytes)
+        .with_context(|| format!("{} is not a loadable WebAssembly component", file.display()))?;
+    let report = crate::capabilities::describe(runtime.engine(), &component);
+    match crate::runtime::Kind::of(runtime.engine(), &component) {
+        Ok(kind) => println!(
+            "kind:     {} (entry point `{}`)",
+            kind.interface(),
+            kind.interface()
+        ),
+        Err(e) => println!("kind:     none: {e:#}"),
+    }
+    println!("imports:");
+    for i in &report.imports {
+        println!("  {i}");
+    }
+    println!("exports:");
+    for e in &report.exports {
+        println!("  {e}");
+    }
+    let Some(plugin) = config.plugins.get(&name) else {
+        println!("config:   {} has no [plugins.{name}]: it would not be loaded (use --name to pick the entry)", config_path.display());
+        return Ok(false);
+    };
+    let g = &plugin.grants;
+    println!(
+        "grants in [plugins.{name}.grants] of {}:",
+        config_path.display()
+    );
+    println!("  interfaces      = {:?}", g.interfaces);
+    println!("  dht22_pins      = {:?}", g.dht22_pins);
+    println!("  i2c_addresses   = {:?}", g.i2c_addresses);
+    println!("  leds            = {:?}", g.leds);
+    println!("  state_quota     = {:?}", g.state_quota_bytes);
+    let missing = crate::capabilities::ungranted_imports(runtime.engine(), &component, g);
+    let kind_ok = crate::runtime::Kind::of(runtime.engine(), &component).is_ok();
+    if missing.is_empty() && kind_ok {
+        println!("verdict:  loads as `{name}`");
+        Ok(true)
+    } else {
+        if !missing.is_empty() {
+            let mut wanted = g.interfaces.clone();
+            wanted.extend(missing.iter().cloned());
+            println!(
+                "verdict:  refused: imports {} without a grant; to allow, set in [plugins.{name}.grants]: interfaces = [{}]",
+                missing.join(", "),
+                wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+            );
+        } else {
+            println!("verdict:  refused: no usable entry point");
+        }
+        Ok(false)
+    }
+}
+
 /// Runs the host until SIGINT or SIGTERM.
 pub fn run(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
     let config = load_config(&config_path, &overrides)?;

@@ -9,6 +9,8 @@ use wasi_python_host::app::{self, Overrides};
 const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the host
        wasi-python-host precompile [OPTIONS] [PLUGIN...]
                                                     compile plugins into the artifact cache
+       wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
+                                                    show a plugin's imports, exports and grants
 
 Runs Python plugins (WebAssembly components) against the configured hardware
 and serves the dashboard and JSON API.
@@ -23,6 +25,10 @@ options:
 enum Command {
     Run,
     Precompile(Vec<String>),
+    Check {
+        file: Option<PathBuf>,
+        name: Option<String>,
+    },
 }
 
 struct Args {
@@ -37,6 +43,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         Some("precompile") => {
             args.next();
             Command::Precompile(Vec::new())
+        }
+        Some("check") => {
+            args.next();
+            Command::Check {
+                file: None,
+                name: None,
+            }
         }
         Some(s) if !s.starts_with('-') => return Err(format!("unknown command `{s}`")),
         _ => Command::Run,
@@ -77,9 +90,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                         .map_err(|e| format!("--hardware: {e}"))?,
                 )
             }
+            "--name" if matches!(parsed.command, Command::Check { .. }) => {
+                let v = value("--name")?;
+                if let Command::Check { name, .. } = &mut parsed.command {
+                    *name = Some(v);
+                }
+            }
             other if !other.starts_with('-') => match &mut parsed.command {
                 Command::Precompile(names) => names.push(other.to_string()),
-                Command::Run => return Err(format!("unexpected argument `{other}`")),
+                Command::Check {
+                    file: file @ None, ..
+                } => *file = Some(PathBuf::from(other)),
+                _ => return Err(format!("unexpected argument `{other}`")),
             },
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -105,6 +127,18 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Run => app::run(args.config, args.overrides),
         Command::Precompile(names) => app::precompile(args.config, args.overrides, &names),
+        Command::Check { file: None, .. } => {
+            eprintln!("error: check needs a PLUGIN.wasm\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        Command::Check {
+            file: Some(file),
+            name,
+        } => match app::check(args.config, args.overrides, &file, name) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

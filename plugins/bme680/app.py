@@ -25,6 +25,9 @@ LEVELS = (AlertLevel.OK, AlertLevel.WARN, AlertLevel.ALARM)
 
 # Last good reading, for when a read fails (memory only, see the dht22 plugin).
 _last = None
+# The working gas baseline. The state store gets it only when it has moved by
+# BASELINE_SAVE_STEP, so its slow decay has to accumulate here in between.
+_baseline = None
 # The baseline is saved when it moved by more than this fraction.
 BASELINE_SAVE_STEP = 0.01
 
@@ -41,7 +44,7 @@ def checks():
 
 class Bme680Logic(exports.Bme680Logic):
     def poll(self) -> list[Bme680Reading]:
-        global _last
+        global _last, _baseline
         address = setting("address", 0x77)
         sensor_id = setting("sensor_id", f"bme680-i2c-{address:#04x}")
         saved = load_state("alert", {"level": 0, "levels": {}, "baseline": None})
@@ -61,7 +64,7 @@ class Bme680Logic(exports.Bme680Logic):
                                           f"(showing the reading from {(now - old.timestamp_ms) // 1000} s ago)")]
 
         fixed = setting("gas_baseline_ohm", 0.0)
-        baseline = saved.get("baseline")
+        baseline = _baseline if _baseline is not None else saved.get("baseline")
         if s.gas_valid:
             baseline = fixed if fixed > 0 else iaq.update_baseline(baseline, s.gas_resistance_ohm)
         score = iaq.iaq_score(s.gas_resistance_ohm, s.humidity_pct, baseline or 0.0) if s.gas_valid else 0
@@ -86,6 +89,7 @@ class Bme680Logic(exports.Bme680Logic):
         baseline_moved = baseline is not None and abs(baseline - old_baseline) > BASELINE_SAVE_STEP * max(old_baseline, 1.0)
         if level != saved["level"] or levels != saved["levels"] or baseline_moved:
             save_state("alert", {"level": level, "levels": levels, "baseline": baseline})
+        _baseline = baseline
 
         _last = Bme680Reading(
             sensor_id=sensor_id,

@@ -46,8 +46,13 @@ class Check:
         if level == OK:
             return ""
         bound = self.alarm if level == ALARM else self.warn
-        relation = "below" if self.low else "at or above"
-        return f"{self.label} {value:.1f}{self.unit} {relation} {NAMES[level]} threshold {bound:g}{self.unit}"
+        if (value <= bound) if self.low else (value >= bound):
+            relation = "at or below" if self.low else "at or above"
+            return f"{self.label} {value:.1f}{self.unit} {relation} {NAMES[level]} threshold {bound:g}{self.unit}"
+        # Held by hysteresis: the value is back past the threshold, not far enough yet.
+        relation = "above" if self.low else "below"
+        return (f"{self.label} {value:.1f}{self.unit} back {relation} {NAMES[level]} threshold "
+                f"{bound:g}{self.unit} (held by {self.hysteresis:g}{self.unit} hysteresis)")
 
 
 def evaluate(checks, values, previous_levels):
@@ -57,6 +62,10 @@ def evaluate(checks, values, previous_levels):
     for check in checks:
         value = values.get(check.key)
         if value is None:
+            # Not measured this time: keep its level, so a read error does
+            # not end an alarm (and its return does not beep again).
+            if check.key in previous_levels:
+                levels[check.key] = previous_levels[check.key]
             continue
         lvl = check.level(value, previous_levels.get(check.key, OK))
         levels[check.key] = lvl

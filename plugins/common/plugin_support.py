@@ -1,7 +1,8 @@
 """Helpers every plugin uses: typed settings, JSON state, logging.
 
 The host passes `[plugins.NAME.settings]` values as TOML-formatted strings.
-Numbers and booleans read as-is; TOML basic strings are JSON strings.
+Numbers and booleans read as-is; TOML basic strings are JSON strings, and
+literal strings ('...') are the text between the quotes.
 """
 
 import json
@@ -25,7 +26,12 @@ def setting(key, default):
         if isinstance(default, float):
             return float(raw)
         if isinstance(default, str):
-            return json.loads(raw)
+            if len(raw) >= 2 and raw[0] == raw[-1] == "'" and not raw.startswith("'''"):
+                return raw[1:-1]  # TOML literal string: the host's form for text with a quote or backslash
+            value = json.loads(raw)
+            if not isinstance(value, str):
+                raise ValueError(raw)
+            return value
         return json.loads(raw)
     except (ValueError, TypeError):
         warn(f"setting {key} = {raw} is not a {type(default).__name__}; using {default!r}")

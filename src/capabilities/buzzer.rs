@@ -1,8 +1,11 @@
 //! `buzzer-controller`: patterns are played by the hardware thread; these
 //! calls only queue them.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::rate::TokenBucket;
+use super::Refuser;
 use crate::contract::buzzer_controller::Host;
 use crate::hardware::{BuzzPattern, HardwareHandle};
 
@@ -11,11 +14,21 @@ pub const MAX_BEEPS: u8 = 10;
 
 pub struct Buzzer {
     hardware: HardwareHandle,
+    refuse: Refuser,
+    bucket: Arc<Mutex<TokenBucket>>,
 }
 
 impl Buzzer {
-    pub fn new(hardware: HardwareHandle) -> Buzzer {
-        Buzzer { hardware }
+    pub fn new(
+        hardware: HardwareHandle,
+        refuse: Refuser,
+        bucket: Arc<Mutex<TokenBucket>>,
+    ) -> Buzzer {
+        Buzzer {
+            hardware,
+            refuse,
+            bucket,
+        }
     }
 }
 
@@ -27,6 +40,11 @@ impl Host for Buzzer {
     fn beep(&mut self, count: u8, duration_ms: u32, interval_ms: u32) -> Result<(), String> {
         if count == 0 || count > MAX_BEEPS {
             return Err(format!("beep count must be 1–{MAX_BEEPS}, not {count}"));
+        }
+        if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
+            return Err(self.refuse.refuse(
+                "buzzer rate limit: at most 3 patterns at once, then one every 10 s".to_string(),
+            ));
         }
         self.hardware
             .buzz(BuzzPattern {

@@ -2,12 +2,14 @@
 //! on the strip by `sync-leds`.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Grants;
 use crate::contract::led_controller::Host;
 use crate::contract::types::Rgb;
 use crate::hardware::HardwareHandle;
 
+use super::rate::TokenBucket;
 use super::Refuser;
 
 pub struct Leds {
@@ -15,15 +17,22 @@ pub struct Leds {
     pending: BTreeMap<u8, [u8; 3]>,
     hardware: HardwareHandle,
     refuse: Refuser,
+    bucket: Arc<Mutex<TokenBucket>>,
 }
 
 impl Leds {
-    pub fn new(grants: &Grants, hardware: HardwareHandle, refuse: Refuser) -> Leds {
+    pub fn new(
+        grants: &Grants,
+        hardware: HardwareHandle,
+        refuse: Refuser,
+        bucket: Arc<Mutex<TokenBucket>>,
+    ) -> Leds {
         Leds {
             granted: grants.leds.clone(),
             pending: BTreeMap::new(),
             hardware,
             refuse,
+            bucket,
         }
     }
 
@@ -68,6 +77,12 @@ impl Host for Leds {
     fn sync_leds(&mut self) -> Result<(), String> {
         if self.pending.is_empty() {
             return Ok(());
+        }
+        if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
+            // The buffer is kept: the next allowed sync shows the latest colours.
+            return Err(self
+                .refuse
+                .refuse("LED rate limit: at most 10 strip updates per second".to_string()));
         }
         let colors: Vec<(u8, [u8; 3])> = std::mem::take(&mut self.pending).into_iter().collect();
         self.hardware

@@ -15,6 +15,7 @@ pub mod buzzer;
 pub mod gpio;
 pub mod leds;
 pub mod log;
+pub mod rate;
 pub mod settings;
 pub mod state;
 pub mod system;
@@ -82,6 +83,9 @@ pub struct PluginShared {
     pub limits: Limits,
     pub state: Arc<Mutex<state::Store>>,
     pub denied: Arc<Denials>,
+    /// Actuator rate limits; they outlive instances on purpose.
+    pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
+    pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
 }
 
 impl PluginShared {
@@ -108,6 +112,8 @@ impl PluginShared {
             limits,
             state: Arc::new(Mutex::new(store)),
             denied: Arc::new(Denials::default()),
+            buzzer_bucket: Arc::new(Mutex::new(rate::buzzer_bucket())),
+            leds_bucket: Arc::new(Mutex::new(rate::leds_bucket())),
         })
     }
 
@@ -138,8 +144,17 @@ impl PluginShared {
             stdout,
             stderr,
             gpio: gpio::Gpio::new(&self.grants, services.hardware.clone(), refuse.clone()),
-            leds: leds::Leds::new(&self.grants, services.hardware.clone(), refuse.clone()),
-            buzzer: buzzer::Buzzer::new(services.hardware.clone()),
+            leds: leds::Leds::new(
+                &self.grants,
+                services.hardware.clone(),
+                refuse.clone(),
+                self.leds_bucket.clone(),
+            ),
+            buzzer: buzzer::Buzzer::new(
+                services.hardware.clone(),
+                refuse.clone(),
+                self.buzzer_bucket.clone(),
+            ),
             system: system::System::new(services.hardware.clone()),
             state: state::State::new(self.state.clone()),
             log: log::Log::new(self.name.clone()),
@@ -224,6 +239,23 @@ pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> anyhow::Result<Link
         }
     }
     Ok(linker)
+}
+
+/// A component's imports and exports by name, for `check`.
+pub struct Description {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+pub fn describe(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Description {
+    let ty = component.component_type();
+    Description {
+        imports: ty.imports(engine).map(|(n, _)| n.to_string()).collect(),
+        exports: ty.exports(engine).map(|(n, _)| n.to_string()).collect(),
+    }
 }
 
 /// Contract interfaces `component` imports that `grants` does not allow,

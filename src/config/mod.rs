@@ -193,6 +193,8 @@ pub struct Limits {
     pub deadline_ms: u64,
     /// Linear memory ceiling. A componentize-py plugin starts at 12.4 MiB.
     pub memory_mb: u32,
+    /// Largest result a call may return (readings or a page), in KiB.
+    pub max_result_kb: u32,
 }
 
 impl Default for Limits {
@@ -201,6 +203,7 @@ impl Default for Limits {
             fuel: 200_000_000,
             deadline_ms: 1000,
             memory_mb: 64,
+            max_result_kb: 1024,
         }
     }
 }
@@ -212,6 +215,7 @@ pub struct LimitOverrides {
     pub fuel: Option<u64>,
     pub deadline_ms: Option<u64>,
     pub memory_mb: Option<u32>,
+    pub max_result_kb: Option<u32>,
 }
 
 impl LimitOverrides {
@@ -220,6 +224,7 @@ impl LimitOverrides {
             fuel: self.fuel.unwrap_or(base.fuel),
             deadline_ms: self.deadline_ms.unwrap_or(base.deadline_ms),
             memory_mb: self.memory_mb.unwrap_or(base.memory_mb),
+            max_result_kb: self.max_result_kb.unwrap_or(base.max_result_kb),
         }
     }
 }
@@ -448,6 +453,9 @@ fn check_limits(key: &str, limits: &Limits) -> Result<(), (String, String)> {
             format!("{key}.deadline_ms"),
             "must be between 10 and 60000".into(),
         ));
+    }
+    if limits.max_result_kb == 0 {
+        return Err((format!("{key}.max_result_kb"), "must be at least 1".into()));
     }
     if limits.memory_mb < 16 {
         return Err((

@@ -296,6 +296,14 @@ impl HardwareHandle {
         self.ask(|reply| Request::Buzz { pattern, reply })
     }
 
+    /// Turns the given LEDs off. Never waits: this is the safe-state path,
+    /// and a failing plugin must not cost the others a hardware round trip.
+    pub fn leds_off(&self, indices: &[u8]) {
+        let (reply, _) = bounded(1);
+        let colors = indices.iter().map(|&i| (i, [0, 0, 0])).collect();
+        let _ = self.tx.try_send(Request::SetLeds { colors, reply });
+    }
+
     /// Silences the buzzer now. Never waits: this is the safe-state path.
     pub fn buzzer_off(&self) {
         let _ = self.tx.try_send(Request::BuzzerOff);

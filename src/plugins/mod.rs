@@ -66,6 +66,10 @@ pub struct PluginStatus {
     pub last_call_fuel: u64,
     pub denied_calls: u64,
     pub interval_ms: u64,
+    /// How late the last scheduled call started, and the worst so far: how
+    /// much other plugins delayed this one.
+    pub last_start_delay_us: u64,
+    pub max_start_delay_us: u64,
 }
 
 impl PluginStatus {
@@ -88,6 +92,8 @@ impl PluginStatus {
             last_call_fuel: 0,
             denied_calls: 0,
             interval_ms,
+            last_start_delay_us: 0,
+            max_start_delay_us: 0,
         }
     }
 }
@@ -208,6 +214,15 @@ impl Plugin {
         }
     }
 
+    /// Records how late a scheduled call starts.
+    pub fn record_start_delay(&self, delay: Duration) {
+        let us = delay.as_micros() as u64;
+        self.publish(|s| {
+            s.last_start_delay_us = us;
+            s.max_start_delay_us = s.max_start_delay_us.max(us);
+        });
+    }
+
     /// Whether the plugin may be called at `now`.
     pub fn callable(&self, now: Instant) -> bool {
         !self.quarantined && self.retry_at.is_none_or(|t| now >= t)
@@ -324,10 +339,7 @@ impl Plugin {
     pub fn safe_state(&self) {
         let grants = &self.shared.grants;
         if grants.allows("led-controller") && !grants.leds.is_empty() {
-            let off = grants.leds.iter().map(|&i| (i, [0, 0, 0])).collect();
-            if let Err(e) = self.services.hardware.set_leds(off) {
-                log::warn!("could not turn off the LEDs of plugin `{}`: {e}", self.name);
-            }
+            self.services.hardware.leds_off(&grants.leds);
         }
         if grants.allows("buzzer-controller") {
             self.services.hardware.buzzer_off();

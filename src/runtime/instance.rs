@@ -287,30 +287,44 @@ impl Instance {
         &mut self,
         limits: &Limits,
     ) -> Result<Vec<contract::types::Dht22Reading>, PluginFailure> {
-        self.call(limits, |g, s| match g {
+        let readings = self.call(limits, |g, s| match g {
             Guest::Dht22(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a dht22 plugin")),
-        })
+        })?;
+        let size: usize = readings
+            .iter()
+            .map(|r| 64 + r.sensor_id.len() + r.message.len())
+            .sum();
+        check_result(limits, readings.len(), size)?;
+        Ok(readings)
     }
 
     pub fn poll_bme680(
         &mut self,
         limits: &Limits,
     ) -> Result<Vec<contract::types::Bme680Reading>, PluginFailure> {
-        self.call(limits, |g, s| match g {
+        let readings = self.call(limits, |g, s| match g {
             Guest::Bme680(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a bme680 plugin")),
-        })
+        })?;
+        let size: usize = readings
+            .iter()
+            .map(|r| 64 + r.sensor_id.len() + r.message.len())
+            .sum();
+        check_result(limits, readings.len(), size)?;
+        Ok(readings)
     }
 
     pub fn poll_pi_monitor(
         &mut self,
         limits: &Limits,
     ) -> Result<contract::types::PiStats, PluginFailure> {
-        self.call(limits, |g, s| match g {
+        let stats = self.call(limits, |g, s| match g {
             Guest::PiMonitor(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a pi-monitor plugin")),
-        })
+        })?;
+        check_result(limits, 1, 64 + stats.message.len())?;
+        Ok(stats)
     }
 
     pub fn render(
@@ -318,11 +332,43 @@ impl Instance {
         limits: &Limits,
         data: &dashboard::Snapshot,
     ) -> Result<String, PluginFailure> {
-        self.call(limits, |g, s| match g {
+        let html = self.call(limits, |g, s| match g {
             Guest::Dashboard(g) => g.call_render(s, data),
             _ => Err(wasmtime::Error::msg("not a dashboard plugin")),
-        })
+        })?;
+        check_result(limits, 1, html.len())?;
+        Ok(html)
     }
+}
+
+/// Most readings one `poll` may return.
+pub const MAX_READINGS_PER_POLL: usize = 32;
+
+/// Refuses results larger than the plugin's `max_result_kb` or with more
+/// than [`MAX_READINGS_PER_POLL`] readings.
+fn check_result(limits: &Limits, count: usize, bytes: usize) -> Result<(), PluginFailure> {
+    let max = limits.max_result_kb as usize * 1024;
+    if count > MAX_READINGS_PER_POLL {
+        return Err(PluginFailure {
+            kind: FailureKind::BadResult,
+            message: format!(
+                "result too large: {count} readings, at most {MAX_READINGS_PER_POLL} per poll"
+            ),
+            detail: String::new(),
+        });
+    }
+    if bytes > max {
+        return Err(PluginFailure {
+            kind: FailureKind::BadResult,
+            message: format!(
+                "result too large: {} KiB, the limit is {} KiB (limits.max_result_kb)",
+                bytes / 1024,
+                limits.max_result_kb
+            ),
+            detail: String::new(),
+        });
+    }
+    Ok(())
 }
 
 fn host_failure(e: anyhow::Error) -> PluginFailure {
@@ -336,16 +382,36 @@ fn host_failure(e: anyhow::Error) -> PluginFailure {
 /// Names a failed call from its error and what the guest wrote to stderr.
 fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -> PluginFailure {
     let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
-    let traceback = stderr
-        .find("Traceback (most recent call last)")
-        .map(|i| stderr[i..].trim_end().to_string());
+    // componentize-py prints the Python traceback, a blank line, then its
+    // own Rust panic note; the traceback is the part a user needs.
+    let traceback = stderr.find("Traceback (most recent call last)").map(|i| {
+        let rest = &stderr[i..];
+        let end = rest
+            .find("\n\n")
+            .or_else(|| rest.find("\nthread '"))
+            .unwrap_or(rest.len());
+        rest[..end].trim_end().to_string()
+    });
     let last_line = traceback
         .as_deref()
         .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()))
         .map(str::trim)
         .unwrap_or("")
         .to_string();
+    // A full capture pipe reads as a closed stdout in Python
+    // (BrokenPipeError) or as a trap in the host: either way, a flood.
+    let cap = crate::capabilities::OUTPUT_CAPTURE_BYTES;
+    let flooded = [&store.data().stdout, &store.data().stderr]
+        .iter()
+        .any(|p| p.contents().len() + 4096 >= cap);
     let (kind, message) = match error.downcast_ref::<Trap>() {
+        _ if flooded => (
+            FailureKind::OutputFlood,
+            format!(
+                "output flood: the plugin printed more than {} KiB (stdout/stderr cap)",
+                cap / 1024
+            ),
+        ),
         Some(Trap::Interrupt) => (
             FailureKind::Timeout,
             format!(
@@ -364,13 +430,20 @@ fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -
             FailureKind::StackOverflow,
             "stack overflow: the call recursed too deep".to_string(),
         ),
-        Some(Trap::UnreachableCodeReached) if last_line.starts_with("MemoryError") => (
-            FailureKind::OutOfMemory,
-            format!(
-                "out of memory: the plugin hit its {} MiB limit (limits.memory_mb)",
-                limits.memory_mb
-            ),
-        ),
+        // When memory is gone CPython may not even manage a clean traceback
+        // ("lost sys.stderr"), but it names the MemoryError somewhere.
+        Some(Trap::UnreachableCodeReached)
+            if last_line.starts_with("MemoryError")
+                || stderr.contains("type name: MemoryError") =>
+        {
+            (
+                FailureKind::OutOfMemory,
+                format!(
+                    "out of memory: the plugin hit its {} MiB limit (limits.memory_mb)",
+                    limits.memory_mb
+                ),
+            )
+        }
         Some(Trap::UnreachableCodeReached) if traceback.is_some() => (
             FailureKind::PythonException,
             format!("Python exception: {last_line}"),

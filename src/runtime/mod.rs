@@ -63,9 +63,18 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("epoch-ticker".into())
                 .spawn(move || {
+                    // The epoch follows the wall clock, not the number of
+                    // wake-ups: on a busy machine a sleep overruns, and
+                    // counting wake-ups would stretch every deadline.
+                    let start = std::time::Instant::now();
+                    let mut epoch: u128 = 0;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                        while epoch < due {
+                            engine.increment_epoch();
+                            epoch += 1;
+                        }
                     }
                 })
                 .context("failed to start the epoch ticker thread")?

@@ -216,12 +216,15 @@ impl Scheduler {
                 if now < s.next_due {
                     continue;
                 }
+                let due = s.next_due;
                 // Advance by whole intervals from the previous due time: no
                 // drift, and missed ticks are skipped rather than replayed.
                 while s.next_due <= now {
                     s.next_due += s.plugin.interval;
                 }
-                if s.plugin.callable(now) {
+                let started = Instant::now();
+                if s.plugin.callable(started) {
+                    s.plugin.record_start_delay(started.duration_since(due));
                     changed |= poll(&mut s.plugin, &self.shared);
                 }
             }

@@ -3,4 +3,6 @@
 mod cli;
 mod drivers;
 mod host;
+mod recycle;
+mod sandbox;
 mod support;

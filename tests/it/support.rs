@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -61,18 +61,69 @@ pub fn base_config(state_dir: &Path) -> toml::Table {
     config
 }
 
+/// The hostile test plugin (tests/plugins/hostile), built by scripts/test.sh.
+pub fn hostile_wasm() -> PathBuf {
+    Path::new(ROOT).join("tests/plugins/hostile/hostile.wasm")
+}
+
 /// Fails with a clear message when the plugins were not built.
 pub fn require_plugins() {
-    for name in ["dht22", "bme680", "pi_monitor", "dashboard"] {
-        let file = Path::new(ROOT)
-            .join("plugins")
-            .join(name)
-            .join(format!("{name}.wasm"));
+    let mut files: Vec<PathBuf> = ["dht22", "bme680", "pi_monitor", "dashboard"]
+        .iter()
+        .map(|name| {
+            Path::new(ROOT)
+                .join("plugins")
+                .join(name)
+                .join(format!("{name}.wasm"))
+        })
+        .collect();
+    files.push(hostile_wasm());
+    for file in files {
         assert!(
             file.exists(),
-            "{} is missing: build the plugins first with scripts/build-plugins.sh (scripts/test.sh does this)",
+            "{} is missing: build the plugins first with scripts/build-plugins.sh and \
+             scripts/build-plugins.sh --dir tests/plugins (scripts/test.sh does both)",
             file.display()
         );
+    }
+}
+
+/// Adds plugin `name` running the hostile test plugin in `mode`, on a
+/// 4-LED strip where LED 3 is its own. `limits` go to its limits table.
+pub fn add_hostile(
+    config: &mut toml::Table,
+    name: &str,
+    mode: &str,
+    interval_ms: i64,
+    limits: &[(&str, i64)],
+) {
+    table(config, &["hardware", "leds"]).insert("count".into(), 4.into());
+    let plugin = table(config, &["plugins", name]);
+    plugin.insert("file".into(), hostile_wasm().display().to_string().into());
+    plugin.insert("interval_ms".into(), interval_ms.into());
+    let grants = table(config, &["plugins", name, "grants"]);
+    grants.insert(
+        "interfaces".into(),
+        toml::Value::Array(
+            [
+                "gpio-provider",
+                "led-controller",
+                "buzzer-controller",
+                "state",
+                "log",
+                "settings",
+            ]
+            .iter()
+            .map(|s| toml::Value::from(*s))
+            .collect(),
+        ),
+    );
+    grants.insert("dht22_pins".into(), toml::Value::Array(vec![4.into()]));
+    grants.insert("leds".into(), toml::Value::Array(vec![3.into()]));
+    table(config, &["plugins", name, "settings"]).insert("mode".into(), mode.into());
+    let l = table(config, &["plugins", name, "limits"]);
+    for (k, v) in limits {
+        l.insert(k.to_string(), (*v).into());
     }
 }
 
@@ -82,7 +133,9 @@ pub fn warm_cache() {
     ONCE.call_once(|| {
         require_plugins();
         let dir = temp_dir("precompile");
-        let config = write_config(&dir, &base_config(&dir));
+        let mut config = base_config(&dir);
+        add_hostile(&mut config, "hostile", "ok", 1000, &[]);
+        let config = write_config(&dir, &config);
         let out = Command::new(BIN)
             .args(["precompile", "--config"])
             .arg(&config)
@@ -200,11 +253,21 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
     }
 }
 
+/// Hosts share the machine; a test that measures timing takes this
+/// exclusively so no other host competes for the two cores meanwhile.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
 /// A running host process.
 pub struct TestHost {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    _turn: Turn,
 }
 
 impl TestHost {
@@ -224,8 +287,26 @@ impl TestHost {
         host
     }
 
+    /// Like [`TestHost::start_with`], with no other test host running
+    /// meanwhile: for tests that measure time.
+    pub fn start_alone_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
+        warm_cache();
+        let turn = Turn::Exclusive(MACHINE.write().unwrap_or_else(|e| e.into_inner()));
+        let dir = temp_dir("host");
+        let mut config = base_config(&dir);
+        edit(&mut config);
+        let host = Self::spawn_with_turn(&dir, &config, turn);
+        host.wait_loaded();
+        host
+    }
+
     /// Starts the host without waiting for plugins.
     pub fn spawn(dir: &Path, config: &toml::Table) -> TestHost {
+        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
+        Self::spawn_with_turn(dir, config, turn)
+    }
+
+    fn spawn_with_turn(dir: &Path, config: &toml::Table, turn: Turn) -> TestHost {
         let path = write_config(dir, config);
         let mut child = Command::new(BIN)
             .arg("--config")
@@ -261,7 +342,12 @@ impl TestHost {
                 );
             }
         };
-        TestHost { child, addr, log }
+        TestHost {
+            child,
+            addr,
+            log,
+            _turn: turn,
+        }
     }
 
     pub fn wait_loaded(&self) {

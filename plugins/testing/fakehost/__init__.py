@@ -1,0 +1,712 @@
+"""A fake of the wasi-python-host, to test a plugin's app.py in plain CPython.
+
+    from fakehost import FakeHost
+
+    def test_alarm_beeps_once():
+        host = FakeHost(settings={"temp_alarm_c": 30.0})
+        plugin = host.load("dht22")          # plugins/dht22/app.py, fresh
+        host.dht22(pin=4).set(31.0, 40.0)    # what the sensor reads
+        [reading] = plugin.poll()
+        assert reading.alert.name == "ALARM"
+        assert host.buzzer.calls == [(3, 200, 150)]
+
+`load` imports the plugin with the same `wit_world` modules componentize-py
+bundles into its component (generated from wit/ and cached in
+plugins/.bindings/), each import function replaced by a fake that behaves
+like the host's: the same results, the same `Err` exception and error texts,
+the same limits (state keys and quota, beep count, LED grants), settings as
+the same TOML text. What the fake does not model: timing (the DHT22's 2 s
+read interval, call deadlines, fuel), actuator rate limits, memory limits,
+and the log's line cap and rate limit.
+
+`host.reload()` is the host's hot reload or restart: a fresh import of the
+plugin (its Python globals are gone) with the same state store.
+"""
+
+import colorsys
+import importlib
+import json
+import os
+import struct
+import sys
+import typing
+from pathlib import Path
+
+from . import _bindings
+from ._bindings import PLUGINS_DIR, ROOT, BindingsError
+from ._toml import Raw, toml_value
+
+if not hasattr(typing, "Self"):  # the generated modules import it (CPython >= 3.11)
+    typing.Self = typing.Any
+
+__all__ = ["FakeHost", "Fail", "Raw", "Err", "load_plugin", "toml_value", "color_name",
+           "BindingsError", "ContractError", "GrantError", "PLUGINS_DIR"]
+
+COMMON_DIR = PLUGINS_DIR / "common"
+# Host limits mirrored here (src/capabilities, src/config).
+MAX_STATE_KEY_BYTES = 256
+DEFAULT_STATE_QUOTA_BYTES = 64 * 1024
+MAX_BEEPS = 10
+
+
+class ContractError(TypeError):
+    """The plugin called an import with arguments the contract does not
+    allow (a wrong type, a number out of its WIT range). Inside the host the
+    call would trap and the plugin's call would fail."""
+
+
+class GrantError(RuntimeError):
+    """The plugin's world imports an interface its grants do not allow; the
+    host would refuse to load it."""
+
+
+class Fail:
+    """A scripted failure: `host.dht22(4).queue((21.0, 40.0), Fail("timeout"))`."""
+
+    def __init__(self, message):
+        self.message = message
+
+    def __repr__(self):
+        return f"Fail({self.message!r})"
+
+
+def __getattr__(name):
+    # `fakehost.Err` is componentize_py_types.Err, the exception an import
+    # returning a WIT `result` raises on error. It comes from the generated
+    # bindings, so it is looked up (and the bindings generated) on first use.
+    if name == "Err":
+        return _types_module().Err
+    raise AttributeError(f"module 'fakehost' has no attribute {name!r}")
+
+
+def _types_module(bindings=None):
+    mod = sys.modules.get("componentize_py_types")
+    if mod is None:
+        # Any world's copy will do: the file is the same for every world.
+        # It is kept for the whole session, so every plugin loaded and every
+        # fake raise the same Err class.
+        _add_path(bindings or _bindings.ensure(_bindings.any_world()))
+        mod = importlib.import_module("componentize_py_types")
+    return mod
+
+
+_paths = []  # sys.path entries this module added
+_loaded_dirs = set()  # plugin folders loaded from, for _purge
+
+
+def _add_path(path):
+    path = str(path)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+        _paths.append(path)
+
+
+def _set_paths(paths):
+    for p in _paths:
+        while p in sys.path:
+            sys.path.remove(p)
+    _paths.clear()
+    for p in reversed([str(p) for p in paths]):
+        _add_path(p)
+    importlib.invalidate_caches()
+
+
+def _purge():
+    """Forgets `app`, `wit_world` and the plugin-side modules (those of a
+    plugin folder or plugins/common, tests excepted) so the next import is
+    fresh."""
+    roots = {str(d) for d in _loaded_dirs} | {str(COMMON_DIR)}
+    roots |= {str(d) for d in PLUGINS_DIR.iterdir() if (d / "app.py").is_file()}
+    cache = str(_bindings.CACHE_DIR) + os.sep
+    for name, mod in list(sys.modules.items()):
+        if name == "componentize_py_types":
+            continue
+        if name in ("app", "wit_world") or name.startswith("wit_world."):
+            del sys.modules[name]
+            continue
+        file = getattr(mod, "__file__", None)
+        if not isinstance(file, str):
+            continue
+        folder, base = os.path.split(file)
+        if base.startswith(("test_", "conftest")):
+            continue
+        if folder in roots or file.startswith(cache):
+            del sys.modules[name]
+
+
+def _resolve(name_or_path):
+    """(plugin folder, app.py) for a plugin name, folder or any file in it."""
+    p = Path(name_or_path)
+    if p.suffix == ".py" and p.name == "app.py" and p.is_file():
+        return p.resolve().parent, p.resolve()
+    if p.is_file():
+        p = p.parent
+    if not p.is_dir() or not (p / "app.py").is_file():
+        p = PLUGINS_DIR / str(name_or_path)
+    app = p / "app.py"
+    if not app.is_file():
+        known = sorted(d.name for d in PLUGINS_DIR.iterdir() if (d / "app.py").is_file())
+        raise FileNotFoundError(f"no plugin {name_or_path!r}: {app} does not exist "
+                                f"(plugins: {', '.join(known)})")
+    return p.resolve(), app.resolve()
+
+
+def _f32(x, what):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{what} must be a number, not {x!r}")
+    return struct.unpack("f", struct.pack("f", float(x)))[0]
+
+
+def _uint(value, bits, what):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError(f"{what} must be an int (WIT u{bits}), not {type(value).__name__} {value!r}")
+    if not 0 <= value < 2 ** bits:
+        raise ContractError(f"{what} = {value} is out of range for WIT u{bits}")
+    return value
+
+
+def _str(value, what):
+    if not isinstance(value, str):
+        raise ContractError(f"{what} must be a str, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _rgb(color, what):
+    try:
+        return tuple(_uint(getattr(color, c), 8, f"{what}.{c}") for c in "rgb")
+    except AttributeError:
+        raise ContractError(f"{what} must be an Rgb(r, g, b), not {color!r}") from None
+
+
+def color_name(rgb):
+    """A rough name for a colour: "off", "white", "red", "amber", "yellow",
+    "green", "cyan", "blue" or "magenta". Takes an (r, g, b) tuple, an Rgb
+    or None (an LED never set)."""
+    if rgb is None:
+        return "off"
+    if not isinstance(rgb, tuple):
+        rgb = (rgb.r, rgb.g, rgb.b)
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+    if v < 0.05:
+        return "off"
+    if s < 0.25:
+        return "white"
+    deg = h * 360
+    for top, name in ((15, "red"), (45, "amber"), (70, "yellow"), (165, "green"),
+                      (200, "cyan"), (260, "blue"), (330, "magenta"), (360, "red")):
+        if deg < top:
+            return name
+    return "red"
+
+
+# ---------------------------------------------------------------- sensors
+
+class Sensor:
+    """One scripted sensor. Each read takes the next queued item if there
+    is one, else fails with the set error if there is one, else returns
+    the current value. `reads` counts the reads."""
+
+    def __init__(self, label, hint):
+        self.label, self.hint = label, hint
+        self.value = None
+        self.error = None
+        self.pending = []
+        self.reads = 0
+
+    def _coerce(self, item, base):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def fail(self, message="no response"):
+        """Every read fails with `message` (prefixed as the host prefixes
+        it, e.g. "DHT22 on GPIO 4: ") until `set` is called."""
+        self.error = str(message)
+        return self
+
+    def queue(self, *items):
+        """Readings (or `Fail(message)`) for the next reads, in order; a
+        dict item (BME680, system) is merged over the current value."""
+        for item in items:
+            self.pending.append(item if isinstance(item, Fail) else self._coerce(item, self.value))
+        return self
+
+    def _read(self, err):
+        self.reads += 1
+        if self.pending:
+            item = self.pending.pop(0)
+            if isinstance(item, Fail):
+                raise err(f"{self.label}: {item.message}")
+            return item
+        if self.error is not None:
+            raise err(f"{self.label}: {self.error}")
+        if self.value is None:
+            raise err(f"{self.label}: nothing scripted in the FakeHost ({self.hint})")
+        return self.value
+
+
+class Dht22(Sensor):
+    def __init__(self, pin):
+        super().__init__(f"DHT22 on GPIO {pin}", f"call host.dht22({pin}).set(temperature_c, humidity_pct)")
+
+    def set(self, temperature_c, humidity_pct):
+        """The reading every read returns from now on (as f32, like the host)."""
+        self.value, self.error = self._coerce((temperature_c, humidity_pct), None), None
+        return self
+
+    def _coerce(self, item, base):
+        t, h = item
+        return (_f32(t, "temperature_c"), _f32(h, "humidity_pct"))
+
+
+class Bme680(Sensor):
+    DEFAULTS = dict(temperature_c=22.0, humidity_pct=40.0, pressure_hpa=1013.25,
+                    gas_resistance_ohm=50_000.0, gas_valid=True)
+
+    def __init__(self, addr):
+        super().__init__(f"BME680 at {addr:#04x}", f"call host.bme680({addr:#04x}).set(...)")
+
+    def set(self, **fields):
+        """Fields of the sample (temperature_c, humidity_pct, pressure_hpa,
+        gas_resistance_ohm, gas_valid); those not given keep their value
+        (at first: 22 °C, 40 %, 1013.25 hPa, 50 kΩ, gas valid)."""
+        self.value, self.error = self._coerce(fields, self.value), None
+        return self
+
+    def _coerce(self, item, base):
+        sample = dict(base or self.DEFAULTS)
+        for key, v in dict(item).items():
+            if key not in self.DEFAULTS:
+                raise TypeError(f"unknown BME680 field {key!r} (fields: {', '.join(self.DEFAULTS)})")
+            sample[key] = bool(v) if key == "gas_valid" else _f32(v, key)
+        return sample
+
+
+class CpuTemp(Sensor):
+    def __init__(self):
+        super().__init__("CPU temperature", "call host.cpu_temp.set(celsius)")
+
+    def set(self, celsius):
+        self.value, self.error = self._coerce(celsius, None), None
+        return self
+
+    def _coerce(self, item, base):
+        return _f32(item, "celsius")
+
+
+class SystemStats(Sensor):
+    DEFAULTS = dict(ram_used_bytes=256 * 2 ** 20, ram_total_bytes=1024 * 2 ** 20,
+                    uptime_s=3600, load_1m=0.25)
+
+    def __init__(self):
+        super().__init__("system stats", "call host.system.set(...)")
+
+    def set(self, **fields):
+        """Fields (ram_used_bytes, ram_total_bytes, uptime_s, load_1m); those
+        not given keep their value (at first: 256 of 1024 MiB, 1 h, 0.25)."""
+        self.value, self.error = self._coerce(fields, self.value), None
+        return self
+
+    def _coerce(self, item, base):
+        stats = dict(base or self.DEFAULTS)
+        for key, v in dict(item).items():
+            if key not in self.DEFAULTS:
+                raise TypeError(f"unknown system stats field {key!r} (fields: {', '.join(self.DEFAULTS)})")
+            stats[key] = _f32(v, key) if key == "load_1m" else _uint(v, 64, key)
+        return stats
+
+
+# ---------------------------------------------------------------- actuators
+
+class LedStrip:
+    """What the plugin did to the LED strip. `buffer`: colours set and not
+    yet shown (this instance's; a reload drops them, as in the host).
+    `shown`: the colour each LED shows, {index: (r, g, b)}. `syncs`: one
+    dict per `sync_leds` call, the colours it showed. `leds[i]` is
+    `shown.get(i)`. Set `error` to make `sync_leds` fail (when it has
+    something to show), as a broken strip would."""
+
+    def __init__(self):
+        self.buffer = {}
+        self.shown = {}
+        self.syncs = []
+        self.error = None
+
+    def __getitem__(self, index):
+        return self.shown.get(index)
+
+    def __repr__(self):
+        return f"LedStrip(shown={self.shown}, buffer={self.buffer}, syncs={len(self.syncs)})"
+
+
+class Buzzer:
+    """`calls`: one (count, duration_ms, interval_ms) per accepted beep or
+    buzz (buzz(d) is (1, d, 0), as in the host). Set `error` to make calls
+    fail."""
+
+    def __init__(self):
+        self.calls = []
+        self.error = None
+
+    def __len__(self):
+        return len(self.calls)
+
+    def __repr__(self):
+        return f"Buzzer(calls={self.calls})"
+
+
+# ---------------------------------------------------------------- the host
+
+class FakeHost:
+    """The host's side of the contract, in memory.
+
+    settings: {key: Python value}, read by the plugin as the host would
+        give them (TOML text); change it between polls as you like.
+    grants: optional, like [plugins.NAME.grants]: {"interfaces": [...],
+        "dht22_pins": [...], "i2c_addresses": [...], "leds": [...],
+        "state_quota_bytes": n}. Without it everything is allowed.
+    now_ms: the clock `get_timestamp_ms` reads; see `advance`.
+    """
+
+    def __init__(self, settings=None, *, grants=None, state_quota_bytes=None,
+                 now_ms=1_700_000_000_000, echo_logs=True):
+        self.settings = dict(settings or {})
+        self.grants = None if grants is None else dict(grants)
+        if state_quota_bytes is None:
+            state_quota_bytes = (self.grants or {}).get("state_quota_bytes") or DEFAULT_STATE_QUOTA_BYTES
+        self.state_quota_bytes = state_quota_bytes
+        self.state = {}            # key -> bytes, what the plugin stored
+        self.state_writes = []     # keys, one per write that changed the store
+        self.logs = []             # (level, message), level "debug"/"info"/"warn"/"error"
+        self.now_ms = now_ms
+        self.leds = LedStrip()
+        self.buzzer = Buzzer()
+        self.cpu_temp = CpuTemp()
+        self.system = SystemStats()
+        self.echo_logs = echo_logs
+        self.name = None           # plugin name (its folder)
+        self.app = None            # the plugin's app module
+        self.wit = None            # its wit_world package
+        self.plugin = None         # the exported instance
+        self._dht22 = {}
+        self._bme680 = {}
+        self._source = None
+        self._modules = {}
+
+    @classmethod
+    def from_config(cls, name, config=None, **kw):
+        """A FakeHost with the settings and grants of [plugins.NAME] in
+        config/host.toml (or `config`)."""
+        import tomllib
+        path = Path(config) if config else ROOT / "config" / "host.toml"
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("plugins", {}).get(name)
+        if table is None:
+            raise KeyError(f"no [plugins.{name}] in {path}")
+        host = cls(settings=table.get("settings", {}), grants=table.get("grants", {}), **kw)
+        host.name = name
+        return host
+
+    # ------------------------------------------------------------ scripting
+
+    def dht22(self, pin=4):
+        """The scripted DHT22 on GPIO `pin`."""
+        if pin not in self._dht22:
+            self._dht22[pin] = Dht22(pin)
+        return self._dht22[pin]
+
+    def bme680(self, addr=0x77):
+        """The scripted BME680 at I2C address `addr`."""
+        if addr not in self._bme680:
+            self._bme680[addr] = Bme680(addr)
+        return self._bme680[addr]
+
+    def advance(self, seconds=0.0, *, ms=0):
+        """Moves the clock forward."""
+        self.now_ms += int(round(seconds * 1000)) + int(ms)
+        return self.now_ms
+
+    # ------------------------------------------------------------ reading back
+
+    def state_json(self, key):
+        """A state value decoded as JSON (None when absent)."""
+        raw = self.state.get(key)
+        return None if raw is None else json.loads(raw.decode())
+
+    def log_lines(self, level=None):
+        """The messages logged, all or of one level ("warn", ...)."""
+        return [m for lvl, m in self.logs if level is None or lvl == level]
+
+    @property
+    def types(self):
+        """The plugin's `wit_world.imports.types` (AlertLevel, Rgb, records)."""
+        return self._wit_module("imports.types")
+
+    @property
+    def Err(self):
+        return _types_module().Err
+
+    def module(self, name):
+        """A module of the loaded plugin (e.g. "plugin_support", to test a
+        shared module against the fakes), imported if the plugin did not."""
+        if self.app is None:
+            raise RuntimeError("load a plugin first")
+        if name not in self._modules:
+            self._modules[name] = importlib.import_module(name)
+        return self._modules[name]
+
+    def _wit_module(self, dotted):
+        if self.wit is None:
+            raise RuntimeError("load a plugin first")
+        mod = self.wit
+        for part in dotted.split("."):
+            mod = getattr(mod, part)
+        return mod
+
+    # ------------------------------------------------------------ loading
+
+    def load(self, name_or_path=None):
+        """Imports plugins/NAME/app.py (or the plugin in a folder, or the
+        folder of a file, e.g. `host.load(__file__)`) fresh, with the fakes
+        in place of the host's imports, and returns an instance of the
+        class it exports (e.g. Dht22Logic())."""
+        if name_or_path is None:
+            name_or_path = self.name or self._source
+            if name_or_path is None:
+                raise TypeError("load() needs a plugin name or path")
+        plugin_dir, app_py = _resolve(name_or_path)
+        world = _bindings.world_of(app_py)
+        bindings = _bindings.ensure(world)
+        _loaded_dirs.add(plugin_dir)
+        _purge()
+        _set_paths([plugin_dir, COMMON_DIR, bindings])
+        Err = _types_module(bindings).Err
+        self.name = plugin_dir.name
+        self._source = app_py
+        self.wit = importlib.import_module("wit_world")
+        interfaces = self._install(bindings, Err)
+        self._check_grants(interfaces)
+        self.app = importlib.import_module("app")
+        if Path(getattr(self.app, "__file__", "")).resolve() != app_py:
+            raise ImportError(f"imported {self.app.__file__} instead of {app_py}")
+        mine = {str(plugin_dir), str(COMMON_DIR)}
+        self._modules = {n: m for n, m in sys.modules.items()
+                         if os.path.dirname(getattr(m, "__file__", None) or "") in mine}
+        self.plugin = self._instantiate()
+        return self.plugin
+
+    def reload(self):
+        """The host's hot reload (or a restart): the plugin is imported
+        afresh, so its Python globals are gone; the state store, the strip's
+        shown colours, the settings and the records stay. LED colours set
+        but not synced belong to the old instance and are dropped."""
+        if self._source is None:
+            raise RuntimeError("nothing loaded to reload")
+        self.leds.buffer.clear()
+        return self.load(self._source)
+
+    def close(self):
+        """Forgets the plugin's modules and the sys.path entries added."""
+        _purge()
+        _set_paths([])
+        self.app = self.wit = self.plugin = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _instantiate(self):
+        exports = importlib.import_module("wit_world.exports")
+        names = [n for n, v in vars(exports).items()
+                 if isinstance(v, type) and v.__module__ == exports.__name__]
+        world_cls = getattr(self.wit, "WitWorld", None)
+        if world_cls is not None and any(not n.startswith("_") for n in vars(world_cls)
+                                         if callable(getattr(world_cls, n, None))):
+            names.append("WitWorld")
+        missing = [n for n in names if not isinstance(getattr(self.app, n, None), type)]
+        if missing or not names:
+            raise ImportError(
+                f"{self._source} must define class {' and '.join(missing) or '?'} "
+                f"(componentize-py looks the exported interface up by that name)")
+        instances = [getattr(self.app, n)() for n in names]
+        return instances[0] if len(instances) == 1 else tuple(instances)
+
+    # ------------------------------------------------------------ grants
+
+    def _check_grants(self, interfaces):
+        if self.grants is None:
+            return
+        allowed = set(self.grants.get("interfaces", []))
+        refused = sorted(i for i in interfaces if i not in allowed)
+        if refused:
+            raise GrantError(
+                f"plugin `{self.name}` imports {', '.join(refused)}, which its grants do not "
+                f"allow: add them to `interfaces` in [plugins.{self.name}.grants]")
+
+    def _granted(self, kind, value):
+        return self.grants is None or value in self.grants.get(kind, [])
+
+    # ------------------------------------------------------------ the fakes
+
+    def _install(self, bindings, Err):
+        """Replaces every import function of the world with its fake;
+        returns the world's imported interfaces (WIT names)."""
+        fakes = {
+            "gpio_provider": dict(read_dht22=self._read_dht22, read_bme680=self._read_bme680,
+                                  get_cpu_temp=self._get_cpu_temp,
+                                  get_timestamp_ms=self._get_timestamp_ms),
+            "led_controller": dict(set_led=self._set_led, set_two=self._set_two,
+                                   sync_leds=self._sync_leds),
+            "buzzer_controller": dict(buzz=self._buzz, beep=self._beep),
+            "system": dict(get_stats=self._get_stats),
+            "state": dict(get=self._state_get, set=self._state_set, delete=self._state_delete),
+            "log": dict(write=self._log_write),
+            "settings": dict(get=self._settings_get, keys=self._settings_keys),
+        }
+        self._Err = Err
+        interfaces = []
+        for f in sorted((bindings / "wit_world" / "imports").glob("*.py")):
+            if f.stem in ("__init__", "types"):
+                continue
+            mod = importlib.import_module(f"wit_world.imports.{f.stem}")
+            interfaces.append(f.stem.replace("_", "-"))
+            known = fakes.get(f.stem, {})
+            for attr, value in list(vars(mod).items()):
+                if attr.startswith("_") or not callable(value) or isinstance(value, type):
+                    continue
+                if getattr(value, "__module__", None) != mod.__name__:
+                    continue
+                setattr(mod, attr, known.get(attr) or _missing(f.stem, attr))
+        return interfaces
+
+    # gpio-provider
+    def _read_dht22(self, pin):
+        _uint(pin, 8, "read_dht22 pin")
+        if not self._granted("dht22_pins", pin):
+            raise self._Err(f"GPIO {pin} is not granted: add it to `dht22_pins` in "
+                            f"[plugins.{self.name}.grants] (granted: {list(self.grants.get('dht22_pins', []))})")
+        return self.dht22(pin)._read(self._Err)
+
+    def _read_bme680(self, addr):
+        _uint(addr, 8, "read_bme680 addr")
+        if not self._granted("i2c_addresses", addr):
+            raise self._Err(f"I2C address {addr:#04x} is not granted: add {addr:#04x} to "
+                            f"`i2c_addresses` in [plugins.{self.name}.grants]")
+        s = self.bme680(addr)._read(self._Err)
+        return self._wit_module("imports.gpio_provider").Bme680Sample(**s)
+
+    def _get_cpu_temp(self):
+        return self.cpu_temp._read(self._Err)
+
+    def _get_timestamp_ms(self):
+        return self.now_ms
+
+    # led-controller
+    def _led(self, index, color, what):
+        _uint(index, 8, f"{what} index")
+        rgb = _rgb(color, f"{what} color")
+        if not self._granted("leds", index):
+            raise self._Err(f"LED {index} is not granted: add it to `leds` in "
+                            f"[plugins.{self.name}.grants] (granted: {list(self.grants.get('leds', []))})")
+        self.leds.buffer[index] = rgb
+
+    def _set_led(self, index, color):
+        self._led(index, color, "set_led")
+
+    def _set_two(self, index_a, color_a, index_b, color_b):
+        _uint(index_a, 8, "set_two index_a")
+        _rgb(color_a, "set_two color_a")
+        if not self._granted("leds", _uint(index_b, 8, "set_two index_b")):
+            return self._led(index_b, color_b, "set_two")  # refused, nothing buffered
+        self._led(index_a, color_a, "set_two")
+        self._led(index_b, color_b, "set_two")
+
+    def _sync_leds(self):
+        if self.leds.error is not None and self.leds.buffer:
+            raise self._Err(f"LED strip: {self.leds.error}")
+        pushed = dict(sorted(self.leds.buffer.items()))
+        self.leds.buffer.clear()
+        self.leds.shown.update(pushed)
+        self.leds.syncs.append(pushed)
+
+    # buzzer-controller
+    def _buzz(self, duration_ms):
+        _uint(duration_ms, 32, "buzz duration_ms")
+        return self._beep(1, duration_ms, 0)
+
+    def _beep(self, count, duration_ms, interval_ms):
+        _uint(count, 8, "beep count")
+        _uint(duration_ms, 32, "beep duration_ms")
+        _uint(interval_ms, 32, "beep interval_ms")
+        if count == 0 or count > MAX_BEEPS:
+            raise self._Err(f"beep count must be 1–{MAX_BEEPS}, not {count}")
+        if self.buzzer.error is not None:
+            raise self._Err(f"buzzer: {self.buzzer.error}")
+        self.buzzer.calls.append((count, duration_ms, interval_ms))
+
+    # system
+    def _get_stats(self):
+        s = self.system._read(self._Err)
+        return self._wit_module("imports.system").SystemStats(**s)
+
+    # state
+    def _state_get(self, key):
+        _str(key, "state key")
+        value = self.state.get(key)
+        return None if value is None else bytes(value)
+
+    def _state_set(self, key, value):
+        _str(key, "state key")
+        if not isinstance(value, (bytes, bytearray)):
+            raise ContractError(f"state value must be bytes, not {type(value).__name__} {value!r}")
+        value = bytes(value)
+        size = len(key.encode("utf-8"))
+        if size == 0 or size > MAX_STATE_KEY_BYTES:
+            raise self._Err(f"state keys must be 1–{MAX_STATE_KEY_BYTES} bytes")
+        if self.state.get(key) == value:
+            return
+        used = sum(len(k.encode("utf-8")) + len(v) for k, v in self.state.items())
+        old = len(key.encode("utf-8")) + len(self.state[key]) if key in self.state else 0
+        total = used - old + size + len(value)
+        if total > self.state_quota_bytes:
+            raise self._Err(f"state quota exceeded: {total} bytes > {self.state_quota_bytes} "
+                            f"(grants.state_quota_bytes)")
+        self.state[key] = value
+        self.state_writes.append(key)
+
+    def _state_delete(self, key):
+        _str(key, "state key")
+        if self.state.pop(key, None) is not None:
+            self.state_writes.append(key)
+
+    # log
+    def _log_write(self, level, message):
+        name = getattr(level, "name", None)
+        if name not in ("DEBUG", "INFO", "WARN", "ERROR"):
+            raise ContractError(f"log level must be a log.Level, not {level!r}")
+        _str(message, "log message")
+        self.logs.append((name.lower(), message))
+        if self.echo_logs:  # pytest shows it with a failing test's output
+            print(f"[{self.name}] {name}: {message}")
+
+    # settings
+    def _settings_get(self, key):
+        _str(key, "settings key")
+        if key not in self.settings:
+            return None
+        return toml_value(self.settings[key])
+
+    def _settings_keys(self):
+        return sorted(self.settings, key=lambda k: k.encode("utf-8"))
+
+
+def _missing(interface, function):
+    def missing(*args, **kwargs):
+        raise NotImplementedError(
+            f"FakeHost has no fake for {interface}.{function}; monkeypatch "
+            f"host.wit.imports.{interface}.{function} before calling it")
+    return missing
+
+
+def load_plugin(name_or_path, host=None):
+    """`host.load(name_or_path)` on `host` (a new FakeHost when None)."""
+    return (host if host is not None else FakeHost()).load(name_or_path)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the plugins' Python tests in plain CPython, without WebAssembly: each
+# plugin's app.py runs against plugins/testing/fakehost, a fake of the host's
+# side of wit/plugin.wit (see plugins/README.md). Takes seconds.
+#
+#   scripts/test-plugins.sh [pytest args, e.g. plugins/dht22 or -k hysteresis]
+#
+# Installs what it needs, idempotently: the .venv and componentize-py
+# (scripts/setup.sh, which generates the Python bindings of each world) and
+# pytest. Leaves no .pytest_cache or __pycache__ in the tree; the generated
+# bindings are cached in plugins/.bindings/.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+pytest_version=8.4.2
+
+scripts/setup.sh
+python="$root/.venv/bin/python"
+have=$("$python" -m pip show pytest 2>/dev/null | sed -n 's/^Version: //p' || true)
+if [ "$have" != "$pytest_version" ]; then
+    echo "test-plugins: installing pytest $pytest_version into .venv"
+    "$python" -m pip install -q --disable-pip-version-check "pytest==$pytest_version"
+fi
+
+# Test everything under plugins/ unless a test path is named.
+paths=0
+for a in "$@"; do [ -e "${a%%::*}" ] && paths=1; done
+[ "$paths" = 1 ] || set -- "$@" plugins
+export PYTHONDONTWRITEBYTECODE=1
+exec "$python" -m pytest -c plugins/pytest.ini -p no:cacheprovider -q "$@"

@@ -1,0 +1,378 @@
+//! The hostile suite: a real componentize-py plugin (tests/plugins/hostile)
+//! attacks the host in every way we know, next to the shipped plugins.
+//! For each attack: the host stays up, the others keep their schedule, the
+//! failure is named, and the attacker gets nothing it was not granted.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{add_hostile, reading, table, wait_until, TestHost};
+
+/// The plugin's entry in `/api/plugins`.
+fn plugin(host: &TestHost, name: &str) -> Value {
+    let all = host.get("/api/plugins").json();
+    all["plugins"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
+}
+
+fn wait_plugin(
+    host: &TestHost,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_until(&format!("{name}: {what}"), timeout, || {
+        let p = plugin(host, name);
+        f(&p).then_some(p)
+    })
+}
+
+fn well_behaved_are_running(host: &TestHost) {
+    for name in ["dht22", "bme680", "pi_monitor", "dashboard"] {
+        let p = plugin(host, name);
+        assert_eq!(p["status"], "running", "{name} keeps running: {p}");
+        assert_eq!(p["failures"], 0, "{name} never failed: {p}");
+    }
+    let h = host.get("/healthz");
+    assert!(
+        h.status == 200 || h.status == 503,
+        "healthz answers: {}",
+        h.status
+    );
+    let page = host.get("/");
+    assert_eq!(page.status, 200, "the dashboard is still served");
+}
+
+/// Each attack, the limits it runs under, the failure kind the host must
+/// name, and words the user-visible error must contain.
+const ATTACKS: &[(&str, &[(&str, i64)], &[&str], &str)] = &[
+    (
+        "spin",
+        &[("deadline_ms", 200), ("fuel", 1 << 50)],
+        &["timeout"],
+        "deadline",
+    ),
+    (
+        "fuel",
+        &[("fuel", 5_000_000), ("deadline_ms", 20_000)],
+        &["out_of_fuel"],
+        "fuel",
+    ),
+    ("memory", &[("memory_mb", 24)], &["out_of_memory"], "memory"),
+    // CPython 3.14 guards its C stack itself; either way the cause is named.
+    // Python-to-Python calls do not use the C stack in CPython 3.11+, so
+    // deep recursion ends when frames fill memory, the stack or the
+    // recursion limit; any of them is a named, contained failure.
+    (
+        "recursion",
+        &[("fuel", 1 << 50), ("deadline_ms", 3_000)],
+        &["stack_overflow", "python_exception", "out_of_memory"],
+        "",
+    ),
+    (
+        "raise",
+        &[],
+        &["python_exception"],
+        "RuntimeError: boom from the hostile plugin",
+    ),
+    ("huge", &[], &["bad_result"], "result too large"),
+    (
+        "many",
+        &[("fuel", 1 << 50), ("deadline_ms", 3_000)],
+        &["bad_result"],
+        "at most 32 per poll",
+    ),
+    (
+        "flood",
+        &[("fuel", 1 << 50), ("deadline_ms", 3_000)],
+        &["output_flood"],
+        "printed more than",
+    ),
+];
+
+#[test]
+fn every_attack_fails_by_name_and_the_rest_keep_running() {
+    let host = TestHost::start_with(|c| {
+        for (mode, limits, _, _) in ATTACKS {
+            add_hostile(c, &format!("hostile-{mode}"), mode, 300, limits);
+        }
+    });
+    for (mode, _, kinds, words) in ATTACKS {
+        let name = format!("hostile-{mode}");
+        let p = wait_plugin(&host, &name, "a failure", Duration::from_secs(60), |p| {
+            p["failures"].as_u64() > Some(0)
+        });
+        let kind = p["last_error_kind"].as_str().unwrap_or("");
+        assert!(
+            kinds.contains(&kind),
+            "{name}: kind {kind} not in {kinds:?}: {p}"
+        );
+        let error = format!("{} {}", p["last_error"], p["last_error_detail"]);
+        assert!(
+            error.contains(words),
+            "{name}: error names the cause ({words}): {error}"
+        );
+        assert!(
+            host.log().contains(&format!("plugin `{name}` failed")),
+            "{name}: the log names the plugin"
+        );
+    }
+    // A Python exception arrives with its traceback.
+    let raised = plugin(&host, "hostile-raise");
+    assert!(
+        raised["last_error_detail"]
+            .as_str()
+            .unwrap()
+            .contains("Traceback"),
+        "{raised}"
+    );
+
+    // Failing every call gets a plugin quarantined (5 failures in 2 minutes,
+    // with backoff 1+2+4+8 s in between), and /healthz says so.
+    wait_plugin(
+        &host,
+        "hostile-raise",
+        "quarantine",
+        Duration::from_secs(40),
+        |p| p["status"] == "quarantined",
+    );
+    let h = host.get("/healthz");
+    assert_eq!(h.status, 503);
+    assert!(
+        h.body.contains("hostile-raise") && h.body.contains("quarantined"),
+        "{}",
+        h.body
+    );
+
+    well_behaved_are_running(&host);
+    let m = host.get("/metrics").body;
+    assert!(
+        m.contains("whp_plugin_failures_total{plugin=\"hostile-spin\",kind=\"timeout\"}"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_stuck_plugin_delays_the_others_by_at_most_its_deadline() {
+    const DEADLINE_MS: u64 = 200;
+    let host = TestHost::start_alone_with(|c| {
+        add_hostile(
+            c,
+            "hostile",
+            "spin",
+            250,
+            &[("deadline_ms", DEADLINE_MS as i64), ("fuel", 1 << 50)],
+        );
+        // Poll the well-behaved plugins often so many polls meet the attack.
+        table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
+        table(c, &["plugins", "bme680"]).insert("interval_ms".into(), 150.into());
+    });
+    // Backoff spaces the attacks (1, 2, 4, 8 s): watch the first four.
+    wait_plugin(
+        &host,
+        "hostile",
+        "four timeouts",
+        Duration::from_secs(30),
+        |p| p["failures"].as_u64() >= Some(4),
+    );
+    let mut worst = 0;
+    for name in ["pi_monitor", "bme680", "dht22"] {
+        let p = plugin(&host, name);
+        let delay_us = p["max_start_delay_us"].as_u64().unwrap();
+        eprintln!(
+            "worst start delay of {name} during the attack: {} ms",
+            delay_us / 1000
+        );
+        worst = worst.max(delay_us);
+        assert!(p["calls"].as_u64().unwrap() > 0);
+    }
+    // The hostile call is cut at its deadline (epoch granularity 10 ms); one
+    // scheduler tick of slack covers the trap handling and the render.
+    let bound_us = (DEADLINE_MS + 10 + 10) * 1000;
+    assert!(
+        worst <= bound_us,
+        "worst delay {worst} µs exceeds deadline + one tick ({bound_us} µs)"
+    );
+    well_behaved_are_running(&host);
+}
+
+#[test]
+fn wasi_grants_nothing_from_inside_python() {
+    let marker = std::path::Path::new("/tmp/whp-hostile-was-here");
+    let _ = std::fs::remove_file(marker);
+    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "escape", 500, &[]));
+    let api = host.wait_api("the escape report", Duration::from_secs(20), |a| {
+        reading(a, "escape-spawn").is_some()
+    });
+    let cases = [
+        "read-passwd",
+        "list-root",
+        "write-file",
+        "env",
+        "tcp",
+        "udp",
+        "dns",
+        "spawn",
+        "args",
+    ];
+    for case in cases {
+        let r = reading(&api, &format!("escape-{case}"))
+            .unwrap_or_else(|| panic!("no report for {case}: {api}"));
+        let msg = r["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("blocked: "),
+            "{case} must fail inside the plugin: {msg}"
+        );
+    }
+    assert!(!marker.exists(), "the plugin wrote a file on the host");
+    assert_eq!(
+        plugin(&host, "hostile")["failures"],
+        0,
+        "every attempt failed inside Python, not the host"
+    );
+    well_behaved_are_running(&host);
+}
+
+#[test]
+fn arguments_outside_the_grant_are_refused_and_counted() {
+    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "ungranted", 500, &[]));
+    let api = host.wait_api("the ungranted report", Duration::from_secs(20), |a| {
+        reading(a, "hostile-ungranted").is_some()
+    });
+    let msg = reading(&api, "hostile-ungranted").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!msg.contains("ALLOWED"), "{msg}");
+    assert!(msg.contains("pin17: refused: GPIO 17 is not granted: add it to `dht22_pins` in [plugins.hostile.grants]"), "{msg}");
+    assert!(
+        msg.contains("bme76: refused: I2C address 0x76 is not granted"),
+        "{msg}"
+    );
+    assert!(msg.contains("led2: refused: LED 2 is not granted"), "{msg}");
+    assert_eq!(
+        api["leds"][2]["r"], 0,
+        "LED 2 (the BME680's) was not touched: {}",
+        api["leds"]
+    );
+    let p = plugin(&host, "hostile");
+    assert!(p["denied_calls"].as_u64() >= Some(3), "{p}");
+    assert!(
+        host.log()
+            .contains("plugin `hostile`: GPIO 17 is not granted"),
+        "refusals are logged"
+    );
+}
+
+#[test]
+fn an_ungranted_interface_is_refused_at_load() {
+    let host = TestHost::start_with(|c| {
+        add_hostile(c, "hostile", "ok", 500, &[]);
+        table(c, &["plugins", "hostile", "grants"]).insert(
+            "interfaces".into(),
+            toml::Value::Array(vec![
+                "gpio-provider".into(),
+                "log".into(),
+                "settings".into(),
+            ]),
+        );
+    });
+    let p = plugin(&host, "hostile");
+    assert_eq!(p["status"], "load_failed", "{p}");
+    let err = p["last_error"].as_str().unwrap();
+    assert!(err.contains("plugin `hostile` imports led-controller, buzzer-controller, state but its config does not grant them"), "{err}");
+    assert!(
+        err.contains("[plugins.hostile.grants]: interfaces = [\"gpio-provider\", \"log\", \"settings\", \"led-controller\", \"buzzer-controller\", \"state\"]"),
+        "{err}"
+    );
+    well_behaved_are_running(&host);
+}
+
+#[test]
+fn actuator_spam_is_rate_limited() {
+    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "spam", 1000, &[]));
+    let api = host.wait_api("the spam report", Duration::from_secs(20), |a| {
+        reading(a, "hostile-spam").is_some()
+    });
+    let msg = reading(&api, "hostile-spam").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let count = |key: &str| -> u64 {
+        msg.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {msg}"))
+    };
+    assert!(
+        count("beeps") <= 3,
+        "at most 3 buzzer patterns at once: {msg}"
+    );
+    assert!(
+        count("syncs") <= 11,
+        "at most ~10 strip updates per second: {msg}"
+    );
+    assert!(count("refused") >= 380, "the rest were refused: {msg}");
+    assert!(plugin(&host, "hostile")["denied_calls"].as_u64() >= Some(380));
+}
+
+#[test]
+fn a_failing_plugin_leaves_its_actuators_safe() {
+    let host = TestHost::start_with(|c| {
+        add_hostile(c, "led", "led-then-raise", 700, &[]);
+        add_hostile(
+            c,
+            "buzz",
+            "buzz-then-spin",
+            5000,
+            &[("deadline_ms", 200), ("fuel", 1 << 50)],
+        );
+    });
+    wait_plugin(
+        &host,
+        "led",
+        "a failure after lighting LED 3",
+        Duration::from_secs(20),
+        |p| p["failures"].as_u64() > Some(0),
+    );
+    host.wait_api("LED 3 off after the failure", Duration::from_secs(5), |a| {
+        a["leds"][3] == json!({"index": 3, "r": 0, "g": 0, "b": 0})
+    });
+    wait_plugin(&host, "buzz", "a timeout", Duration::from_secs(20), |p| {
+        p["failures"].as_u64() > Some(0)
+    });
+    // The plugin asked for a 2 s tone; the host silences it at the failure.
+    host.wait_api("the buzzer silenced", Duration::from_millis(800), |a| {
+        a["buzzer"]["on"] == false
+    });
+}
+
+#[test]
+fn one_slow_call_in_ten_fails_alone_and_the_plugin_recovers() {
+    let host = TestHost::start_with(|c| {
+        add_hostile(
+            c,
+            "hostile",
+            "slow10",
+            100,
+            &[("deadline_ms", 200), ("fuel", 1 << 50)],
+        )
+    });
+    let p = wait_plugin(
+        &host,
+        "hostile",
+        "a timeout then recovery",
+        Duration::from_secs(30),
+        |p| {
+            p["failures"].as_u64() >= Some(1)
+                && p["status"] == "running"
+                && p["calls"].as_u64() >= Some(14)
+        },
+    );
+    assert_eq!(p["failures_by_kind"]["timeout"], p["failures"], "{p}");
+    assert!(host.log().contains("plugin `hostile` recovered"));
+}
