@@ -14,6 +14,15 @@ scripts/setup.sh
 step "build plugins"
 scripts/build-plugins.sh
 scripts/build-plugins.sh --dir tests/plugins
+step "plugin logic tests (pytest, no WebAssembly)"
+pylog=$(mktemp)
+set +e
+scripts/test-plugins.sh 2>&1 | tee "$pylog"
+pystatus=${PIPESTATUS[0]}
+set -e
+py_passed=$(grep -oE '[0-9]+ passed' "$pylog" | tail -n 1 | cut -d' ' -f1 || true)
+py_failed=$(grep -oE '[0-9]+ failed' "$pylog" | tail -n 1 | cut -d' ' -f1 || true)
+rm -f "$pylog"
 step "build host and tests"
 cargo build --locked --lib --bins --tests
 step "run tests"
@@ -25,5 +34,6 @@ set -e
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 rm -f "$log"
 step "done"
-echo "summary: ${passed:-0} passed, ${failed:-0} failed"
+echo "summary: $((passed + ${py_passed:-0})) passed, $((failed + ${py_failed:-0})) failed"
+[ "$pystatus" -eq 0 ] || exit "$pystatus"
 exit "$status"

@@ -14,12 +14,12 @@ Settings ([plugins.bme680.settings] in config/host.toml):
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import buzzer_controller, gpio_provider, led_controller
-from wit_world.imports.types import AlertLevel, Bme680Reading, Rgb
+from wit_world.imports import gpio_provider
+from wit_world.imports.types import AlertLevel, Bme680Reading
 
 import alerts
 import iaq
-from plugin_support import load_state, save_state, setting, warn
+from plugin_support import best_effort, load_alert_state, save_state, setting, signal_level, warn
 
 LEVELS = (AlertLevel.OK, AlertLevel.WARN, AlertLevel.ALARM)
 
@@ -47,7 +47,7 @@ class Bme680Logic(exports.Bme680Logic):
         global _last, _baseline
         address = setting("address", 0x77)
         sensor_id = setting("sensor_id", f"bme680-i2c-{address:#04x}")
-        saved = load_state("alert", {"level": 0, "levels": {}, "baseline": None})
+        saved = load_alert_state(baseline=None)
         now = gpio_provider.get_timestamp_ms()
         try:
             s = gpio_provider.read_bme680(address)
@@ -79,16 +79,13 @@ class Bme680Logic(exports.Bme680Logic):
         else:
             message = (message + "; " if message else "") + "gas heater not stable yet"
 
-        if level == alerts.ALARM and saved["level"] < alerts.ALARM:
-            buzzer_controller.beep(setting("beep_count", 3), setting("beep_ms", 200), 150)
-        r, g, b = alerts.COLORS[level]
-        led_controller.set_led(setting("led", 2), Rgb(r=r, g=g, b=b))
-        led_controller.sync_leds()
-
         old_baseline = saved.get("baseline") or 0.0
         baseline_moved = baseline is not None and abs(baseline - old_baseline) > BASELINE_SAVE_STEP * max(old_baseline, 1.0)
         if level != saved["level"] or levels != saved["levels"] or baseline_moved:
-            save_state("alert", {"level": level, "levels": levels, "baseline": baseline})
+            best_effort("saving the alert state", save_state, "alert", {"level": level, "levels": levels, "baseline": baseline})
+        signal_level(setting("led", 2), alerts.COLORS[level],
+                     level == alerts.ALARM and saved["level"] < alerts.ALARM,
+                     setting("beep_count", 3), setting("beep_ms", 200), 150)
         _baseline = baseline
 
         _last = Bme680Reading(

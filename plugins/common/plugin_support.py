@@ -1,4 +1,6 @@
-"""Helpers every plugin uses: typed settings, JSON state, logging.
+"""Helpers every sensor plugin uses: typed settings, JSON state, logging,
+showing an alert level. (The dashboard's world has no LEDs or buzzer, so it
+does not import this module.)
 
 The host passes `[plugins.NAME.settings]` values as TOML-formatted strings.
 Numbers and booleans read as-is; TOML basic strings are JSON strings, and
@@ -7,7 +9,9 @@ literal strings ('...') are the text between the quotes.
 
 import json
 
-from wit_world.imports import log, settings, state
+from componentize_py_types import Err
+from wit_world.imports import buzzer_controller, led_controller, log, settings, state
+from wit_world.imports.types import Rgb
 
 
 def setting(key, default):
@@ -59,3 +63,42 @@ def info(message):
 
 def warn(message):
     log.write(log.Level.WARN, message)
+
+
+def best_effort(what, call, *args):
+    """Calls a host function whose failure must not fail the poll (an LED
+    update refused by a rate limit, a full state quota): logs and goes on.
+    Returns whether it worked."""
+    try:
+        call(*args)
+        return True
+    except Err as e:
+        warn(f"{what} failed: {e.value}")
+        return False
+
+
+def load_alert_state(**extra):
+    """The saved alert state, checked: a missing or malformed entry (from an
+    older plugin version, say) starts from ok instead of failing every poll."""
+    saved = load_state("alert", None)
+    state = {"level": 0, "levels": {}, **extra}
+    if isinstance(saved, dict):
+        if saved.get("level") in (0, 1, 2):
+            state["level"] = saved["level"]
+        if isinstance(saved.get("levels"), dict):
+            state["levels"] = {k: v for k, v in saved["levels"].items() if v in (0, 1, 2)}
+        for key in extra:
+            if key in saved:
+                state[key] = saved[key]
+    return state
+
+
+def signal_level(led, color, entering_alarm, beep_count, beep_ms, beep_interval_ms):
+    """Shows the level on the plugin's LED and beeps on entering alarm, each
+    best-effort. Call it after the new level is saved, so a failed save
+    cannot make the next poll beep again."""
+    r, g, b = color
+    if best_effort(f"LED {led}", led_controller.set_led, led, Rgb(r=r, g=g, b=b)):
+        best_effort("LED sync", led_controller.sync_leds)
+    if entering_alarm:
+        best_effort("buzzer", buzzer_controller.beep, beep_count, beep_ms, beep_interval_ms)

@@ -15,11 +15,11 @@ Settings ([plugins.dht22.settings] in config/host.toml):
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import buzzer_controller, gpio_provider, led_controller
-from wit_world.imports.types import AlertLevel, Dht22Reading, Rgb
+from wit_world.imports import gpio_provider
+from wit_world.imports.types import AlertLevel, Dht22Reading
 
 import alerts
-from plugin_support import load_state, save_state, setting, warn
+from plugin_support import best_effort, load_alert_state, save_state, setting, signal_level, warn
 
 LEVELS = (AlertLevel.OK, AlertLevel.WARN, AlertLevel.ALARM)
 
@@ -44,7 +44,7 @@ class Dht22Logic(exports.Dht22Logic):
         global _last
         pin = setting("pin", 4)
         sensor_id = setting("sensor_id", f"dht22-gpio-{pin}")
-        saved = load_state("alert", {"level": 0, "levels": {}})
+        saved = load_alert_state()
         now = gpio_provider.get_timestamp_ms()
         try:
             temperature, humidity = gpio_provider.read_dht22(pin)
@@ -61,13 +61,11 @@ class Dht22Logic(exports.Dht22Logic):
 
         level, levels, message = alerts.evaluate(
             checks(), {"temperature": temperature, "humidity": humidity}, saved["levels"])
-        if level == alerts.ALARM and saved["level"] < alerts.ALARM:
-            buzzer_controller.beep(setting("beep_count", 3), setting("beep_ms", 200), 150)
-        r, g, b = alerts.COLORS[level]
-        led_controller.set_led(setting("led", 1), Rgb(r=r, g=g, b=b))
-        led_controller.sync_leds()
         if level != saved["level"] or levels != saved["levels"]:
-            save_state("alert", {"level": level, "levels": levels})
+            best_effort("saving the alert state", save_state, "alert", {"level": level, "levels": levels})
+        signal_level(setting("led", 1), alerts.COLORS[level],
+                     level == alerts.ALARM and saved["level"] < alerts.ALARM,
+                     setting("beep_count", 3), setting("beep_ms", 200), 150)
         _last = (round(temperature, 1), round(humidity, 1), now)
         return [Dht22Reading(sensor_id=sensor_id, temperature=_last[0],
                              humidity=_last[1], timestamp_ms=now,

@@ -12,11 +12,11 @@ Settings ([plugins.pi_monitor.settings] in config/host.toml):
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import buzzer_controller, gpio_provider, led_controller, system
-from wit_world.imports.types import AlertLevel, PiStats, Rgb
+from wit_world.imports import gpio_provider, system
+from wit_world.imports.types import AlertLevel, PiStats
 
 import alerts
-from plugin_support import load_state, save_state, setting, warn
+from plugin_support import best_effort, load_alert_state, save_state, setting, signal_level, warn
 
 LEVELS = (AlertLevel.OK, AlertLevel.WARN, AlertLevel.ALARM)
 MIB = 1024 * 1024
@@ -33,7 +33,7 @@ def checks():
 
 class PiMonitorLogic(exports.PiMonitorLogic):
     def poll(self) -> PiStats:
-        saved = load_state("alert", {"level": 0, "levels": {}})
+        saved = load_alert_state()
         now = gpio_provider.get_timestamp_ms()
         values = {}
         problems = []
@@ -60,13 +60,11 @@ class PiMonitorLogic(exports.PiMonitorLogic):
         level, levels, message = alerts.evaluate(checks(), values, saved["levels"])
         if problems:
             message = "; ".join(([message] if message else []) + problems)
-        if level == alerts.ALARM and saved["level"] < alerts.ALARM:
-            buzzer_controller.beep(setting("beep_count", 2), setting("beep_ms", 300), 200)
-        r, g, b = alerts.COLORS[level]
-        led_controller.set_led(setting("led", 0), Rgb(r=r, g=g, b=b))
-        led_controller.sync_leds()
         if level != saved["level"] or levels != saved["levels"]:
-            save_state("alert", {"level": level, "levels": levels})
+            best_effort("saving the alert state", save_state, "alert", {"level": level, "levels": levels})
+        signal_level(setting("led", 0), alerts.COLORS[level],
+                     level == alerts.ALARM and saved["level"] < alerts.ALARM,
+                     setting("beep_count", 2), setting("beep_ms", 300), 200)
         return PiStats(cpu_temp_c=round(cpu, 1), ram_used_mb=ram_used_mb, ram_total_mb=ram_total_mb,
                        uptime_s=uptime_s, load_1m=round(load, 2), timestamp_ms=now,
                        alert=LEVELS[level], message=message)
