@@ -111,10 +111,7 @@ impl Host {
             )
         })?;
         let runtime = Arc::new(Runtime::new(&config.cache_dir())?);
-        let services = HostServices {
-            hardware: hardware.handle(),
-            state_dir: state_dir.clone(),
-        };
+        let services = HostServices::new(hardware.handle(), state_dir.clone());
         let shared = Shared::new();
         let (commands, command_rx) = crossbeam_channel::bounded(16);
         let channel = (commands.clone(), command_rx);

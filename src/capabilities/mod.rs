@@ -72,6 +72,53 @@ impl contract::types::Host for PluginCtx {}
 pub struct HostServices {
     pub hardware: HardwareHandle,
     pub state_dir: std::path::PathBuf,
+    /// Per-plugin resources by name, shared by every version of a plugin so
+    /// a hot reload keeps its state store, counters and rate limits.
+    pub resources: Arc<Mutex<std::collections::HashMap<String, Resources>>>,
+}
+
+impl HostServices {
+    pub fn new(hardware: HardwareHandle, state_dir: std::path::PathBuf) -> HostServices {
+        HostServices {
+            hardware,
+            state_dir,
+            resources: Arc::default(),
+        }
+    }
+
+    /// The resources of plugin `name`, created on first use; the state
+    /// quota follows the latest config.
+    pub fn resources(&self, name: &str, state_quota_bytes: u64) -> anyhow::Result<Resources> {
+        let mut all = self
+            .resources
+            .lock()
+            .map_err(|_| anyhow::anyhow!("plugin resources are unavailable"))?;
+        if let Some(r) = all.get(name) {
+            if let Ok(mut store) = r.state.lock() {
+                store.set_quota(state_quota_bytes);
+            }
+            return Ok(r.clone());
+        }
+        let store = state::Store::open(&self.state_dir.join("state"), name, state_quota_bytes)
+            .with_context(|| format!("failed to open the state store of plugin `{name}`"))?;
+        let r = Resources {
+            state: Arc::new(Mutex::new(store)),
+            denied: Arc::new(Denials::default()),
+            buzzer_bucket: Arc::new(Mutex::new(rate::buzzer_bucket())),
+            leds_bucket: Arc::new(Mutex::new(rate::leds_bucket())),
+        };
+        all.insert(name.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
+/// What a plugin keeps across versions and instances.
+#[derive(Clone)]
+pub struct Resources {
+    pub state: Arc<Mutex<state::Store>>,
+    pub denied: Arc<Denials>,
+    pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
+    pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
 }
 
 /// Long-lived per-plugin pieces that outlive any one instance: the state
@@ -103,17 +150,16 @@ impl PluginShared {
         } else {
             0
         };
-        let store = state::Store::open(&services.state_dir.join("state"), name, quota)
-            .with_context(|| format!("failed to open the state store of plugin `{name}`"))?;
+        let r = services.resources(name, quota)?;
         Ok(PluginShared {
             name: name.into(),
             grants: config.grants.clone(),
             settings: config.settings.clone(),
             limits,
-            state: Arc::new(Mutex::new(store)),
-            denied: Arc::new(Denials::default()),
-            buzzer_bucket: Arc::new(Mutex::new(rate::buzzer_bucket())),
-            leds_bucket: Arc::new(Mutex::new(rate::leds_bucket())),
+            state: r.state,
+            denied: r.denied,
+            buzzer_bucket: r.buzzer_bucket,
+            leds_bucket: r.leds_bucket,
         })
     }
 

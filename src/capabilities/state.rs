@@ -19,22 +19,15 @@ pub const MAX_KEY_BYTES: usize = 256;
 
 /// One plugin's persistent store.
 pub struct Store {
-    path: Option<PathBuf>,
+    path: PathBuf,
     quota_bytes: u64,
     values: BTreeMap<String, Vec<u8>>,
 }
 
 impl Store {
-    /// Opens (or starts empty) the store of `plugin` in `dir`. A store with
-    /// a quota of 0 is never written to disk.
+    /// Opens (or starts empty) the store of `plugin` in `dir`. With a
+    /// quota of 0 nothing can be written, so nothing is.
     pub fn open(dir: &Path, plugin: &str, quota_bytes: u64) -> std::io::Result<Store> {
-        if quota_bytes == 0 {
-            return Ok(Store {
-                path: None,
-                quota_bytes,
-                values: BTreeMap::new(),
-            });
-        }
         let path = dir.join(format!("{plugin}.json"));
         let values = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).unwrap_or_else(|| {
@@ -48,7 +41,7 @@ impl Store {
             Err(e) => return Err(e),
         };
         Ok(Store {
-            path: Some(path),
+            path,
             quota_bytes,
             values,
         })
@@ -105,10 +98,12 @@ impl Store {
     }
 
     fn persist(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        write_atomically(path, &encode(&self.values))
+        write_atomically(&self.path, &encode(&self.values))
+    }
+
+    /// A new quota from a changed config; what is stored stays.
+    pub fn set_quota(&mut self, quota_bytes: u64) {
+        self.quota_bytes = quota_bytes;
     }
 }
 

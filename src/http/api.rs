@@ -102,6 +102,17 @@ pub fn healthz(state: &AppState) -> Response {
     if age_ms > HEARTBEAT_STALE_MS {
         problems.push(format!("scheduler has not run for {age_ms} ms"));
     }
+    if let Some(e) = state
+        .shared
+        .config_error
+        .read()
+        .ok()
+        .and_then(|e| e.clone())
+    {
+        problems.push(format!(
+            "the config file is invalid, the last good config is running: {e}"
+        ));
+    }
     for p in state.shared.plugins() {
         if matches!(p.status, Health::Quarantined | Health::LoadFailed) {
             problems.push(format!(

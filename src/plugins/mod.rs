@@ -7,6 +7,8 @@
 //! quarantine the plugin until it is reloaded or re-enabled. What the rest of
 //! the host may know about a plugin is published in the [`Registry`].
 
+pub mod reload;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -117,6 +119,12 @@ pub struct Plugin {
     quarantined: bool,
     registry: Registry,
     services: HostServices,
+    /// First 12 hex digits of the component's SHA-256.
+    pub version: String,
+    pub file: PathBuf,
+    /// Whether dropping this plugin puts its actuators in the safe state:
+    /// yes when it is unloaded, no when a newer version replaced it.
+    safe_on_drop: bool,
 }
 
 /// Loads plugin `name` as configured: reads and compiles (or takes from
@@ -140,11 +148,8 @@ pub fn load(
             file.display()
         )
     })?;
-    let version = Sha256::digest(&bytes)
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    check_header(&bytes).with_context(|| format!("{} is not a plugin", file.display()))?;
+    let version = version_of(&bytes);
     let component = runtime
         .cache()
         .load_or_compile(runtime.engine(), &bytes)
@@ -180,26 +185,80 @@ pub fn load(
         quarantined: false,
         registry: registry.clone(),
         services: services.clone(),
+        version,
+        file,
+        safe_on_drop: true,
     };
-    plugin.publish(|s| {
-        s.kind = Some(plugin.kind.interface());
-        s.status = Health::Running;
-        s.version = version.clone();
-        s.loaded_at_ms = unix_time_ms();
-        s.file = file.display().to_string();
-        s.last_error.clear();
-        s.last_error_kind = None;
-        s.last_error_detail.clear();
-    });
     log::info!(
-        "plugin `{name}` loaded: {} ({}), version {version}",
+        "plugin `{name}` loaded: {} ({}), version {}",
         plugin.kind.interface(),
-        file.display()
+        plugin.file.display(),
+        plugin.version
     );
     Ok(plugin)
 }
 
+/// The first 12 hex digits of the SHA-256 of a component: its version.
+pub fn version_of(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Refuses what cannot be a component before spending time compiling it:
+/// an empty or half-written file, a core module, something else entirely.
+fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
+    match bytes.get(..8) {
+        None => anyhow::bail!("only {} bytes (empty or still being written?)", bytes.len()),
+        Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
+        Some([0x00, b'a', b's', b'm', ..]) => {
+            anyhow::bail!(
+                "a core WebAssembly module, not a component: build it with componentize-py"
+            )
+        }
+        Some(_) => anyhow::bail!("not WebAssembly (no \\0asm header)"),
+    }
+}
+
 impl Plugin {
+    /// Publishes this version as the plugin's running one.
+    pub fn announce(&self) {
+        self.publish(|s| {
+            s.kind = Some(self.kind.interface());
+            s.status = Health::Running;
+            s.version = self.version.clone();
+            s.loaded_at_ms = unix_time_ms();
+            s.file = self.file.display().to_string();
+            s.interval_ms = self.interval.as_millis() as u64;
+            s.last_error.clear();
+            s.last_error_kind = None;
+            s.last_error_detail.clear();
+        });
+    }
+
+    /// Records a note (a failed reload, a rollback) as the last error
+    /// without changing the plugin's health.
+    pub fn note_error(&self, kind: &'static str, message: String) {
+        self.publish(|s| {
+            s.last_error = message;
+            s.last_error_kind = Some(kind);
+            s.last_error_detail.clear();
+        });
+    }
+
+    /// Whether the last call failed.
+    pub fn failing(&self) -> bool {
+        self.consecutive_failures > 0
+    }
+
+    /// Drops a version that a newer one replaced, leaving the actuators to
+    /// the newer one.
+    pub fn retire(mut self) {
+        self.safe_on_drop = false;
+    }
+
     fn publish(&self, f: impl FnOnce(&mut PluginStatus)) {
         if let Ok(mut registry) = self.registry.write() {
             let entry = registry.entry(self.name.clone()).or_insert_with(|| {
@@ -349,6 +408,8 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
-        self.safe_state();
+        if self.safe_on_drop {
+            self.safe_state();
+        }
     }
 }

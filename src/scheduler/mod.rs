@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::Rgb;
 use crate::hardware::unix_time_ms;
-use crate::plugins::{self, Health, Plugin, PluginStatus, Registry};
+use crate::plugins::{self, Plugin, PluginStatus, Registry};
 use crate::runtime::{Kind, Runtime};
 pub use readings::{Readings, SensorReading, SystemReading};
 
@@ -45,6 +45,9 @@ pub struct Shared {
     pub heartbeat_ms: AtomicU64,
     /// Every plugin finished loading (successfully or not).
     pub loaded: std::sync::atomic::AtomicBool,
+    /// The config file's error, while the file on disk is invalid and the
+    /// host keeps running the last good config.
+    pub config_error: Arc<RwLock<Option<String>>>,
 }
 
 impl Shared {
@@ -55,6 +58,7 @@ impl Shared {
             registry: Arc::new(RwLock::new(Default::default())),
             heartbeat_ms: AtomicU64::new(unix_time_ms()),
             loaded: std::sync::atomic::AtomicBool::new(false),
+            config_error: Arc::default(),
         })
     }
 
@@ -72,21 +76,83 @@ impl Shared {
 
 /// Messages to the scheduler thread.
 pub enum Command {
-    /// A plugin compiled and prepared off this thread, ready to swap in.
-    Install(Box<Plugin>),
+    /// A plugin compiled and prepared off this thread, ready to swap in
+    /// between two calls. With `trial`, the version it replaces is kept
+    /// until the new one has made [`TRIAL_CALLS`] good calls, and comes back
+    /// if the new one fails first.
+    Install {
+        plugin: Box<Plugin>,
+        trial: bool,
+    },
+    /// Unload a plugin (disabled or removed in the config).
+    Remove(String),
     /// The loader has gone through every configured plugin.
     LoadingDone,
+    /// Nothing: lets the loader notice a stopped scheduler.
+    Ping,
     Stop,
 }
 
-struct Scheduled {
+/// Calls a new version must survive before the old one is let go.
+pub const TRIAL_CALLS: u32 = 3;
+
+/// A plugin in the schedule.
+struct Slot {
     plugin: Plugin,
     next_due: Instant,
+    /// The version this one replaced, while this one is on trial.
+    previous: Option<Plugin>,
+    trial_left: u32,
+}
+
+impl Slot {
+    fn new(plugin: Plugin) -> Slot {
+        Slot {
+            plugin,
+            next_due: Instant::now(),
+            previous: None,
+            trial_left: 0,
+        }
+    }
+
+    /// Settles a trial after a call: let the old version go after enough
+    /// good calls, or bring it back if the new one failed.
+    fn after_call(&mut self) {
+        if self.previous.is_none() {
+            return;
+        }
+        if self.plugin.failing() {
+            let old = self.previous.take().expect("previous checked above");
+            let bad = std::mem::replace(&mut self.plugin, old);
+            let message = format!(
+                "version {} failed on its first calls; rolled back to version {}",
+                bad.version, self.plugin.version
+            );
+            log::error!("plugin `{}`: {message}", self.plugin.name);
+            self.plugin.announce();
+            self.plugin.note_error("rollback", message);
+            self.next_due = Instant::now();
+            bad.retire();
+            return;
+        }
+        self.trial_left = self.trial_left.saturating_sub(1);
+        if self.trial_left == 0 {
+            if let Some(old) = self.previous.take() {
+                log::info!(
+                    "plugin `{}`: version {} passed its trial; version {} released",
+                    self.plugin.name,
+                    self.plugin.version,
+                    old.version
+                );
+                old.retire();
+            }
+        }
+    }
 }
 
 struct Scheduler {
-    polled: Vec<Scheduled>,
-    dashboard: Option<Plugin>,
+    polled: Vec<Slot>,
+    dashboard: Option<Slot>,
     shared: Arc<Shared>,
     services: HostServices,
     hardware_name: String,
@@ -94,11 +160,12 @@ struct Scheduler {
     rendered_at: Option<Instant>,
 }
 
-/// Starts the scheduler thread and a loader thread. The loader compiles
+/// Starts the scheduler thread and the loader thread. The loader compiles
 /// (or takes from the cache) each enabled plugin and hands it over; the
 /// scheduler starts calling each plugin as soon as it arrives, so on a cold
 /// start the first readings do not wait for every plugin to compile. HTTP is
-/// already serving meanwhile, showing the others as loading.
+/// already serving meanwhile, showing the others as loading. After the first
+/// load the loader watches the plugin files and the config for hot reload.
 pub fn spawn(
     config: Config,
     runtime: Arc<Runtime>,
@@ -108,16 +175,17 @@ pub fn spawn(
     commands: (Sender<Command>, Receiver<Command>),
 ) -> std::io::Result<JoinHandle<()>> {
     let (tx, rx) = commands;
-    register_configured(&config, &shared);
-    {
-        let services = services.clone();
-        let registry = shared.registry.clone();
-        std::thread::Builder::new()
-            .name("loader".into())
-            .spawn(move || {
-                load_all(&config, &runtime, &services, &registry, &tx);
-            })?;
-    }
+    let loader = plugins::reload::Loader::new(
+        config,
+        runtime,
+        services.clone(),
+        shared.registry.clone(),
+        tx,
+        shared.config_error.clone(),
+    );
+    std::thread::Builder::new()
+        .name("loader".into())
+        .spawn(move || loader.run())?;
     std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || {
@@ -135,74 +203,60 @@ pub fn spawn(
         })
 }
 
-/// Lists every configured plugin in the registry: loading or disabled.
-fn register_configured(config: &Config, shared: &Shared) {
-    if let Ok(mut registry) = shared.registry.write() {
-        for (name, p) in &config.plugins {
-            let health = if p.enabled {
-                Health::Loading
-            } else {
-                Health::Disabled
-            };
-            registry.insert(
-                name.clone(),
-                PluginStatus::new(
-                    name,
-                    config.plugin_file(name).display().to_string(),
-                    health,
-                    p.interval_ms,
-                ),
-            );
-        }
-    }
-}
-
-/// Loads every enabled plugin and sends each to the scheduler. Stops early
-/// when the scheduler is gone.
-fn load_all(
-    config: &Config,
-    runtime: &Runtime,
-    services: &HostServices,
-    registry: &Registry,
-    tx: &Sender<Command>,
-) {
-    for (name, p) in &config.plugins {
-        if !p.enabled {
-            continue;
-        }
-        match plugins::load(name, config, runtime, services, registry) {
-            Ok(plugin) => {
-                if tx.send(Command::Install(Box::new(plugin))).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                log::error!("{e:#}");
-                if let Ok(mut registry) = registry.write() {
-                    if let Some(s) = registry.get_mut(name) {
-                        s.status = Health::LoadFailed;
-                        s.last_error = format!("{e:#}");
-                        s.last_error_kind = Some("load");
-                    }
-                }
-            }
-        }
-    }
-    let _ = tx.send(Command::LoadingDone);
-}
-
 impl Scheduler {
-    fn install(&mut self, plugin: Plugin) {
-        if plugin.kind == Kind::Dashboard {
-            self.dashboard = Some(plugin);
-            self.rendered_at = None;
-            return;
+    /// Takes a plugin's slot out of the schedule, wherever it is.
+    fn take_slot(&mut self, name: &str) -> Option<Slot> {
+        if self
+            .dashboard
+            .as_ref()
+            .is_some_and(|d| d.plugin.name == name)
+        {
+            return self.dashboard.take();
         }
-        self.polled.retain(|s| s.plugin.name != plugin.name);
-        self.polled.push(Scheduled {
-            plugin,
-            next_due: Instant::now(),
-        });
+        let i = self.polled.iter().position(|s| s.plugin.name == name)?;
+        Some(self.polled.remove(i))
+    }
+
+    fn install(&mut self, plugin: Plugin, trial: bool) {
+        let mut slot = Slot::new(plugin);
+        if let Some(old) = self.take_slot(&slot.plugin.name) {
+            // An older version still on trial is superseded outright.
+            if let Some(older) = old.previous {
+                older.retire();
+            }
+            if trial && old.plugin.kind == slot.plugin.kind {
+                slot.previous = Some(old.plugin);
+                slot.trial_left = TRIAL_CALLS;
+            } else {
+                old.plugin.retire();
+            }
+        }
+        slot.plugin.announce();
+        if slot.plugin.kind == Kind::Dashboard {
+            self.dashboard = Some(slot);
+            self.rendered_at = None;
+        } else {
+            self.polled.push(slot);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(slot) = self.take_slot(name) {
+            log::info!("plugin `{name}` unloaded");
+            if let Ok(mut r) = self.shared.readings.write() {
+                r.sensors.remove(name);
+                if slot.plugin.kind == Kind::PiMonitor {
+                    r.system = None;
+                }
+                r.generation = r.generation.wrapping_add(1);
+            }
+            if slot.plugin.kind == Kind::Dashboard {
+                if let Ok(mut p) = self.shared.page.write() {
+                    *p = None;
+                }
+            }
+            // Dropping the slot puts the plugin's actuators in the safe state.
+        }
     }
 
     fn run(&mut self, commands: &Receiver<Command>) {
@@ -226,6 +280,7 @@ impl Scheduler {
                 if s.plugin.callable(started) {
                     s.plugin.record_start_delay(started.duration_since(due));
                     changed |= poll(&mut s.plugin, &self.shared);
+                    s.after_call();
                 }
             }
             if changed {
@@ -243,8 +298,10 @@ impl Scheduler {
                 .unwrap_or(now + MAX_SLEEP)
                 .min(Instant::now() + MAX_SLEEP);
             match commands.recv_deadline(next) {
-                Ok(Command::Install(plugin)) => self.install(*plugin),
+                Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
+                Ok(Command::Remove(name)) => self.remove(&name),
                 Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
+                Ok(Command::Ping) => {}
                 Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     return
                 }
@@ -266,14 +323,15 @@ impl Scheduler {
         if generation == self.rendered_generation && !stale {
             return;
         }
-        let Some(dashboard) = self.dashboard.as_mut() else {
+        let Some(slot) = self.dashboard.as_mut() else {
             return;
         };
-        if !dashboard.callable(Instant::now()) {
+        if !slot.plugin.callable(Instant::now()) {
             return;
         }
         let snapshot = snapshot(&self.shared, &self.services, &self.hardware_name);
-        let html = dashboard.call(|i, limits| i.render(limits, &snapshot));
+        let html = slot.plugin.call(|i, limits| i.render(limits, &snapshot));
+        slot.after_call();
         self.rendered_generation = generation;
         self.rendered_at = Some(Instant::now());
         let page = html.map(Arc::new);

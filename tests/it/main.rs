@@ -4,5 +4,6 @@ mod cli;
 mod drivers;
 mod host;
 mod recycle;
+mod reload;
 mod sandbox;
 mod support;

@@ -43,10 +43,7 @@ fn a_plugin_recycled_a_thousand_times_does_not_leak() {
     )
     .unwrap();
     let runtime = Runtime::new(&shared_cache_dir()).unwrap();
-    let services = HostServices {
-        hardware: hardware.handle(),
-        state_dir: dir.clone(),
-    };
+    let services = HostServices::new(hardware.handle(), dir.clone());
     let registry = Registry::default();
     let mut plugin = plugins::load("hostile", &config, &runtime, &services, &registry)
         .expect("hostile plugin loads");

@@ -266,6 +266,8 @@ enum Turn {
 pub struct TestHost {
     child: Child,
     pub addr: SocketAddr,
+    /// The config file the host runs with (tests edit it for live config).
+    pub config_path: PathBuf,
     log: Arc<Mutex<String>>,
     _turn: Turn,
 }
@@ -283,6 +285,15 @@ impl TestHost {
         let mut config = base_config(&dir);
         edit(&mut config);
         let host = Self::spawn(&dir, &config);
+        host.wait_loaded();
+        host
+    }
+
+    /// Starts the host with `config` in `dir` (a state folder a later host
+    /// can reuse) and waits for its plugins.
+    pub fn start_in(dir: &Path, config: toml::Table) -> TestHost {
+        warm_cache();
+        let host = Self::spawn(dir, &config);
         host.wait_loaded();
         host
     }
@@ -345,6 +356,7 @@ impl TestHost {
         TestHost {
             child,
             addr,
+            config_path: path,
             log,
             _turn: turn,
         }

@@ -1,0 +1,392 @@
+//! The loader thread: first load, then hot reload of plugin files and of
+//! the config file.
+//!
+//! inotify watches the folder of every plugin file and of the config file
+//! (folders, not files: editors and `scp` replace files by renaming, which
+//! a watch on the old inode would miss). Only finished writes count
+//! (`IN_CLOSE_WRITE`, `IN_MOVED_TO`), and a burst of them is debounced until
+//! the folder has been quiet for [`DEBOUNCE`]. A changed file is checked,
+//! compiled (or taken from the artifact cache) and prepared here, off the
+//! scheduler thread, and only then sent to the scheduler to be swapped in
+//! between two calls. A file that is not a valid plugin is never loaded: the
+//! running version stays and the error goes to the log and the plugin's
+//! status; the next good write is picked up.
+//!
+//! A changed config is parsed and validated first; an invalid edit keeps
+//! the running config. A valid one is applied plugin by plugin: disabled
+//! plugins are unloaded, enabled ones loaded, and any plugin whose entry
+//! changed (interval, limits, grants, settings, file) is reloaded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use inotify::{Inotify, WatchDescriptor, WatchMask};
+
+use super::{load, version_of, Health, PluginStatus, Registry};
+use crate::capabilities::HostServices;
+use crate::config::Config;
+use crate::runtime::Runtime;
+use crate::scheduler::Command;
+
+/// Quiet time after the last file event before acting on a burst.
+pub const DEBOUNCE: Duration = Duration::from_millis(250);
+/// Longest a steady stream of events can postpone acting.
+pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
+
+/// Everything the loader needs.
+pub struct Loader {
+    pub config: Config,
+    pub runtime: std::sync::Arc<Runtime>,
+    pub services: HostServices,
+    pub registry: Registry,
+    pub commands: Sender<Command>,
+    /// The version of each plugin last handed to the scheduler.
+    versions: HashMap<String, String>,
+    /// Set when the config file on disk is invalid, for `/healthz`.
+    pub config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+}
+
+impl Loader {
+    pub fn new(
+        config: Config,
+        runtime: std::sync::Arc<Runtime>,
+        services: HostServices,
+        registry: Registry,
+        commands: Sender<Command>,
+        config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    ) -> Loader {
+        Loader {
+            config,
+            runtime,
+            services,
+            registry,
+            commands,
+            versions: HashMap::new(),
+            config_error,
+        }
+    }
+
+    /// Loads every enabled plugin, then watches for changes until the
+    /// scheduler goes away.
+    pub fn run(mut self) {
+        self.register_configured();
+        let names: Vec<String> = self.enabled().collect();
+        for name in names {
+            if !self.load_and_send(&name, false) {
+                return;
+            }
+        }
+        if self.commands.send(Command::LoadingDone).is_err() {
+            return;
+        }
+        match Watcher::start(&self.config) {
+            Ok(watcher) => self.watch(watcher),
+            Err(e) => log::error!("hot reload is off: cannot watch files with inotify: {e}"),
+        }
+    }
+
+    fn enabled(&self) -> impl Iterator<Item = String> + '_ {
+        self.config
+            .plugins
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// Lists every configured plugin in the registry: loading or disabled.
+    fn register_configured(&self) {
+        if let Ok(mut registry) = self.registry.write() {
+            registry.retain(|name, _| self.config.plugins.contains_key(name));
+            for (name, p) in &self.config.plugins {
+                let health = if p.enabled {
+                    Health::Loading
+                } else {
+                    Health::Disabled
+                };
+                let entry = registry.entry(name.clone()).or_insert_with(|| {
+                    PluginStatus::new(
+                        name,
+                        self.config.plugin_file(name).display().to_string(),
+                        health,
+                        p.interval_ms,
+                    )
+                });
+                if !p.enabled {
+                    entry.status = Health::Disabled;
+                }
+            }
+        }
+    }
+
+    /// Loads `name` and hands it to the scheduler. Returns false when the
+    /// scheduler has gone away.
+    fn load_and_send(&mut self, name: &str, trial: bool) -> bool {
+        match load(
+            name,
+            &self.config,
+            &self.runtime,
+            &self.services,
+            &self.registry,
+        ) {
+            Ok(plugin) => {
+                self.versions
+                    .insert(name.to_string(), plugin.version.clone());
+                self.commands
+                    .send(Command::Install {
+                        plugin: Box::new(plugin),
+                        trial,
+                    })
+                    .is_ok()
+            }
+            Err(e) => {
+                let running = self.versions.contains_key(name);
+                let message = if running {
+                    format!("reload failed, the running version stays: {e:#}")
+                } else {
+                    format!("{e:#}")
+                };
+                log::error!("plugin `{name}`: {message}");
+                if let Ok(mut registry) = self.registry.write() {
+                    if let Some(s) = registry.get_mut(name) {
+                        if !running {
+                            s.status = Health::LoadFailed;
+                        }
+                        s.last_error = message;
+                        s.last_error_kind = Some(if running { "reload" } else { "load" });
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    fn watch(&mut self, mut watcher: Watcher) {
+        loop {
+            let Some(changed) = watcher.next_burst(&self.commands) else {
+                return;
+            };
+            let config_file = canonical(&self.config.source);
+            if changed.iter().any(|p| Some(p) == config_file.as_ref()) {
+                self.apply_config_change();
+                watcher.rewatch(&self.config);
+            }
+            let files = plugin_files(&self.config);
+            for path in &changed {
+                for name in files.get(path).into_iter().flatten() {
+                    self.reload_file(name);
+                }
+            }
+        }
+    }
+
+    fn reload_file(&mut self, name: &str) {
+        let file = self.config.plugin_file(name);
+        let Ok(bytes) = std::fs::read(&file) else {
+            // Deleted or moved away: the running version stays.
+            log::warn!(
+                "plugin `{name}`: {} is gone; the running version stays",
+                file.display()
+            );
+            return;
+        };
+        if self.versions.get(name) == Some(&version_of(&bytes)) {
+            return;
+        }
+        log::info!("plugin `{name}`: {} changed, reloading", file.display());
+        self.load_and_send(name, true);
+    }
+
+    fn apply_config_change(&mut self) {
+        let new = match Config::load(&self.config.source) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("config change ignored, the running config stays: {e}");
+                if let Ok(mut err) = self.config_error.write() {
+                    *err = Some(e.to_string());
+                }
+                return;
+            }
+        };
+        if let Ok(mut err) = self.config_error.write() {
+            *err = None;
+        }
+        // Settings read only at start.
+        let mut new = new;
+        new.host.listen = self.config.host.listen;
+        new.host.hardware = self.config.host.hardware;
+        if new.host != self.config.host || new.hardware != self.config.hardware {
+            log::warn!(
+                "config change: [host] and [hardware] settings apply at the next start; plugin changes apply now"
+            );
+        }
+        let old = std::mem::replace(&mut self.config, new);
+        self.register_configured();
+        let mut names: Vec<&String> = old
+            .plugins
+            .keys()
+            .chain(self.config.plugins.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        for name in names {
+            let was = old.plugins.get(&name).filter(|p| p.enabled);
+            let now = self.config.plugins.get(&name).filter(|p| p.enabled);
+            match (was, now) {
+                (Some(_), None) => {
+                    log::info!("config change: plugin `{name}` disabled");
+                    self.versions.remove(&name);
+                    let _ = self.commands.send(Command::Remove(name.clone()));
+                    if let Ok(mut registry) = self.registry.write() {
+                        if let Some(s) = registry.get_mut(&name) {
+                            s.status = Health::Disabled;
+                        }
+                    }
+                }
+                (None, Some(_)) => {
+                    log::info!("config change: plugin `{name}` enabled");
+                    self.load_and_send(&name, false);
+                }
+                (Some(a), Some(b))
+                    if a != b || old.limits_for(&name) != self.config.limits_for(&name) =>
+                {
+                    log::info!("config change: plugin `{name}` reconfigured");
+                    self.versions.remove(&name);
+                    self.load_and_send(&name, false);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn canonical(path: &Path) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
+}
+
+/// Each enabled plugin's file (canonical path) → the plugins using it.
+fn plugin_files(config: &Config) -> BTreeMap<PathBuf, Vec<String>> {
+    let mut files: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for (name, p) in &config.plugins {
+        if p.enabled {
+            if let Some(path) = canonical(&config.plugin_file(name)) {
+                files.entry(path).or_default().push(name.clone());
+            }
+        }
+    }
+    files
+}
+
+/// inotify on the folders that hold plugin files and the config file.
+struct Watcher {
+    watches: inotify::Watches,
+    dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
+    events: Receiver<PathBuf>,
+}
+
+impl Watcher {
+    fn start(config: &Config) -> std::io::Result<Watcher> {
+        let mut inotify = Inotify::init()?;
+        let dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
+        let (tx, events) = crossbeam_channel::unbounded();
+        let mut watcher = Watcher {
+            watches: inotify.watches(),
+            dirs: dirs.clone(),
+            events,
+        };
+        watcher.rewatch(config);
+        // A blocking reader on its own thread; the loader waits on the
+        // channel with timeouts (the debounce) instead of polling.
+        std::thread::Builder::new()
+            .name("inotify".into())
+            .spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(events) = inotify.read_events_blocking(&mut buffer) {
+                    for event in events {
+                        let Some(name) = event.name else { continue };
+                        let dir = dirs.lock().ok().and_then(|d| d.get(&event.wd).cloned());
+                        if let Some(dir) = dir {
+                            if tx.send(dir.join(name)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(watcher)
+    }
+
+    /// Watches every folder the config points at (again after a config
+    /// change: new folders are added, known ones kept).
+    fn rewatch(&mut self, config: &Config) {
+        let mut wanted: HashSet<PathBuf> = HashSet::new();
+        if let Some(p) = canonical(&config.source).and_then(|p| p.parent().map(Path::to_path_buf)) {
+            wanted.insert(p);
+        }
+        for path in plugin_files(config).keys() {
+            if let Some(dir) = path.parent() {
+                wanted.insert(dir.to_path_buf());
+            }
+        }
+        let Ok(mut dirs) = self.dirs.lock() else {
+            return;
+        };
+        for dir in wanted {
+            if dirs.values().any(|d| d == &dir) {
+                continue;
+            }
+            match self
+                .watches
+                .add(&dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)
+            {
+                Ok(wd) => {
+                    dirs.insert(wd, dir);
+                }
+                Err(e) => log::warn!("cannot watch {} for changes: {e}", dir.display()),
+            }
+        }
+    }
+
+    /// Waits for a burst of changes and returns the changed paths once the
+    /// burst has been quiet for [`DEBOUNCE`]. `None` when the scheduler has
+    /// gone away.
+    fn next_burst(&mut self, commands: &Sender<Command>) -> Option<HashSet<PathBuf>> {
+        let mut changed = HashSet::new();
+        loop {
+            match self.events.recv_timeout(Duration::from_secs(5)) {
+                Ok(path) => {
+                    changed.insert(path);
+                    break;
+                }
+                // Wake up now and then to notice a stopped scheduler.
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+                        commands.try_send(Command::Ping)
+                    {
+                        return None;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        let started = Instant::now();
+        while started.elapsed() < DEBOUNCE_MAX {
+            match self.events.recv_timeout(DEBOUNCE) {
+                Ok(path) => {
+                    changed.insert(path);
+                }
+                Err(_) => break,
+            }
+        }
+        Some(changed)
+    }
+}
