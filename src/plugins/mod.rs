@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::capabilities::{self, HostServices, PluginShared};
 use crate::config::{Config, Limits};
@@ -149,10 +148,11 @@ pub fn load(
         )
     })?;
     check_header(&bytes).with_context(|| format!("{} is not a plugin", file.display()))?;
-    let version = version_of(&bytes);
-    let component = runtime
+    let digest = crate::runtime::cache_digest(&bytes);
+    let version = digest[..12].to_string();
+    let (component, _) = runtime
         .cache()
-        .load_or_compile(runtime.engine(), &bytes)
+        .load_or_compile_digested(runtime.engine(), &bytes, &digest)
         .with_context(|| format!("failed to compile plugin {}", file.display()))?;
     let missing =
         capabilities::ungranted_imports(runtime.engine(), &component, &plugin_config.grants);
@@ -200,11 +200,7 @@ pub fn load(
 
 /// The first 12 hex digits of the SHA-256 of a component: its version.
 pub fn version_of(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::runtime::cache_digest(bytes)[..12].to_string()
 }
 
 /// Refuses what cannot be a component before spending time compiling it:

@@ -32,7 +32,7 @@ use crate::runtime::Runtime;
 use crate::scheduler::Command;
 
 /// Quiet time after the last file event before acting on a burst.
-pub const DEBOUNCE: Duration = Duration::from_millis(250);
+pub const DEBOUNCE: Duration = Duration::from_millis(40);
 /// Longest a steady stream of events can postpone acting.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
 

@@ -9,7 +9,7 @@
 mod cache;
 mod instance;
 
-pub use cache::{ArtifactCache, Source as CacheSource};
+pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
 pub use instance::{FailureKind, Instance, Kind, PluginFailure, Prepared};
 
 use std::path::Path;

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Hot-reload benchmark, side by side in one run:
+
+  * reload with a cached artifact  (the new file was compiled before)
+  * reload needing a fresh compile (a never-seen file: Cranelift runs)
+  * restarting the whole host      (what a user would otherwise do; warm cache)
+
+Each figure is the time from the new file landing (rename into place) -- or
+from the restart command -- to the first /api response that shows the new
+behaviour: plugin `x` switches between the dht22 plugin (reading
+`dht22-gpio-4`) and the hostile test plugin in mode "ok" (reading
+`hostile-ok`), two components of the same world.
+
+    python3 bench/reload.py [--runs N] [--compile-runs N]
+
+Needs the plugins built (scripts/test.sh builds them, including
+tests/plugins/hostile) and the host built (cargo build).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DHT22 = os.path.join(ROOT, "plugins", "dht22", "dht22.wasm")
+HOSTILE = os.path.join(ROOT, "tests", "plugins", "hostile", "hostile.wasm")
+BEHAVIOUR = {DHT22: "dht22-gpio-4", HOSTILE: "hostile-ok"}
+
+
+def leb(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def variant(src, dst, nonce):
+    """A copy of component `src` with a custom section appended: the same
+    program, a never-seen file (new hash), so it must be compiled."""
+    name, payload = b"bench-nonce", str(nonce).encode()
+    body = leb(len(name)) + name + payload
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data + b"\x00" + leb(len(body)) + body)
+
+
+def write_config(work, x_file):
+    text = open(os.path.join(ROOT, "config", "host.toml")).read()
+    text = re.sub(r'(?m)^plugins_dir = .*$', f'plugins_dir = "{ROOT}/plugins"', text)
+    text = re.sub(r'(?m)^state_dir = .*$', f'state_dir = "{work}/state"\ncache_dir = "{work}/cache"', text)
+    text = re.sub(r'(?m)^listen = .*$', 'listen = "127.0.0.1:0"', text)
+    text = re.sub(r'(?m)^hardware = .*$', 'hardware = "sim"', text)
+    text = re.sub(r'(?m)^count = 3 ', 'count = 4 ', text)
+    text += f'''
+[plugins.x]
+file = "{x_file}"
+interval_ms = 100
+[plugins.x.grants]
+interfaces = ["gpio-provider", "led-controller", "buzzer-controller", "state", "log", "settings"]
+dht22_pins = [4]
+leds = [3]
+[plugins.x.settings]
+mode = "ok"
+led = 3
+'''
+    path = os.path.join(work, "host.toml")
+    open(path, "w").write(text)
+    return path
+
+
+def api(addr):
+    try:
+        with urllib.request.urlopen(f"http://{addr}/api", timeout=2) as r:
+            return json.load(r)
+    except OSError:
+        return None
+
+
+def x_shows(addr, sensor_id):
+    a = api(addr)
+    return a is not None and any(r["plugin"] == "x" and r["sensor_id"] == sensor_id for r in a["readings"])
+
+
+def wait(pred, limit=600):
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > limit:
+            raise SystemExit("timed out")
+        time.sleep(0.002)
+
+
+def start(config):
+    proc = subprocess.Popen([os.path.join(ROOT, "target", "debug", "wasi-python-host"), "--config", config],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,wasi_python_host::app=info"})
+    for line in proc.stderr:
+        m = re.search(r"listening on http://(\S+)", line)
+        if m:
+            return proc, m.group(1)
+    raise SystemExit("host did not start")
+
+
+def land(src, dst):
+    tmp = dst + ".part"
+    shutil.copyfile(src, tmp)
+    t0 = time.monotonic()
+    os.rename(tmp, dst)
+    return t0
+
+
+def fmt(xs):
+    return f"{statistics.median(xs) * 1000:.0f} ms (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f}, n={len(xs)})"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--compile-runs", type=int, default=3)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="whp-reload-")
+    x = os.path.join(work, "x.wasm")
+    shutil.copyfile(HOSTILE, x)
+    config = write_config(work, x)
+    proc, addr = start(config)
+    try:
+        wait(lambda: x_shows(addr, "hostile-ok"))
+        # Compile the other version once so the next swaps hit the cache.
+        land(DHT22, x)
+        wait(lambda: x_shows(addr, "dht22-gpio-4"))
+        cached, fresh = [], []
+        current = DHT22
+        for i in range(args.runs):
+            nxt = HOSTILE if current == DHT22 else DHT22
+            t0 = land(nxt, x)
+            wait(lambda: x_shows(addr, BEHAVIOUR[nxt]))
+            cached.append(time.monotonic() - t0)
+            current = nxt
+        print(f"reload, cached artifact: {fmt(cached)}", flush=True)
+        for i in range(args.compile_runs):
+            nxt = HOSTILE if current == DHT22 else DHT22
+            v = os.path.join(work, f"variant{i}.wasm")
+            variant(nxt, v, f"{time.time()}-{i}")
+            t0 = land(v, x)
+            wait(lambda: x_shows(addr, BEHAVIOUR[nxt]))
+            fresh.append(time.monotonic() - t0)
+            current = nxt
+        print(f"reload, fresh compile:   {fmt(fresh)}", flush=True)
+        restarts = []
+        for i in range(max(3, args.runs // 2)):
+            t0 = time.monotonic()
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc, addr = start(config)
+            wait(lambda: x_shows(addr, BEHAVIOUR[current]))
+            restarts.append(time.monotonic() - t0)
+        print(f"restart the host:        {fmt(restarts)}", flush=True)
+        base = statistics.median(restarts)
+        print()
+        print("| way to get a new plugin version serving | time to new behaviour in /api | ratio to a restart |")
+        print("|---|---|---|")
+        print(f"| restart the host (warm cache) | {fmt(restarts)} | 1.00 |")
+        print(f"| hot reload, cached artifact | {fmt(cached)} | {statistics.median(cached) / base:.2f} |")
+        print(f"| hot reload, fresh Cranelift compile | {fmt(fresh)} | {statistics.median(fresh) / base:.2f} |")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
