@@ -93,6 +93,7 @@ impl Host {
                 brightness: config.hardware.leds.brightness,
                 max_tone: Duration::from_millis(config.hardware.buzzer.max_duration_ms.into()),
                 request_timeout: config.request_timeout(),
+                ..HardwareOptions::default()
             },
         )
         .context("failed to start the hardware thread")?;
