@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::capabilities::HostServices;
-use crate::config::{Config, HardwareMode};
+use crate::config::{self, Config, HardwareMode};
+use crate::hardware::bme680::Bme680Settings;
+use crate::hardware::pi::{BuzzerKind, LedDriver, PiBackend, PiOptions};
 use crate::hardware::{Backend, Hardware, HardwareOptions, SimBackend};
 use crate::http::{AppState, HttpServer};
 use crate::runtime::Runtime;
@@ -30,7 +32,10 @@ pub struct Overrides {
 }
 
 /// Reads the config and applies command-line overrides.
-pub fn load_config(path: &std::path::Path, overrides: &Overrides) -> Result<Config, crate::config::ConfigError> {
+pub fn load_config(
+    path: &std::path::Path,
+    overrides: &Overrides,
+) -> Result<Config, crate::config::ConfigError> {
     let mut config = Config::load(path)?;
     if let Some(listen) = overrides.listen {
         config.host.listen = listen;
@@ -60,14 +65,39 @@ fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
         }
         mode => mode,
     };
+    let hw = &config.hardware;
+    let bme680 = Bme680Settings {
+        heater_temp_c: hw.bme680.heater_temp_c,
+        heater_duration: Duration::from_millis(hw.bme680.heater_ms.into()),
+        ..Bme680Settings::default()
+    };
     match mode {
-        HardwareMode::Pi => anyhow::bail!(
-            "the `pi` hardware backend is not part of this build yet; run with --hardware sim"
-        ),
-        _ => {
-            let sim = &config.hardware.sim;
-            Ok(Box::new(SimBackend::new(sim.seed, sim.dht22_pins.clone(), sim.bme680_addresses.clone())))
-        }
+        // Devices open on first use, so a missing one is reported by the
+        // sensor that needs it and never stops the host from starting.
+        HardwareMode::Pi => Ok(Box::new(PiBackend::new(PiOptions {
+            led_count: hw.leds.count,
+            led_pin: hw.leds.pin,
+            led_driver: match hw.leds.driver {
+                config::LedDriver::Auto => LedDriver::Auto,
+                config::LedDriver::Ws281x => LedDriver::Ws281x,
+                config::LedDriver::Spi => LedDriver::Spi,
+            },
+            buzzer_pin: hw.buzzer.pin,
+            buzzer_kind: match hw.buzzer.kind {
+                config::BuzzerKind::Active => BuzzerKind::Active,
+                config::BuzzerKind::Passive => BuzzerKind::Passive {
+                    frequency_hz: f64::from(hw.buzzer.frequency_hz),
+                },
+            },
+            bme680,
+            ..PiOptions::default()
+        }))),
+        _ => Ok(Box::new(SimBackend::with_bme680_settings(
+            hw.sim.seed,
+            hw.sim.dht22_pins.clone(),
+            hw.sim.bme680_addresses.clone(),
+            bme680,
+        ))),
     }
 }
 
@@ -98,8 +128,12 @@ impl Host {
         )
         .context("failed to start the hardware thread")?;
         let state_dir = config.state_dir();
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("cannot create the state directory {} (host.state_dir)", state_dir.display()))?;
+        std::fs::create_dir_all(&state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {} (host.state_dir)",
+                state_dir.display()
+            )
+        })?;
         let runtime = Arc::new(Runtime::new(&state_dir.join("cache"))?);
         let services = HostServices {
             hardware: hardware.handle(),
@@ -109,8 +143,15 @@ impl Host {
         let (commands, command_rx) = crossbeam_channel::bounded(16);
         let listen = config.host.listen;
         let workers = config.host.http_workers;
-        let scheduler = scheduler::spawn(config, runtime.clone(), services, shared.clone(), hardware_name.clone(), command_rx)
-            .context("failed to start the scheduler thread")?;
+        let scheduler = scheduler::spawn(
+            config,
+            runtime.clone(),
+            services,
+            shared.clone(),
+            hardware_name.clone(),
+            command_rx,
+        )
+        .context("failed to start the scheduler thread")?;
         let state = Arc::new(AppState::new(shared, hardware.handle(), hardware_name));
         let http = HttpServer::start(listen, workers, state)?;
         log::info!("listening on http://{}", http.addr);
@@ -152,7 +193,8 @@ pub fn run(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
     let config = load_config(&config_path, &overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("failed to install signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("failed to install signal handlers")?;
     }
     let host = Host::start(config)?;
     while !stop.load(Ordering::Relaxed) {

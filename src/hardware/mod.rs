@@ -17,6 +17,7 @@
 
 pub mod bme680;
 pub mod dht22;
+pub mod pi;
 mod sim;
 
 pub use sim::{SimAir, SimBackend, SimBme680Registers, Transfer, SIM_HEATER_MIN};
