@@ -1,28 +1,49 @@
 //! `wasi-python-host [--config PATH] [--listen ADDR:PORT] [--hardware auto|sim|pi]`
+//! and its subcommands.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasi_python_host::app::{self, Overrides};
 
-const USAGE: &str = "usage: wasi-python-host [--config PATH] [--listen ADDR:PORT] [--hardware auto|sim|pi]
+const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the host
+       wasi-python-host probe [OPTIONS]           check the configured devices
 
 Runs Python plugins (WebAssembly components) against the configured hardware
-and serves the dashboard and JSON API.
+and serves the dashboard and JSON API. `probe` reads every configured sensor
+once, checks the LED strip and buzzer drivers, prints what it found (or what
+to fix) and exits 0 when every device answered, 1 otherwise.
 
+options:
   --config PATH        host configuration (default: config/host.toml)
   --listen ADDR:PORT   HTTP address, overrides host.listen
   --hardware MODE      auto, sim or pi, overrides host.hardware
   -h, --help           this text
   -V, --version        the version";
 
+enum Command {
+    Run,
+    Probe,
+}
+
 struct Args {
+    command: Command,
     config: PathBuf,
     overrides: Overrides,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut args = args.peekable();
+    let command = match args.peek().map(String::as_str) {
+        Some("probe") => {
+            args.next();
+            Command::Probe
+        }
+        Some(s) if !s.starts_with('-') => return Err(format!("unknown command `{s}`")),
+        _ => Command::Run,
+    };
     let mut parsed = Args {
+        command,
         config: PathBuf::from("config/host.toml"),
         overrides: Overrides::default(),
     };
@@ -46,12 +67,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--config" => parsed.config = PathBuf::from(value("--config")?),
             "--listen" => {
                 let v = value("--listen")?;
-                parsed.overrides.listen = Some(
-                    v.parse()
-                        .map_err(|_| format!("--listen: `{v}` is not an ADDR:PORT such as 127.0.0.1:3000"))?,
-                );
+                parsed.overrides.listen = Some(v.parse().map_err(|_| {
+                    format!("--listen: `{v}` is not an ADDR:PORT such as 127.0.0.1:3000")
+                })?);
             }
-            "--hardware" => parsed.overrides.hardware = Some(value("--hardware")?.parse().map_err(|e| format!("--hardware: {e}"))?),
+            "--hardware" => {
+                parsed.overrides.hardware = Some(
+                    value("--hardware")?
+                        .parse()
+                        .map_err(|e| format!("--hardware: {e}"))?,
+                )
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -73,7 +99,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app::run(args.config, args.overrides) {
+    let result = match args.command {
+        Command::Run => app::run(args.config, args.overrides),
+        Command::Probe => match app::probe(args.config, args.overrides) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: what failed and why, with every cause.

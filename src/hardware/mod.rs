@@ -18,8 +18,10 @@
 pub mod bme680;
 pub mod dht22;
 pub mod pi;
+mod probe;
 mod sim;
 
+pub use probe::{probe, ProbeLine, ProbePlan, ProbeReport};
 pub use sim::{SimAir, SimBackend, SimBme680Registers, Transfer, SIM_HEATER_MIN};
 
 use std::collections::HashMap;
