@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{AppState, Request, Response};
-use crate::hardware::{unix_time_ms, BuzzPattern, SimDevice, SimOverride};
+use crate::hardware::{unix_time_ms, BuzzPattern, HwError, SimDevice, SimFault, SimOverride};
 use crate::plugins::Health;
 use crate::scheduler::{SensorReading, SystemReading};
 
@@ -63,7 +63,11 @@ pub fn readings(state: &AppState) -> Response {
         plugins: plugin_summaries(state),
         hardware: &state.hardware_name,
     };
-    Response::new(200, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+    Response::new(
+        200,
+        "application/json",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 fn plugin_summaries(state: &AppState) -> Vec<serde_json::Value> {
@@ -100,7 +104,15 @@ pub fn healthz(state: &AppState) -> Response {
     }
     for p in state.shared.plugins() {
         if matches!(p.status, Health::Quarantined | Health::LoadFailed) {
-            problems.push(format!("plugin `{}` is {}: {}", p.name, serde_json::to_value(p.status).unwrap_or_default().as_str().unwrap_or(""), p.last_error));
+            problems.push(format!(
+                "plugin `{}` is {}: {}",
+                p.name,
+                serde_json::to_value(p.status)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or(""),
+                p.last_error
+            ));
         }
     }
     let status = if problems.is_empty() { 200 } else { 503 };
@@ -119,10 +131,14 @@ pub fn healthz(state: &AppState) -> Response {
 fn parse_json<'a, T: Deserialize<'a>>(request: &'a Request) -> Result<T, Response> {
     if let Some(ct) = &request.content_type {
         if !ct.starts_with("application/json") {
-            return Err(Response::error(415, format!("expected Content-Type: application/json, got {ct}")));
+            return Err(Response::error(
+                415,
+                format!("expected Content-Type: application/json, got {ct}"),
+            ));
         }
     }
-    serde_json::from_slice(&request.body).map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&request.body)
+        .map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -140,9 +156,22 @@ pub fn buzzer(request: &Request, state: &AppState) -> Response {
         Err(r) => return r,
     };
     let pattern = match body.pattern.as_str() {
-        "beep" => BuzzPattern { count: 1, on: Duration::from_millis(150), off: Duration::ZERO },
-        "long" => BuzzPattern { count: 1, on: Duration::from_millis(1000), off: Duration::ZERO },
-        other => return Response::error(400, format!("unknown pattern `{other}`: expected \"beep\" or \"long\"")),
+        "beep" => BuzzPattern {
+            count: 1,
+            on: Duration::from_millis(150),
+            off: Duration::ZERO,
+        },
+        "long" => BuzzPattern {
+            count: 1,
+            on: Duration::from_millis(1000),
+            off: Duration::ZERO,
+        },
+        other => {
+            return Response::error(
+                400,
+                format!("unknown pattern `{other}`: expected \"beep\" or \"long\""),
+            )
+        }
     };
     match state.hardware.buzz(pattern) {
         Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": body.pattern })),
@@ -161,24 +190,44 @@ struct SimRequest {
     humidity: Option<f32>,
     pressure: Option<f32>,
     gas_resistance_ohm: Option<f32>,
-    /// Release the device back to the simulation.
+    /// Release the device back to the simulation (values and fault).
     #[serde(default)]
     clear: bool,
+    /// Inject a fault (`"checksum"`, `"missing_edge"`, `"no_response"`,
+    /// `"i2c_error"`, `"wrong_chip_id"`, `"absent"`); `null` clears it.
+    /// Absent: leave the fault as it is.
+    #[serde(default, deserialize_with = "present")]
+    fault: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// `POST /api/sim`: pin simulated sensor values (sim backend only), e.g.
 /// `{"device": "dht22", "pin": 4, "temperature": 35.0}`; `"clear": true`
-/// releases them.
+/// releases them. `{"device": "dht22", "pin": 4, "fault": "checksum"}`
+/// injects a fault until `"fault": null` (or `"clear": true`).
 pub fn sim(request: &Request, state: &AppState) -> Response {
     let body: SimRequest = match parse_json(request) {
         Ok(b) => b,
         Err(r) => return r,
     };
     let device = match body.device.as_str() {
-        "dht22" => SimDevice::Dht22 { pin: body.pin.unwrap_or(4) },
-        "bme680" => SimDevice::Bme680 { addr: body.addr.unwrap_or(0x77) },
+        "dht22" => SimDevice::Dht22 {
+            pin: body.pin.unwrap_or(4),
+        },
+        "bme680" => SimDevice::Bme680 {
+            addr: body.addr.unwrap_or(0x77),
+        },
         "cpu" => SimDevice::Cpu,
-        other => return Response::error(400, format!("unknown device `{other}`: expected dht22, bme680 or cpu")),
+        other => {
+            return Response::error(
+                400,
+                format!("unknown device `{other}`: expected dht22, bme680 or cpu"),
+            )
+        }
     };
     let values = (!body.clear).then_some(SimOverride {
         temperature_c: body.temperature,
@@ -186,14 +235,60 @@ pub fn sim(request: &Request, state: &AppState) -> Response {
         pressure_hpa: body.pressure,
         gas_resistance_ohm: body.gas_resistance_ohm,
     });
-    for (name, v) in [("temperature", body.temperature), ("humidity", body.humidity), ("pressure", body.pressure), ("gas_resistance_ohm", body.gas_resistance_ohm)] {
+    for (name, v) in [
+        ("temperature", body.temperature),
+        ("humidity", body.humidity),
+        ("pressure", body.pressure),
+        ("gas_resistance_ohm", body.gas_resistance_ohm),
+    ] {
         if v.is_some_and(|v| !v.is_finite()) {
             return Response::error(400, format!("`{name}` must be a finite number"));
         }
     }
-    match state.hardware.set_override(device, values) {
+    let fault = match &body.fault {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(name)) => match name.parse::<SimFault>() {
+            Ok(f) if f.applies_to(device) => Some(Some(f)),
+            Ok(f) => {
+                let valid: Vec<&str> = SimFault::ALL
+                    .into_iter()
+                    .filter(|f| f.applies_to(device))
+                    .map(SimFault::name)
+                    .collect();
+                return Response::error(
+                    400,
+                    format!(
+                        "fault `{f}` does not apply to {device}: expected one of {}",
+                        valid.join(", ")
+                    ),
+                );
+            }
+            Err(e) => return Response::error(400, e),
+        },
+    };
+    let has_values = [
+        body.temperature,
+        body.humidity,
+        body.pressure,
+        body.gas_resistance_ohm,
+    ]
+    .iter()
+    .any(Option::is_some);
+    // A request that only sets a fault leaves pinned values alone.
+    let result = if fault.is_none() || has_values || body.clear {
+        state.hardware.set_override(device, values)
+    } else {
+        Ok(())
+    };
+    let fault = if body.clear { Some(None) } else { fault };
+    let result = result.and_then(|()| match fault {
+        Some(f) => state.hardware.set_fault(device, f),
+        None => Ok(()),
+    });
+    match result {
         Ok(()) => Response::json(200, &json!({ "ok": true })),
-        Err(crate::hardware::HwError::Unsupported(m)) => Response::error(409, m),
+        Err(HwError::Unsupported(m)) => Response::error(409, m),
         Err(e) => Response::error(503, e.to_string()),
     }
 }
