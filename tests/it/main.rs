@@ -1,0 +1,4 @@
+//! The integration test binary: one `mod` per area.
+
+mod drivers;
+mod hardware;
