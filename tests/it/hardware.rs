@@ -522,7 +522,10 @@ fn device_config_has_defaults_and_checks_its_values() {
             "hardware.bme680.heater_ms",
         ),
         ("[hardware.leds]\ndriver = \"spi\"\n", "hardware.leds.pin"),
-        ("[hardware.leds]\ndriver = \"pwm\"\n", "host.toml:2: unknown variant `pwm`"),
+        (
+            "[hardware.leds]\ndriver = \"pwm\"\n",
+            "host.toml:2: unknown variant `pwm`",
+        ),
         (
             "[hardware.buzzer]\nkind = \"passive\"\nfrequency_hz = 5\n",
             "hardware.buzzer.frequency_hz",
