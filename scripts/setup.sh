@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what building the plugins needs, idempotently: a project-local
-# virtualenv (.venv) with componentize-py. Safe to run again and again.
+# Installs what building the host and the plugins needs, idempotently: the
+# C toolchain pieces the `pi` backend's rs_ws281x build script uses (clang
+# and libclang for bindgen, git), and a project-local virtualenv (.venv) with
+# componentize-py. Safe to run again and again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -10,6 +12,18 @@ apt_install() {
     if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
     $sudo apt-get update -qq && $sudo apt-get install -y -qq "$@"
 }
+
+# rs_ws281x compiles its C library and runs bindgen (libclang) at build
+# time, and its build script calls `git`; without them `cargo build` fails.
+missing=()
+for pkg in clang libclang-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+command -v git >/dev/null || missing+=(git)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (apt-get)"
+    apt_install "${missing[@]}"
+fi
 
 if ! command -v python3 >/dev/null; then
     echo "setup: installing python3 (apt-get)"

@@ -16,8 +16,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::capabilities::HostServices;
-use crate::config::{Config, HardwareMode};
-use crate::hardware::{Backend, Hardware, HardwareOptions, SimBackend};
+use crate::config::{self, Config, HardwareMode};
+use crate::hardware::bme680::Bme680Settings;
+use crate::hardware::pi::{BuzzerKind, LedDriver, PiBackend, PiOptions};
+use crate::hardware::{Backend, Hardware, HardwareOptions, ProbePlan, SimBackend};
 use crate::http::{AppState, HttpServer};
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Command, Shared};
@@ -63,19 +65,71 @@ fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
         }
         mode => mode,
     };
+    let hw = &config.hardware;
+    let bme680 = Bme680Settings {
+        heater_temp_c: hw.bme680.heater_temp_c,
+        heater_duration: Duration::from_millis(hw.bme680.heater_ms.into()),
+        ..Bme680Settings::default()
+    };
     match mode {
-        HardwareMode::Pi => anyhow::bail!(
-            "the `pi` hardware backend is not part of this build yet; run with --hardware sim"
-        ),
-        _ => {
-            let sim = &config.hardware.sim;
-            Ok(Box::new(SimBackend::new(
-                sim.seed,
-                sim.dht22_pins.clone(),
-                sim.bme680_addresses.clone(),
-            )))
-        }
+        // Devices open on first use, so a missing one is reported by the
+        // sensor that needs it and never stops the host from starting.
+        HardwareMode::Pi => Ok(Box::new(PiBackend::new(PiOptions {
+            led_count: hw.leds.count,
+            led_pin: hw.leds.pin,
+            led_driver: match hw.leds.driver {
+                config::LedDriver::Auto => LedDriver::Auto,
+                config::LedDriver::Ws281x => LedDriver::Ws281x,
+                config::LedDriver::Spi => LedDriver::Spi,
+            },
+            buzzer_pin: hw.buzzer.pin,
+            buzzer_kind: match hw.buzzer.kind {
+                config::BuzzerKind::Active => BuzzerKind::Active,
+                config::BuzzerKind::Passive => BuzzerKind::Passive {
+                    frequency_hz: f64::from(hw.buzzer.frequency_hz),
+                },
+            },
+            bme680,
+            ..PiOptions::default()
+        }))),
+        _ => Ok(Box::new(SimBackend::with_bme680_settings(
+            hw.sim.seed,
+            hw.sim.dht22_pins.clone(),
+            hw.sim.bme680_addresses.clone(),
+            bme680,
+        ))),
     }
+}
+
+/// What `probe` checks: the pins and addresses granted to enabled plugins
+/// (the only ones the host will ever touch), the strip and the buzzer.
+pub fn probe_plan(config: &Config) -> ProbePlan {
+    let mut plan = ProbePlan {
+        led_count: config.hardware.leds.count,
+        led_pin: config.hardware.leds.pin,
+        buzzer_pin: config.hardware.buzzer.pin,
+        ..ProbePlan::default()
+    };
+    for plugin in config.plugins.values().filter(|p| p.enabled) {
+        plan.dht22_pins.extend(&plugin.grants.dht22_pins);
+        plan.bme680_addresses.extend(&plugin.grants.i2c_addresses);
+    }
+    for list in [&mut plan.dht22_pins, &mut plan.bme680_addresses] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    plan
+}
+
+/// `wasi-python-host probe`: checks every configured device with the
+/// selected backend and prints what it found. `Ok(false)` when a device is
+/// missing or failing.
+pub fn probe(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<bool> {
+    let config = load_config(&config_path, &overrides)?;
+    let mut backend = backend(&config)?;
+    let report = crate::hardware::probe(backend.as_mut(), &probe_plan(&config));
+    print!("{report}");
+    Ok(report.all_found())
 }
 
 /// A running host.
@@ -100,6 +154,7 @@ impl Host {
                 brightness: config.hardware.leds.brightness,
                 max_tone: Duration::from_millis(config.hardware.buzzer.max_duration_ms.into()),
                 request_timeout: config.request_timeout(),
+                ..HardwareOptions::default()
             },
         )
         .context("failed to start the hardware thread")?;

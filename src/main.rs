@@ -11,9 +11,12 @@ const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the h
                                                     compile plugins into the artifact cache
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
                                                     show a plugin's imports, exports and grants
+       wasi-python-host probe [OPTIONS]           check the configured devices
 
 Runs Python plugins (WebAssembly components) against the configured hardware
-and serves the dashboard and JSON API.
+and serves the dashboard and JSON API. `probe` reads every configured sensor
+once, checks the LED strip and buzzer drivers, prints what it found (or what
+to fix) and exits 0 when every device answered, 1 otherwise.
 
 options:
   --config PATH        host configuration (default: config/host.toml)
@@ -29,6 +32,7 @@ enum Command {
         file: Option<PathBuf>,
         name: Option<String>,
     },
+    Probe,
 }
 
 struct Args {
@@ -50,6 +54,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 file: None,
                 name: None,
             }
+        }
+        Some("probe") => {
+            args.next();
+            Command::Probe
         }
         Some(s) if !s.starts_with('-') => return Err(format!("unknown command `{s}`")),
         _ => Command::Run,
@@ -136,6 +144,11 @@ fn main() -> ExitCode {
             name,
         } => match app::check(args.config, args.overrides, &file, name) {
             Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Probe => match app::probe(args.config, args.overrides) {
+            Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },

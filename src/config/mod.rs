@@ -110,6 +110,7 @@ pub struct HardwareSection {
     pub sim: SimSection,
     pub leds: LedSection,
     pub buzzer: BuzzerSection,
+    pub bme680: Bme680Section,
 }
 
 impl Default for HardwareSection {
@@ -119,9 +120,35 @@ impl Default for HardwareSection {
             sim: SimSection::default(),
             leds: LedSection::default(),
             buzzer: BuzzerSection::default(),
+            bme680: Bme680Section::default(),
         }
     }
 }
+
+/// How the BME680's gas sensor is heated for each reading (both backends
+/// run the same driver).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bme680Section {
+    /// Heater plate target, °C. Bosch suggests 320.
+    pub heater_temp_c: u16,
+    /// How long the heater runs before the gas conversion. A reading takes
+    /// this plus ~33 ms, during which the hardware thread is busy.
+    pub heater_ms: u16,
+}
+
+impl Default for Bme680Section {
+    fn default() -> Self {
+        Self {
+            heater_temp_c: 320,
+            heater_ms: 150,
+        }
+    }
+}
+
+/// Conversion time of one BME680 reading besides the heater (oversampling
+/// T×8, P×4, H×2) plus I2C transfers, rounded up.
+const BME680_OVERHEAD_MS: u64 = 50;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -153,6 +180,8 @@ pub struct LedSection {
     pub pin: u8,
     /// Global brightness cap, 0–255, applied to every colour.
     pub brightness: u8,
+    /// What drives the strip on a Pi.
+    pub driver: LedDriver,
 }
 
 impl Default for LedSection {
@@ -161,9 +190,26 @@ impl Default for LedSection {
             count: 3,
             pin: 18,
             brightness: 64,
+            driver: LedDriver::Auto,
         }
     }
 }
+
+/// `hardware.leds.driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedDriver {
+    /// rs_ws281x, falling back to SPI (data on GPIO 10) where it cannot
+    /// start (a Pi 5, or no /dev/mem access).
+    Auto,
+    /// rs_ws281x only: PWM/DMA on `pin`, needs root.
+    Ws281x,
+    /// SPI0 only: data on MOSI, GPIO 10; needs the `spi` group.
+    Spi,
+}
+
+/// SPI0's MOSI, the only pin the `spi` LED driver can use.
+pub const SPI_MOSI_PIN: u8 = 10;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -171,6 +217,9 @@ pub struct BuzzerSection {
     pub pin: u8,
     /// Longest single tone the host will play, whatever a plugin asks for.
     pub max_duration_ms: u32,
+    pub kind: BuzzerKind,
+    /// Tone of a passive buzzer; ignored for an active one.
+    pub frequency_hz: u32,
 }
 
 impl Default for BuzzerSection {
@@ -178,8 +227,20 @@ impl Default for BuzzerSection {
         Self {
             pin: 17,
             max_duration_ms: 2000,
+            kind: BuzzerKind::Active,
+            frequency_hz: 2000,
         }
     }
+}
+
+/// `hardware.buzzer.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuzzerKind {
+    /// Has its own oscillator: sounds while the pin is high.
+    Active,
+    /// A bare transducer: driven with a square wave at `frequency_hz`.
+    Passive,
 }
 
 /// Resource limits for one plugin call.
@@ -334,6 +395,7 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.validate_devices()?;
         check_limits("limits", &self.limits)?;
         for (name, plugin) in &self.plugins {
             let key = |k: &str| format!("plugins.{name}.{k}");
@@ -392,6 +454,53 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The `[hardware.*]` device tables.
+    fn validate_devices(&self) -> Result<(), (String, String)> {
+        let hw = &self.hardware;
+        if !(200..=400).contains(&hw.bme680.heater_temp_c) {
+            return Err((
+                "hardware.bme680.heater_temp_c".into(),
+                "must be between 200 and 400 °C (Bosch suggests 320)".into(),
+            ));
+        }
+        if !(1..=4032).contains(&hw.bme680.heater_ms) {
+            return Err((
+                "hardware.bme680.heater_ms".into(),
+                "must be between 1 and 4032 ms (the chip's gas_wait register)".into(),
+            ));
+        }
+        let reading_ms = u64::from(hw.bme680.heater_ms) + BME680_OVERHEAD_MS;
+        if reading_ms > hw.request_timeout_ms {
+            return Err((
+                "hardware.bme680.heater_ms".into(),
+                format!(
+                    "a BME680 reading takes heater_ms + ~{BME680_OVERHEAD_MS} ms = {reading_ms} ms, \
+                     longer than hardware.request_timeout_ms ({}): lower heater_ms or raise \
+                     request_timeout_ms",
+                    hw.request_timeout_ms
+                ),
+            ));
+        }
+        if hw.buzzer.kind == BuzzerKind::Passive && !(20..=20_000).contains(&hw.buzzer.frequency_hz)
+        {
+            return Err((
+                "hardware.buzzer.frequency_hz".into(),
+                "must be between 20 and 20000 Hz (most passive buzzers resonate at 2000–4000)"
+                    .into(),
+            ));
+        }
+        if hw.leds.driver == LedDriver::Spi && hw.leds.pin != SPI_MOSI_PIN {
+            return Err((
+                "hardware.leds.pin".into(),
+                format!(
+                    "with driver = \"spi\" the strip's data comes from MOSI: set pin = \
+                     {SPI_MOSI_PIN} and wire the data line to GPIO {SPI_MOSI_PIN} (header pin 19)"
+                ),
+            ));
         }
         Ok(())
     }

@@ -8,11 +8,21 @@
 //! last good reading in between) and buzzer patterns, which it plays by
 //! waking at each edge while still serving other requests.
 //!
+//! Backends: `sim` ([`SimBackend`]) and `pi` ([`pi::PiBackend`]). Both run
+//! the same protocol code for the sensors: [`dht22`] (capture and decode a
+//! data line) and [`bme680`] (the driver sequence over a register bus), on
+//! top of the pure [`crate::drivers`].
+//!
 //! This module knows nothing about WebAssembly or HTTP.
 
+pub mod bme680;
+pub mod dht22;
+pub mod pi;
+mod probe;
 mod sim;
 
-pub use sim::SimBackend;
+pub use probe::{probe, ProbeLine, ProbePlan, ProbeReport};
+pub use sim::{SimAir, SimBackend, SimBme680Registers, Transfer, SIM_HEATER_MIN};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +34,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 /// The DHT22 cannot be read more often than this; a faster read returns
 /// the previous frame or garbage.
-pub const DHT22_MIN_INTERVAL: Duration = Duration::from_secs(2);
+pub const DHT22_MIN_INTERVAL: Duration = crate::drivers::dht22::MIN_READ_INTERVAL;
 
 /// A temperature and humidity pair from a DHT22.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +88,93 @@ pub enum SimDevice {
     Dht22 { pin: u8 },
     Bme680 { addr: u8 },
     Cpu,
+}
+
+impl fmt::Display for SimDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimDevice::Dht22 { pin } => write!(f, "the DHT22 on GPIO {pin}"),
+            SimDevice::Bme680 { addr } => write!(f, "the BME680 at {addr:#04x}"),
+            SimDevice::Cpu => f.write_str("the CPU temperature sensor"),
+        }
+    }
+}
+
+/// A fault the simulator injects until it is cleared. Each one is made at
+/// protocol level (in the DHT22's waveform, in the BME680's registers), so
+/// the caller sees the error the real code path reports for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimFault {
+    /// DHT22: one bit of the checksum byte flips.
+    Checksum,
+    /// DHT22: one data bit's edges are lost, 39 pulses arrive.
+    MissingEdge,
+    /// DHT22: the sensor does not answer the start signal.
+    NoResponse,
+    /// BME680: every I2C transfer fails with an I/O error.
+    I2cError,
+    /// BME680: a BME280 (chip id 0x60) answers at the address.
+    WrongChipId,
+    /// Any device: unplugged. Clearing the fault plugs it back in (a
+    /// BME680 comes back reset, as a real one does).
+    Absent,
+}
+
+impl SimFault {
+    pub const ALL: [SimFault; 6] = [
+        SimFault::Checksum,
+        SimFault::MissingEdge,
+        SimFault::NoResponse,
+        SimFault::I2cError,
+        SimFault::WrongChipId,
+        SimFault::Absent,
+    ];
+
+    /// The name used in `POST /api/sim` and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimFault::Checksum => "checksum",
+            SimFault::MissingEdge => "missing_edge",
+            SimFault::NoResponse => "no_response",
+            SimFault::I2cError => "i2c_error",
+            SimFault::WrongChipId => "wrong_chip_id",
+            SimFault::Absent => "absent",
+        }
+    }
+
+    /// Whether `device` can show this fault.
+    pub fn applies_to(self, device: SimDevice) -> bool {
+        match (self, device) {
+            (SimFault::Absent, _) => true,
+            (SimFault::Checksum | SimFault::MissingEdge | SimFault::NoResponse, d) => {
+                matches!(d, SimDevice::Dht22 { .. })
+            }
+            (SimFault::I2cError | SimFault::WrongChipId, d) => {
+                matches!(d, SimDevice::Bme680 { .. })
+            }
+        }
+    }
+}
+
+impl fmt::Display for SimFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SimFault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SimFault, String> {
+        SimFault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown fault `{s}`: expected one of {}",
+                    SimFault::ALL.map(SimFault::name).join(", ")
+                )
+            })
+    }
 }
 
 /// What the actuators are doing, as last set by the hardware thread.
@@ -144,6 +241,21 @@ pub trait Backend: Send {
             self.name()
         )))
     }
+    /// Injects (or with `None`, clears) a simulated fault.
+    fn set_fault(&mut self, _device: SimDevice, _fault: Option<SimFault>) -> Result<(), HwError> {
+        Err(HwError::Unsupported(format!(
+            "the `{}` backend cannot inject faults; real hardware has its own",
+            self.name()
+        )))
+    }
+    /// What drives the LED strip, for `probe` (after a `show_leds`).
+    fn leds_driver(&self) -> String {
+        format!("{} backend", self.name())
+    }
+    /// What kind of buzzer is fitted, for `probe`.
+    fn buzzer_kind(&self) -> String {
+        format!("{} backend", self.name())
+    }
 }
 
 type Reply<T> = Sender<Result<T, HwError>>;
@@ -179,6 +291,11 @@ enum Request {
         values: Option<SimOverride>,
         reply: Reply<()>,
     },
+    Fault {
+        device: SimDevice,
+        fault: Option<SimFault>,
+        reply: Reply<()>,
+    },
     Shutdown,
 }
 
@@ -189,7 +306,34 @@ pub struct HardwareOptions {
     pub brightness: u8,
     pub max_tone: Duration,
     pub request_timeout: Duration,
+    /// Reads of one DHT22 closer together than this are answered from the
+    /// last read. [`DHT22_MIN_INTERVAL`] everywhere but in tests, which
+    /// shorten it rather than sleep.
+    pub dht22_min_interval: Duration,
 }
+
+impl Default for HardwareOptions {
+    fn default() -> Self {
+        HardwareOptions {
+            led_count: 3,
+            brightness: 64,
+            max_tone: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(250),
+            dht22_min_interval: DHT22_MIN_INTERVAL,
+        }
+    }
+}
+
+/// Failed DHT22 reads in a row that are expected now and then and logged
+/// only at debug level; the next one is a warning.
+///
+/// A failed read is not retried at once: the sensor needs
+/// [`DHT22_MIN_INTERVAL`] between transfers, and holding a caller for 2 s
+/// would exceed every request timeout. The failure is returned (and cached
+/// for the interval like a good reading), and the next scheduled read is
+/// the retry. Two such retries absorb the occasional checksum error of a
+/// bit-banged protocol; a third failure in a row is worth a warning.
+pub const DHT22_QUIET_RETRIES: u32 = 2;
 
 /// A cloneable way to talk to the hardware thread.
 #[derive(Clone)]
@@ -220,6 +364,7 @@ impl Hardware {
             options,
             status: status.clone(),
             dht22_cache: HashMap::new(),
+            dht22_failures: HashMap::new(),
             frame: Vec::new(),
             pattern: Vec::new(),
         };
@@ -322,6 +467,15 @@ impl HardwareHandle {
         })
     }
 
+    /// Injects (or with `None`, clears) a simulated fault; `sim` only.
+    pub fn set_fault(&self, device: SimDevice, fault: Option<SimFault>) -> Result<(), HwError> {
+        self.ask(|reply| Request::Fault {
+            device,
+            fault,
+            reply,
+        })
+    }
+
     /// The actuators' state, without a round trip to the thread.
     pub fn status(&self) -> ActuatorStatus {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
@@ -335,6 +489,8 @@ struct Worker {
     /// Last read per pin: (when, result). Reads inside the minimum interval
     /// are answered from here.
     dht22_cache: HashMap<u8, (Instant, Result<Dht22Sample, HwError>)>,
+    /// Failed reads in a row per pin, for [`DHT22_QUIET_RETRIES`].
+    dht22_failures: HashMap<u8, u32>,
     /// Colours plugins asked for, before the brightness cap.
     frame: Vec<[u8; 3]>,
     /// Pending buzzer edges: (when, on), soonest last.
@@ -400,19 +556,48 @@ impl Worker {
                 }
                 let _ = reply.send(self.backend.set_override(device, values));
             }
+            Request::Fault {
+                device,
+                fault,
+                reply,
+            } => {
+                if let SimDevice::Dht22 { pin } = device {
+                    // An injected fault shows on the next read, not 2 s later.
+                    self.dht22_cache.remove(&pin);
+                }
+                let _ = reply.send(self.backend.set_fault(device, fault));
+            }
             Request::Shutdown => {}
         }
     }
 
     fn read_dht22(&mut self, pin: u8) -> Result<Dht22Sample, HwError> {
         if let Some((at, result)) = self.dht22_cache.get(&pin) {
-            if at.elapsed() < DHT22_MIN_INTERVAL {
+            if at.elapsed() < self.options.dht22_min_interval {
                 return result.clone();
             }
         }
         let result = self.backend.read_dht22(pin);
         self.dht22_cache
             .insert(pin, (Instant::now(), result.clone()));
+        let failures = self.dht22_failures.entry(pin).or_insert(0);
+        match &result {
+            Ok(_) if *failures > 0 => {
+                log::info!("DHT22 on GPIO {pin}: reading again after {failures} failed reads");
+                *failures = 0;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                *failures += 1;
+                if *failures <= DHT22_QUIET_RETRIES {
+                    log::debug!("DHT22 on GPIO {pin}: {e}; the next read retries");
+                } else if (*failures - DHT22_QUIET_RETRIES) % 30 == 1 {
+                    // The first persistent failure, then every 30th, so a
+                    // dead sensor does not flood the log.
+                    log::warn!("DHT22 on GPIO {pin}: {failures} failed reads in a row: {e}");
+                }
+            }
+        }
         result
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{AppState, Request, Response};
-use crate::hardware::{unix_time_ms, BuzzPattern, SimDevice, SimOverride};
+use crate::hardware::{unix_time_ms, BuzzPattern, HwError, SimDevice, SimFault, SimOverride};
 use crate::plugins::Health;
 use crate::scheduler::{SensorReading, SystemReading};
 
@@ -201,14 +201,25 @@ struct SimRequest {
     humidity: Option<f32>,
     pressure: Option<f32>,
     gas_resistance_ohm: Option<f32>,
-    /// Release the device back to the simulation.
+    /// Release the device back to the simulation (values and fault).
     #[serde(default)]
     clear: bool,
+    /// Inject a fault (`"checksum"`, `"missing_edge"`, `"no_response"`,
+    /// `"i2c_error"`, `"wrong_chip_id"`, `"absent"`); `null` clears it.
+    /// Absent: leave the fault as it is.
+    #[serde(default, deserialize_with = "present")]
+    fault: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// `POST /api/sim`: pin simulated sensor values (sim backend only), e.g.
 /// `{"device": "dht22", "pin": 4, "temperature": 35.0}`; `"clear": true`
-/// releases them.
+/// releases them. `{"device": "dht22", "pin": 4, "fault": "checksum"}`
+/// injects a fault until `"fault": null` (or `"clear": true`).
 pub fn sim(request: &Request, state: &AppState) -> Response {
     let body: SimRequest = match parse_json(request) {
         Ok(b) => b,
@@ -245,9 +256,50 @@ pub fn sim(request: &Request, state: &AppState) -> Response {
             return Response::error(400, format!("`{name}` must be a finite number"));
         }
     }
-    match state.hardware.set_override(device, values) {
+    let fault = match &body.fault {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(name)) => match name.parse::<SimFault>() {
+            Ok(f) if f.applies_to(device) => Some(Some(f)),
+            Ok(f) => {
+                let valid: Vec<&str> = SimFault::ALL
+                    .into_iter()
+                    .filter(|f| f.applies_to(device))
+                    .map(SimFault::name)
+                    .collect();
+                return Response::error(
+                    400,
+                    format!(
+                        "fault `{f}` does not apply to {device}: expected one of {}",
+                        valid.join(", ")
+                    ),
+                );
+            }
+            Err(e) => return Response::error(400, e),
+        },
+    };
+    let has_values = [
+        body.temperature,
+        body.humidity,
+        body.pressure,
+        body.gas_resistance_ohm,
+    ]
+    .iter()
+    .any(Option::is_some);
+    // A request that only sets a fault leaves pinned values alone.
+    let result = if fault.is_none() || has_values || body.clear {
+        state.hardware.set_override(device, values)
+    } else {
+        Ok(())
+    };
+    let fault = if body.clear { Some(None) } else { fault };
+    let result = result.and_then(|()| match fault {
+        Some(f) => state.hardware.set_fault(device, f),
+        None => Ok(()),
+    });
+    match result {
         Ok(()) => Response::json(200, &json!({ "ok": true })),
-        Err(crate::hardware::HwError::Unsupported(m)) => Response::error(409, m),
+        Err(HwError::Unsupported(m)) => Response::error(409, m),
         Err(e) => Response::error(503, e.to_string()),
     }
 }

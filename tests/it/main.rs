@@ -2,6 +2,7 @@
 
 mod cli;
 mod drivers;
+mod hardware;
 mod host;
 mod recycle;
 mod reload;

@@ -1,16 +1,33 @@
-//! The simulated backend: believable, repeatable readings off a Pi.
+//! The simulated backend: believable, repeatable readings off a Pi, made
+//! at protocol level so they go through the code that runs on one.
 //!
 //! Values follow slow waves plus seeded noise, so the same seed gives the
 //! same sequence and a dashboard left open looks alive. Temperature and
 //! humidity move against each other as they do in a room. Tests pin values
 //! with [`SimOverride`] to drive a plugin into alarm.
+//!
+//! The values are not handed out directly. A DHT22 reading becomes a frame
+//! ([`crate::drivers::dht22::encode_frame`]) and a data-line waveform with
+//! seeded jitter inside the datasheet's pulse widths, which the shared
+//! capture loop samples and decodes ([`super::dht22`]). A BME680 reading is
+//! a [`SimBme680Registers`] chip that the shared [`Bme680Driver`] checks,
+//! resets, calibrates, triggers and reads ([`super::bme680`]). Faults
+//! ([`SimFault`]) are injected into those waveforms and registers, so each
+//! one reaches the caller as the error the real code path produces.
+
+mod bme680;
+mod dht22;
+
+pub use bme680::{SimAir, SimBme680Registers, Transfer, SIM_HEATER_MIN};
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use self::dht22::{LineFault, SimLine};
+use super::bme680::{Bme680Driver, Bme680Settings};
 use super::{
-    read_system_stats, Backend, Bme680Sample, Dht22Sample, HwError, SimDevice, SimOverride,
-    SystemStats,
+    read_system_stats, Backend, Bme680Sample, Dht22Sample, HwError, SimDevice, SimFault,
+    SimOverride, SystemStats,
 };
 
 pub struct SimBackend {
@@ -21,6 +38,9 @@ pub struct SimBackend {
     dht22_pins: Vec<u8>,
     bme680_addresses: Vec<u8>,
     overrides: HashMap<SimDevice, SimOverride>,
+    faults: HashMap<SimDevice, SimFault>,
+    /// One simulated chip and driver per configured address.
+    bme680: HashMap<u8, Bme680Driver<SimBme680Registers>>,
     sys: Option<sysinfo::System>,
     leds: Vec<[u8; 3]>,
     buzzer_on: bool,
@@ -28,8 +48,33 @@ pub struct SimBackend {
 
 impl SimBackend {
     pub fn new(seed: u64, dht22_pins: Vec<u8>, bme680_addresses: Vec<u8>) -> SimBackend {
+        SimBackend::with_bme680_settings(
+            seed,
+            dht22_pins,
+            bme680_addresses,
+            Bme680Settings::default(),
+        )
+    }
+
+    /// [`SimBackend::new`] with the BME680 driver measuring as configured
+    /// (heater target and time), as the `pi` backend would.
+    pub fn with_bme680_settings(
+        seed: u64,
+        dht22_pins: Vec<u8>,
+        bme680_addresses: Vec<u8>,
+        settings: Bme680Settings,
+    ) -> SimBackend {
         let mut rng = SplitMix64(seed);
         let phase = rng.next_f64() * std::f64::consts::TAU;
+        let bme680 = bme680_addresses
+            .iter()
+            .map(|&addr| {
+                (
+                    addr,
+                    Bme680Driver::new(SimBme680Registers::new(), addr, settings),
+                )
+            })
+            .collect();
         SimBackend {
             rng,
             start: Instant::now(),
@@ -37,6 +82,8 @@ impl SimBackend {
             dht22_pins,
             bme680_addresses,
             overrides: HashMap::new(),
+            faults: HashMap::new(),
+            bme680,
             sys: sysinfo::System::new().ok(),
             leds: Vec::new(),
             buzzer_on: false,
@@ -69,10 +116,6 @@ impl SimBackend {
     }
 }
 
-fn round1(v: f64) -> f32 {
-    ((v * 10.0).round() / 10.0) as f32
-}
-
 impl Backend for SimBackend {
     fn name(&self) -> &'static str {
         "sim"
@@ -98,15 +141,18 @@ impl Backend for SimBackend {
             .humidity_pct
             .map(f64::from)
             .unwrap_or_else(|| self.room_humidity_pct(t));
-        // The DHT22 reports tenths: round as the sensor would.
-        Ok(Dht22Sample {
-            temperature_c: round1(t),
-            humidity_pct: round1(h),
-        })
+        // What the sensor would send, sampled and decoded as on a Pi.
+        let frame = crate::drivers::dht22::encode_frame(t as f32, h as f32);
+        let fault = self
+            .faults
+            .get(&SimDevice::Dht22 { pin })
+            .and_then(|&f| LineFault::from_sim(f));
+        let mut line = SimLine::new(dht22::waveform(frame, fault, &mut self.rng));
+        super::dht22::read_sample(pin, &mut line)
     }
 
     fn read_bme680(&mut self, addr: u8) -> Result<Bme680Sample, HwError> {
-        if !self.bme680_addresses.contains(&addr) {
+        if !self.bme680.contains_key(&addr) {
             return Err(HwError::NotPresent(format!(
                 "no BME680 answered at I2C address {addr:#04x} (simulated: {}, hardware.sim.bme680_addresses)",
                 self.bme680_addresses
@@ -140,16 +186,27 @@ impl Backend for SimBackend {
                 + 20_000.0 * (t_s / 900.0 * std::f64::consts::TAU + self.phase).sin()
                 + self.rng.noise(1500.0)
         });
-        Ok(Bme680Sample {
+        let air = SimAir {
             temperature_c: temperature as f32,
             humidity_pct: humidity.clamp(0.0, 100.0) as f32,
             pressure_hpa: pressure as f32,
             gas_resistance_ohm: gas.max(0.0) as f32,
-            gas_valid: true,
-        })
+        };
+        let Some(driver) = self.bme680.get_mut(&addr) else {
+            return Err(HwError::NotPresent(format!(
+                "no BME680 at I2C address {addr:#04x}"
+            )));
+        };
+        driver.bus_mut().set_air(air);
+        driver.measure()
     }
 
     fn cpu_temp_c(&mut self) -> Result<f32, HwError> {
+        if self.faults.contains_key(&SimDevice::Cpu) {
+            return Err(HwError::NotPresent(
+                "cannot read /sys/class/thermal/thermal_zone0/temp (simulated: absent)".into(),
+            ));
+        }
         if let Some(t) = self
             .overrides
             .get(&SimDevice::Cpu)
@@ -195,7 +252,57 @@ impl Backend for SimBackend {
         }
         Ok(())
     }
+
+    fn leds_driver(&self) -> String {
+        "simulated".into()
+    }
+
+    fn buzzer_kind(&self) -> String {
+        "simulated".into()
+    }
+
+    fn set_fault(&mut self, device: SimDevice, fault: Option<SimFault>) -> Result<(), HwError> {
+        if let Some(fault) = fault {
+            if !fault.applies_to(device) {
+                return Err(HwError::Unsupported(format!(
+                    "fault `{fault}` does not apply to {device}: use one of {}",
+                    SimFault::ALL
+                        .iter()
+                        .filter(|f| f.applies_to(device))
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        if let SimDevice::Bme680 { addr } = device {
+            // BME680 faults live in the simulated chip, where the driver
+            // meets them as bus errors and register contents.
+            if let Some(driver) = self.bme680.get_mut(&addr) {
+                let chip = driver.bus_mut();
+                chip.set_absent(fault == Some(SimFault::Absent));
+                chip.set_failing(fault == Some(SimFault::I2cError));
+                chip.set_chip_id(if fault == Some(SimFault::WrongChipId) {
+                    BME280_CHIP_ID
+                } else {
+                    crate::drivers::bme680::CHIP_ID
+                });
+            }
+        }
+        match fault {
+            Some(f) => {
+                self.faults.insert(device, f);
+            }
+            None => {
+                self.faults.remove(&device);
+            }
+        }
+        Ok(())
+    }
 }
+
+/// What a BME280 answers at the chip-id register: the usual impostor.
+const BME280_CHIP_ID: u8 = 0x60;
 
 /// A tiny seeded generator; enough for noise, and no dependency.
 struct SplitMix64(u64);
