@@ -29,6 +29,17 @@ pub struct ArtifactCache {
     dir: PathBuf,
     engine_tag: String,
     max_bytes: u64,
+    /// Entries this process verified (or wrote), by file identity: loading
+    /// one again (a reload back to a known version) skips the 30 ms hash.
+    /// Entries are only replaced by rename, which makes a new identity.
+    verified: std::sync::Mutex<std::collections::HashSet<(u64, u64, u64)>>,
+}
+
+/// (device, inode, length) of a file.
+fn identity(path: &Path) -> Option<(u64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.len()))
 }
 
 /// How a component was obtained, for logs and benchmarks.
@@ -52,6 +63,7 @@ impl ArtifactCache {
             dir: dir.to_path_buf(),
             engine_tag: format!("{:016x}", hasher.finish()),
             max_bytes: DEFAULT_MAX_BYTES,
+            verified: Default::default(),
         })
     }
 
@@ -109,14 +121,44 @@ impl ArtifactCache {
     }
 
     fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>> {
+        let id = identity(path);
+        let known = id.is_some_and(|id| self.verified.lock().is_ok_and(|v| v.contains(&id)));
+        if !known {
+            if !self.verify(path)? {
+                return Ok(None);
+            }
+            if let (Some(id), Ok(mut v)) = (id, self.verified.lock()) {
+                v.insert(id);
+            }
+        }
+        // Touch for LRU eviction.
+        let _ =
+            std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        let started = std::time::Instant::now();
+        // SAFETY: the file holds exactly what this host wrote (checksum
+        // verified) for an Engine with the same compatibility hash; wasmtime
+        // still checks the header and refuses a mismatch. Mapping the file
+        // (instead of copying bytes) keeps the code file-backed and saves a
+        // 37 MiB copy per load. Entries are only ever replaced by rename, by
+        // this host, in a folder only this host's user can write.
+        let component = unsafe { Component::deserialize_file(engine, path) }
+            .map_err(anyhow::Error::from)
+            .context("artifact rejected by wasmtime")?;
+        log::debug!("deserialized artifact in {:?}", started.elapsed());
+        Ok(Some(component))
+    }
+
+    /// Checks an entry against its stored SHA-256. `Ok(false)` when there
+    /// is no (complete) entry.
+    fn verify(&self, path: &Path) -> anyhow::Result<bool> {
         let expected = match std::fs::read_to_string(checksum_path(path)) {
             Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e).context("checksum unreadable"),
         };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e).context("artifact unreadable"),
         };
         let started = std::time::Instant::now();
@@ -129,23 +171,7 @@ impl ArtifactCache {
         if digest != expected.trim() {
             anyhow::bail!("checksum mismatch (corrupt or foreign file)");
         }
-        // Touch for LRU eviction.
-        let _ =
-            std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-        // SAFETY: the bytes are exactly what this host wrote (checksum
-        // verified above) for an Engine with the same compatibility hash;
-        // wasmtime still checks the header and refuses a mismatch.
-        drop(bytes);
-        let started = std::time::Instant::now();
-        // Mapping the file (instead of copying the bytes just read) keeps
-        // the code file-backed and saves a 37 MiB copy per load. The file
-        // checked above is the one mapped: entries are only ever replaced by
-        // rename, by this host, in a folder only this host's user can write.
-        let component = unsafe { Component::deserialize_file(engine, path) }
-            .map_err(anyhow::Error::from)
-            .context("artifact rejected by wasmtime")?;
-        log::debug!("deserialized artifact in {:?}", started.elapsed());
-        Ok(Some(component))
+        Ok(true)
     }
 
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
@@ -154,6 +180,9 @@ impl ArtifactCache {
             &checksum_path(path),
             hex(&Sha256::digest(artifact)).as_bytes(),
         )?;
+        if let (Some(id), Ok(mut v)) = (identity(path), self.verified.lock()) {
+            v.insert(id);
+        }
         self.evict(path);
         Ok(())
     }
