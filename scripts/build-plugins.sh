@@ -56,4 +56,26 @@ for name in "${names[@]}"; do
     rm -rf "$stage"
     built=$((built + 1))
 done
+# Typed bindings for editors: the same `wit_world` package componentize-py
+# builds into each plugin, as plain Python in plugins/.bindings/<world>/, and
+# a pyrightconfig.json (Pylance, pyright, basedpyright) that points each
+# plugin folder at its world's bindings and plugins/common, so completion and
+# type checking work on app.py without building.
+envs=""
+for name in "${names[@]}"; do
+    dir="$plugins/$name"
+    world=$(sed -n 's/^# wit-world: *\([a-z0-9-]*\).*/\1/p' "$dir/app.py" | head -n 1)
+    "$root/.venv/bin/python" - "$root" "$world" <<'PY'
+import sys
+sys.path.insert(0, f"{sys.argv[1]}/plugins/testing")
+from fakehost import _bindings
+_bindings.ensure(sys.argv[2])
+PY
+    rel=$(realpath --relative-to="$root" "$dir")
+    envs="$envs${envs:+,}
+    {\"root\": \"$rel\", \"extraPaths\": [\"plugins/.bindings/$world\", \"plugins/common\"]}"
+done
+if [ "$plugins" = "$root/plugins" ] && [ $# -eq 0 ]; then
+    printf '{\n  "executionEnvironments": [%s\n  ]\n}\n' "$envs" > "$root/pyrightconfig.json"
+fi
 echo "$(basename "$plugins"): $built built, $(( ${#names[@]} - built )) up to date"

@@ -331,6 +331,70 @@ pub fn check(
     }
 }
 
+/// `new`: scaffolds `plugins/NAME/` and prints (or, with `add`, appends to
+/// the config) the entry the plugin needs. `led` defaults to the first LED
+/// no other plugin is granted.
+pub fn new_plugin(
+    config_path: PathBuf,
+    name: &str,
+    kind: crate::scaffold::Kind,
+    led: Option<u8>,
+    add: bool,
+) -> anyhow::Result<()> {
+    let config = load_config(&config_path, &Overrides::default())?;
+    crate::scaffold::check_name(name)?;
+    if config.plugins.contains_key(name) {
+        anyhow::bail!("{} already has [plugins.{name}]", config_path.display());
+    }
+    let count = config.hardware.leds.count;
+    let led = match led {
+        Some(led) => led,
+        None => (0..count)
+            .find(|i| !config.plugins.values().any(|p| p.grants.leds.contains(i)))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "all {count} LEDs are granted to other plugins: raise hardware.leds.count in {} or choose one to share with --led N",
+                    config_path.display()
+                )
+            })?,
+    };
+    let entry = crate::scaffold::config_entry(name, kind, led);
+    // With --add, check the resulting config before writing anything.
+    let new_config = if add {
+        let mut text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push('\n');
+        text.push_str(&entry);
+        crate::config::Config::parse(&text, &config_path)?;
+        Some(text)
+    } else {
+        None
+    };
+    let made = crate::scaffold::create(&config.plugins_dir(), name, kind, led)?;
+    for file in &made.files {
+        println!("created {}", file.display());
+    }
+    match new_config {
+        Some(text) => {
+            crate::capabilities::state::write_atomically(&config_path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", config_path.display()))?;
+            println!("added [plugins.{name}] to {}", config_path.display());
+        }
+        None => println!(
+            "\nadd this to {} (or run again with --add):\n\n{entry}",
+            config_path.display()
+        ),
+    }
+    println!(
+        "next: scripts/build-plugins.sh {name}   (a running host loads it by itself)\n      scripts/test-plugins.sh {}",
+        made.dir.display()
+    );
+    Ok(())
+}
+
 /// Runs the host until SIGINT or SIGTERM.
 pub fn run(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
     let config = load_config(&config_path, &overrides)?;

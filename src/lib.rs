@@ -12,4 +12,5 @@ pub mod hardware;
 pub mod http;
 pub mod plugins;
 pub mod runtime;
+pub mod scaffold;
 pub mod scheduler;

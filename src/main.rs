@@ -12,6 +12,8 @@ const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the h
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
                                                     show a plugin's imports, exports and grants
        wasi-python-host probe [OPTIONS]           check the configured devices
+       wasi-python-host new NAME [--kind sensor|actuator|dashboard] [--led N] [--add] [--config PATH]
+                                                    scaffold plugins/NAME with a test and its config entry
 
 Runs Python plugins (WebAssembly components) against the configured hardware
 and serves the dashboard and JSON API. `probe` reads every configured sensor
@@ -33,6 +35,12 @@ enum Command {
         name: Option<String>,
     },
     Probe,
+    New {
+        name: Option<String>,
+        kind: wasi_python_host::scaffold::Kind,
+        led: Option<u8>,
+        add: bool,
+    },
 }
 
 struct Args {
@@ -53,6 +61,15 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             Command::Check {
                 file: None,
                 name: None,
+            }
+        }
+        Some("new") => {
+            args.next();
+            Command::New {
+                name: None,
+                kind: wasi_python_host::scaffold::Kind::Sensor,
+                led: None,
+                add: false,
             }
         }
         Some("probe") => {
@@ -104,7 +121,29 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                     *name = Some(v);
                 }
             }
+            "--kind" | "--led" | "--add" if matches!(parsed.command, Command::New { .. }) => {
+                let v = if flag == "--add" {
+                    String::new()
+                } else {
+                    value(&flag)?
+                };
+                if let Command::New { kind, led, add, .. } = &mut parsed.command {
+                    match flag.as_str() {
+                        "--kind" => *kind = v.parse()?,
+                        "--led" => {
+                            *led = Some(
+                                v.parse()
+                                    .map_err(|_| format!("--led: `{v}` is not an LED index"))?,
+                            )
+                        }
+                        _ => *add = true,
+                    }
+                }
+            }
             other if !other.starts_with('-') => match &mut parsed.command {
+                Command::New {
+                    name: name @ None, ..
+                } => *name = Some(other.to_string()),
                 Command::Precompile(names) => names.push(other.to_string()),
                 Command::Check {
                     file: file @ None, ..
@@ -147,6 +186,16 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::New { name: None, .. } => {
+            eprintln!("error: new needs a plugin NAME\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        Command::New {
+            name: Some(name),
+            kind,
+            led,
+            add,
+        } => app::new_plugin(args.config, &name, kind, led, add),
         Command::Probe => match app::probe(args.config, args.overrides) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::FAILURE,

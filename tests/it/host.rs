@@ -69,7 +69,7 @@ fn api_has_the_seed_shape_with_plausible_values() {
         f(&sys["cpu_temp_c"]) > 20.0 && sys["ram_total_mb"].as_u64().unwrap() > 0,
         "{sys}"
     );
-    assert_eq!(api["leds"].as_array().unwrap().len(), 3);
+    assert_eq!(api["leds"].as_array().unwrap().len(), 8);
     assert_eq!(api["hardware"], "sim");
     let plugins = api["plugins"].as_array().unwrap();
     assert_eq!(plugins.len(), 4, "{plugins:?}");

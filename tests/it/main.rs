@@ -2,6 +2,7 @@
 
 mod cli;
 mod drivers;
+mod first_plugin;
 mod hardware;
 mod host;
 mod recycle;

@@ -88,8 +88,8 @@ pub fn require_plugins() {
     }
 }
 
-/// Adds plugin `name` running the hostile test plugin in `mode`, on a
-/// 4-LED strip where LED 3 is its own. `limits` go to its limits table.
+/// Adds plugin `name` running the hostile test plugin in `mode`; LED 3 of
+/// the shipped 8-LED strip is its own. `limits` go to its limits table.
 pub fn add_hostile(
     config: &mut toml::Table,
     name: &str,
@@ -97,7 +97,6 @@ pub fn add_hostile(
     interval_ms: i64,
     limits: &[(&str, i64)],
 ) {
-    table(config, &["hardware", "leds"]).insert("count".into(), 4.into());
     let plugin = table(config, &["plugins", name]);
     plugin.insert("file".into(), hostile_wasm().display().to_string().into());
     plugin.insert("interval_ms".into(), interval_ms.into());
