@@ -573,7 +573,7 @@ fn probe_finds_every_simulated_device() {
         "chip id 0x61",
         "hPa",
         "LED strip",
-        "3 LEDs",
+        "8 LEDs",
         "buzzer",
         "GPIO 17",
         "CPU",
