@@ -48,7 +48,7 @@ for name in "${names[@]}"; do
     stage=$(mktemp -d)
     trap 'rm -rf "$stage"' EXIT
     for f in $sources; do cp "$f" "$stage/"; done
-    (cd "$stage" && "$componentize" -d "$root/wit" -w "$world" componentize app -o "$stage/out.wasm") \
+    (cd "$stage" && RUST_BACKTRACE=0 "$componentize" -d "$root/wit" -w "$world" componentize app -o "$stage/out.wasm") \
         || { echo "error: building $name failed (see above)" >&2; exit 1; }
     cp "$stage/out.wasm" "$out.tmp"
     mv -f "$out.tmp" "$out"

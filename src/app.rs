@@ -29,6 +29,8 @@ use crate::scheduler::{self, Command, Shared};
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub hardware: Option<HardwareMode>,
+    /// `--dev`: rebuild plugins from their Python sources on change.
+    pub dev: bool,
 }
 
 /// Reads the config and applies command-line overrides.
@@ -43,6 +45,7 @@ pub fn load_config(
     if let Some(hardware) = overrides.hardware {
         config.host.hardware = hardware;
     }
+    config.dev = overrides.dev;
     Ok(config)
 }
 

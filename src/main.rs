@@ -24,6 +24,8 @@ options:
   --config PATH        host configuration (default: config/host.toml)
   --listen ADDR:PORT   HTTP address, overrides host.listen
   --hardware MODE      auto, sim or pi, overrides host.hardware
+  --dev                development: also watch plugins/*/ *.py and rebuild a changed plugin
+                       with scripts/build-plugins.sh (then it hot-reloads)
   -h, --help           this text
   -V, --version        the version";
 
@@ -102,6 +104,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 std::process::exit(0);
             }
             "--config" => parsed.config = PathBuf::from(value("--config")?),
+            "--dev" if matches!(parsed.command, Command::Run) => parsed.overrides.dev = true,
             "--listen" => {
                 let v = value("--listen")?;
                 parsed.overrides.listen = Some(v.parse().map_err(|_| {

@@ -71,6 +71,10 @@ pub struct Config {
     /// The file this was read from; resolved paths are relative to its folder.
     #[serde(skip)]
     pub source: PathBuf,
+    /// Development mode (`--dev`, not a file setting): the host rebuilds a
+    /// plugin when its Python sources change.
+    #[serde(skip)]
+    pub dev: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

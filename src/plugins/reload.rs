@@ -173,11 +173,79 @@ impl Loader {
                 self.apply_config_change();
                 watcher.rewatch(&self.config);
             }
+            if self.config.dev {
+                for name in self.changed_sources(&changed) {
+                    self.rebuild(&name);
+                }
+            }
             let files = plugin_files(&self.config);
             for path in &changed {
                 for name in files.get(path).into_iter().flatten() {
                     self.reload_file(name);
                 }
+            }
+        }
+    }
+
+    /// Plugins whose Python sources (a `.py` beside the component, not a
+    /// test) are among `changed`.
+    fn changed_sources(&self, changed: &HashSet<PathBuf>) -> Vec<String> {
+        let mut names: Vec<String> = plugin_files(&self.config)
+            .into_iter()
+            .filter(|(file, _)| {
+                changed.iter().any(|p| {
+                    p.parent() == file.parent()
+                        && p.extension().is_some_and(|x| x == "py")
+                        && !p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("test_"))
+                })
+            })
+            .flat_map(|(_, names)| names)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// `--dev`: rebuilds plugin `name` with scripts/build-plugins.sh. The
+    /// new component lands in the watched folder and is reloaded like any
+    /// other new file; a failed build keeps the running version and puts
+    /// the builder's message (a SyntaxError with its line) in the plugin's
+    /// status, where the dashboard shows it.
+    fn rebuild(&mut self, name: &str) {
+        let file = self.config.plugin_file(name);
+        let Some(dir) = file.parent() else { return };
+        let Some(plugins) = dir.parent() else { return };
+        let script = std::env::var_os("WHP_BUILD_PLUGINS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| plugins.join("..").join("scripts").join("build-plugins.sh"));
+        log::info!(
+            "plugin `{name}`: sources changed, rebuilding with {}",
+            script.display()
+        );
+        let out = std::process::Command::new(&script)
+            .arg("--dir")
+            .arg(plugins)
+            .arg(dir.file_name().unwrap_or_default())
+            .output();
+        let message = match out {
+            Ok(out) if out.status.success() => {
+                log::info!("plugin `{name}`: rebuilt");
+                return;
+            }
+            Ok(out) => build_error(
+                &String::from_utf8_lossy(&out.stdout),
+                &String::from_utf8_lossy(&out.stderr),
+            ),
+            Err(e) => format!("cannot run {}: {e}", script.display()),
+        };
+        log::error!("plugin `{name}`: build failed, the running version stays: {message}");
+        if let Ok(mut registry) = self.registry.write() {
+            if let Some(s) = registry.get_mut(name) {
+                s.last_error = format!("build failed, the running version stays: {message}");
+                s.last_error_kind = Some("build");
             }
         }
     }
@@ -215,6 +283,7 @@ impl Loader {
         }
         // Settings read only at start.
         let mut new = new;
+        new.dev = self.config.dev;
         new.host.listen = self.config.host.listen;
         new.host.hardware = self.config.host.hardware;
         if new.host != self.config.host || new.hardware != self.config.hardware {
@@ -261,6 +330,38 @@ impl Loader {
             }
         }
     }
+}
+
+/// The useful part of a failed build's output: the Python error with its
+/// file and line when there is one, else the last lines.
+fn build_error(stdout: &str, stderr: &str) -> String {
+    let all = format!("{stdout}\n{stderr}");
+    let lines: Vec<&str> = all
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    // componentize-py's own summary: "SyntaxError: ... (app.py, line 21)".
+    if let Some(l) = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("Error: ") && l.contains(", line "))
+    {
+        return l.trim().to_string();
+    }
+    if let Some(i) = lines
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("File \""))
+    {
+        let location = lines[i].trim();
+        let error = lines[i + 1..]
+            .iter()
+            .find(|l| l.contains("Error") || l.contains("error"))
+            .map(|l| l.trim())
+            .unwrap_or("");
+        return format!("{location}: {error}");
+    }
+    lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
 fn canonical(path: &Path) -> Option<PathBuf> {

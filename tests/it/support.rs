@@ -297,6 +297,15 @@ impl TestHost {
         host
     }
 
+    /// Like [`TestHost::start_in`], with `--dev`.
+    pub fn start_dev_in(dir: &Path, config: toml::Table) -> TestHost {
+        warm_cache();
+        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
+        let host = Self::spawn_args(dir, &config, turn, &["--dev"]);
+        host.wait_loaded();
+        host
+    }
+
     /// Like [`TestHost::start_with`], with no other test host running
     /// meanwhile: for tests that measure time.
     pub fn start_alone_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
@@ -317,10 +326,19 @@ impl TestHost {
     }
 
     fn spawn_with_turn(dir: &Path, config: &toml::Table, turn: Turn) -> TestHost {
+        Self::spawn_args(dir, config, turn, &[])
+    }
+
+    fn spawn_args(dir: &Path, config: &toml::Table, turn: Turn, args: &[&str]) -> TestHost {
         let path = write_config(dir, config);
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&path)
+            .args(args)
+            .env(
+                "WHP_BUILD_PLUGINS",
+                Path::new(ROOT).join("scripts/build-plugins.sh"),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
