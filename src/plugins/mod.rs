@@ -302,7 +302,7 @@ impl Plugin {
         let instance = self.instance.as_mut().expect("instance was just created");
         let result = f(instance, &self.limits);
         let (fuel, duration) = (instance.last_fuel, instance.last_duration);
-        let recycle = instance.output_nearly_full();
+        let recycle = self.limits.recycle || instance.output_nearly_full();
         let denied = self
             .shared
             .denied

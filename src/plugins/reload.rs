@@ -124,13 +124,15 @@ impl Loader {
     /// Loads `name` and hands it to the scheduler. Returns false when the
     /// scheduler has gone away.
     fn load_and_send(&mut self, name: &str, trial: bool) -> bool {
-        match load(
+        let loaded = load(
             name,
             &self.config,
             &self.runtime,
             &self.services,
             &self.registry,
-        ) {
+        );
+        release_freed_memory();
+        match loaded {
             Ok(plugin) => {
                 self.versions
                     .insert(name.to_string(), plugin.version.clone());
@@ -329,6 +331,18 @@ impl Loader {
                 _ => {}
             }
         }
+    }
+}
+
+/// Hands memory freed by a load (the 18 MiB component, Cranelift's working
+/// set on a compile) back to the OS. glibc otherwise keeps freed memory in
+/// the loading thread's malloc arena: measured, tens of MiB of RSS per
+/// loaded plugin, the difference between fitting a Pi Zero or not.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
