@@ -49,6 +49,9 @@ while True:
             h, p = hosts[n]
             t = now - t0
             h.dht22(pin=4).set(21.5 + math.sin(t / 60), 45.0)
+            h.bme680(0x77).set(temperature_c=22.0 + math.sin(t / 60), gas_resistance_ohm=150000.0)
+            h.cpu_temp.set(47.0)
+            h.system.set()
             if n == "dashboard":
                 d = h.wit.exports.dashboard
                 p.render(d.Snapshot(dht22=[], bme680=[], system=None, leds=[], buzzer_active=False,

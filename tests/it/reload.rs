@@ -25,21 +25,6 @@ fn version(path: &Path) -> String {
     version_of(&std::fs::read(path).unwrap())
 }
 
-fn plugin(host: &TestHost, name: &str) -> Value {
-    let all = host.get("/api/plugins").json();
-    all["plugins"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
-}
-
-fn wait_plugin(host: &TestHost, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    wait_until(&format!("{name}: {what}"), WAIT, || {
-        let p = plugin(host, name);
-        f(&p).then_some(p)
-    })
-}
-
 /// A host with plugin `x` loaded from `<dir>/x/x.wasm`, a copy of the
 /// hostile plugin in mode "ok" (its reading is `hostile-ok`).
 fn host_with_x(interval_ms: i64) -> (TestHost, PathBuf) {
@@ -54,7 +39,7 @@ fn host_with_x(interval_ms: i64) -> (TestHost, PathBuf) {
         // When x runs the dht22 plugin, it shows its level on its own LED.
         table(c, &["plugins", "x", "settings"]).insert("led".into(), 3.into());
     });
-    wait_plugin(&host, "x", "the first version", |p| {
+    host.wait_plugin("x", "the first version", WAIT, |p| {
         p["version"] == version(&hostile_wasm()).as_str()
     });
     (host, file)
@@ -62,7 +47,7 @@ fn host_with_x(interval_ms: i64) -> (TestHost, PathBuf) {
 
 fn wait_version(host: &TestHost, file_content: &Path) -> Value {
     let v = version(file_content);
-    wait_plugin(host, "x", &format!("version {v}"), |p| {
+    host.wait_plugin("x", &format!("version {v}"), WAIT, |p| {
         p["version"] == v.as_str() && p["status"] == "running"
     })
 }
@@ -115,7 +100,7 @@ fn a_half_written_file_is_never_loaded_and_the_rest_is_picked_up() {
     let bytes = std::fs::read(dht22_wasm()).unwrap();
     // First half, closed: what `cat part1 > f; cat part2 >> f` produces.
     std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
-    let p = wait_plugin(&host, "x", "the failed reload", |p| {
+    let p = host.wait_plugin("x", "the failed reload", WAIT, |p| {
         p["last_error_kind"] == "reload"
     });
     assert_eq!(p["version"], old.as_str(), "the running version stays: {p}");
@@ -155,7 +140,7 @@ fn garbage_keeps_the_running_version_and_says_why() {
         ),
     ] {
         std::fs::write(&file, bytes).unwrap();
-        let p = wait_plugin(&host, "x", what, |p| {
+        let p = host.wait_plugin("x", what, WAIT, |p| {
             p["last_error"].as_str().is_some_and(|e| e.contains(words))
         });
         assert_eq!(
@@ -179,7 +164,7 @@ fn a_new_version_that_fails_at_once_is_rolled_back() {
     // … then "upgrade" to one that raises on every call.
     table_setting_mode(&host, "raise");
     std::fs::copy(hostile_wasm(), &file).unwrap();
-    let p = wait_plugin(&host, "x", "the rollback", |p| {
+    let p = host.wait_plugin("x", "the rollback", WAIT, |p| {
         p["last_error_kind"] == "rollback"
     });
     assert_eq!(
@@ -297,13 +282,13 @@ fn live_config_enables_disables_and_rejects_bad_edits() {
     table(&mut config, &["plugins", "bme680"]).insert("enabled".into(), false.into());
     table(&mut config, &["plugins", "dht22"]).insert("interval_ms".into(), 500.into());
     write_config_atomically(&path, &config);
-    wait_plugin(&host, "bme680", "disabled", |p| p["status"] == "disabled");
+    host.wait_plugin("bme680", "disabled", WAIT, |p| p["status"] == "disabled");
     let api = host.wait_api("the BME680 gone, its LED off", WAIT, |a| {
         reading(a, "bme680-i2c-0x77").is_none()
             && a["leds"][2] == json!({"index": 2, "r": 0, "g": 0, "b": 0})
     });
     assert!(reading(&api, "dht22-gpio-4").is_some());
-    wait_plugin(&host, "dht22", "the new interval", |p| {
+    host.wait_plugin("dht22", "the new interval", WAIT, |p| {
         p["interval_ms"] == 500
     });
 
@@ -327,12 +312,12 @@ fn live_config_enables_disables_and_rejects_bad_edits() {
     let h = host.get("/healthz");
     assert_eq!(h.status, 503);
     assert!(h.body.contains("the config file is invalid"), "{}", h.body);
-    assert_eq!(plugin(&host, "dht22")["status"], "running");
-    assert_eq!(plugin(&host, "pi_monitor")["status"], "running");
+    assert_eq!(host.plugin("dht22")["status"], "running");
+    assert_eq!(host.plugin("pi_monitor")["status"], "running");
 
     table(&mut config, &["plugins", "bme680"]).insert("enabled".into(), true.into());
     write_config_atomically(&path, &config);
-    wait_plugin(&host, "bme680", "enabled again", |p| {
+    host.wait_plugin("bme680", "enabled again", WAIT, |p| {
         p["status"] == "running"
     });
     host.wait_api("the BME680 back", WAIT, |a| {
@@ -384,5 +369,5 @@ fn a_hundred_reloads_under_http_load_fail_no_request() {
     eprintln!("100 reloads under load: {ok} requests served, {failed} failed");
     assert_eq!(failed, 0);
     assert!(ok > 200, "the load really ran: {ok}");
-    assert_eq!(plugin(&host, "x")["failures"], 0);
+    assert_eq!(host.plugin("x")["failures"], 0);
 }

@@ -5,35 +5,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::{add_hostile, reading, table, wait_until, TestHost};
-
-/// The plugin's entry in `/api/plugins`.
-fn plugin(host: &TestHost, name: &str) -> Value {
-    let all = host.get("/api/plugins").json();
-    all["plugins"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
-}
-
-fn wait_plugin(
-    host: &TestHost,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    f: impl Fn(&Value) -> bool,
-) -> Value {
-    wait_until(&format!("{name}: {what}"), timeout, || {
-        let p = plugin(host, name);
-        f(&p).then_some(p)
-    })
-}
+use crate::support::{add_hostile, reading, table, TestHost};
 
 fn well_behaved_are_running(host: &TestHost) {
     for name in ["dht22", "bme680", "pi_monitor", "dashboard"] {
-        let p = plugin(host, name);
+        let p = host.plugin(name);
         assert_eq!(p["status"], "running", "{name} keeps running: {p}");
         assert_eq!(p["failures"], 0, "{name} never failed: {p}");
     }
@@ -103,7 +81,7 @@ fn every_attack_fails_by_name_and_the_rest_keep_running() {
     });
     for (mode, _, kinds, words) in ATTACKS {
         let name = format!("hostile-{mode}");
-        let p = wait_plugin(&host, &name, "a failure", Duration::from_secs(60), |p| {
+        let p = host.wait_plugin(&name, "a failure", Duration::from_secs(60), |p| {
             p["failures"].as_u64() > Some(0)
         });
         let kind = p["last_error_kind"].as_str().unwrap_or("");
@@ -122,7 +100,7 @@ fn every_attack_fails_by_name_and_the_rest_keep_running() {
         );
     }
     // A Python exception arrives with its traceback.
-    let raised = plugin(&host, "hostile-raise");
+    let raised = host.plugin("hostile-raise");
     assert!(
         raised["last_error_detail"]
             .as_str()
@@ -133,8 +111,7 @@ fn every_attack_fails_by_name_and_the_rest_keep_running() {
 
     // Failing every call gets a plugin quarantined (5 failures in 2 minutes,
     // with backoff 1+2+4+8 s in between), and /healthz says so.
-    wait_plugin(
-        &host,
+    host.wait_plugin(
         "hostile-raise",
         "quarantine",
         Duration::from_secs(40),
@@ -172,16 +149,12 @@ fn a_stuck_plugin_delays_the_others_by_at_most_its_deadline() {
         table(c, &["plugins", "bme680"]).insert("interval_ms".into(), 150.into());
     });
     // Backoff spaces the attacks (1, 2, 4, 8 s): watch the first four.
-    wait_plugin(
-        &host,
-        "hostile",
-        "four timeouts",
-        Duration::from_secs(30),
-        |p| p["failures"].as_u64() >= Some(4),
-    );
+    host.wait_plugin("hostile", "four timeouts", Duration::from_secs(30), |p| {
+        p["failures"].as_u64() >= Some(4)
+    });
     let mut worst = 0;
     for name in ["pi_monitor", "bme680", "dht22"] {
-        let p = plugin(&host, name);
+        let p = host.plugin(name);
         let delay_us = p["max_start_delay_us"].as_u64().unwrap();
         eprintln!(
             "worst start delay of {name} during the attack: {} ms",
@@ -230,7 +203,7 @@ fn wasi_grants_nothing_from_inside_python() {
     }
     assert!(!marker.exists(), "the plugin wrote a file on the host");
     assert_eq!(
-        plugin(&host, "hostile")["failures"],
+        host.plugin("hostile")["failures"],
         0,
         "every attempt failed inside Python, not the host"
     );
@@ -259,7 +232,7 @@ fn arguments_outside_the_grant_are_refused_and_counted() {
         "LED 2 (the BME680's) was not touched: {}",
         api["leds"]
     );
-    let p = plugin(&host, "hostile");
+    let p = host.plugin("hostile");
     assert!(p["denied_calls"].as_u64() >= Some(3), "{p}");
     assert!(
         host.log()
@@ -281,7 +254,7 @@ fn an_ungranted_interface_is_refused_at_load() {
             ]),
         );
     });
-    let p = plugin(&host, "hostile");
+    let p = host.plugin("hostile");
     assert_eq!(p["status"], "load_failed", "{p}");
     let err = p["last_error"].as_str().unwrap();
     assert!(err.contains("plugin `hostile` imports led-controller, buzzer-controller, state but its config does not grant them"), "{err}");
@@ -317,7 +290,7 @@ fn actuator_spam_is_rate_limited() {
         "at most ~10 strip updates per second: {msg}"
     );
     assert!(count("refused") >= 380, "the rest were refused: {msg}");
-    assert!(plugin(&host, "hostile")["denied_calls"].as_u64() >= Some(380));
+    assert!(host.plugin("hostile")["denied_calls"].as_u64() >= Some(380));
 }
 
 #[test]
@@ -332,8 +305,7 @@ fn a_failing_plugin_leaves_its_actuators_safe() {
             &[("deadline_ms", 200), ("fuel", 1 << 50)],
         );
     });
-    wait_plugin(
-        &host,
+    host.wait_plugin(
         "led",
         "a failure after lighting LED 3",
         Duration::from_secs(20),
@@ -342,7 +314,7 @@ fn a_failing_plugin_leaves_its_actuators_safe() {
     host.wait_api("LED 3 off after the failure", Duration::from_secs(5), |a| {
         a["leds"][3] == json!({"index": 3, "r": 0, "g": 0, "b": 0})
     });
-    wait_plugin(&host, "buzz", "a timeout", Duration::from_secs(20), |p| {
+    host.wait_plugin("buzz", "a timeout", Duration::from_secs(20), |p| {
         p["failures"].as_u64() > Some(0)
     });
     // The plugin asked for a 2 s tone; the host silences it at the failure.
@@ -362,8 +334,7 @@ fn one_slow_call_in_ten_fails_alone_and_the_plugin_recovers() {
             &[("deadline_ms", 200), ("fuel", 1 << 50)],
         )
     });
-    let p = wait_plugin(
-        &host,
+    let p = host.wait_plugin(
         "hostile",
         "a timeout then recovery",
         Duration::from_secs(30),

@@ -421,6 +421,29 @@ impl TestHost {
         })
     }
 
+    /// Plugin `name`'s entry in `/api/plugins`.
+    pub fn plugin(&self, name: &str) -> Value {
+        let all = self.get("/api/plugins").json();
+        all["plugins"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no plugin {name} in {all}"))
+    }
+
+    /// Polls plugin `name`'s entry until `f` accepts it.
+    pub fn wait_plugin(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
+        wait_until(&format!("{name}: {what}"), timeout, || {
+            let p = self.plugin(name);
+            f(&p).then_some(p)
+        })
+    }
+
     /// Pins simulated values (see `POST /api/sim`).
     pub fn force(&self, body: Value) {
         let r = self.post_json("/api/sim", &body);
