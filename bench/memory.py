@@ -16,9 +16,7 @@ the host, then RSS (and PSS, which counts shared pages fairly) is read from
 """
 
 import argparse
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +24,8 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import BINARY, ROOT, start_host, write_config
+
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 
 NATIVE = r'''
@@ -80,22 +79,9 @@ def mem(pid):
 
 
 def host(work, recycle, seconds):
-    text = open(os.path.join(ROOT, "config", "host.toml")).read()
-    text = re.sub(r'(?m)^plugins_dir = .*$', f'plugins_dir = "{ROOT}/plugins"', text)
-    text = re.sub(r'(?m)^state_dir = .*$', f'state_dir = "{work}/state-{recycle}"\ncache_dir = "{work}/cache"', text)
-    text = re.sub(r'(?m)^listen = .*$', 'listen = "127.0.0.1:0"', text)
-    text = re.sub(r'(?m)^hardware = .*$', 'hardware = "sim"', text)
-    text = re.sub(r'(?m)^recycle = .*$', f'recycle = {"true" if recycle else "false"}', text)
-    path = os.path.join(work, f"host-{recycle}.toml")
-    open(path, "w").write(text)
-    proc = subprocess.Popen([os.path.join(ROOT, "target", "debug", "wasi-python-host"), "--config", path],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,wasi_python_host::app=info"})
-    addr = None
-    for line in proc.stderr:
-        m = re.search(r"listening on http://(\S+)", line)
-        if m:
-            addr = m.group(1)
-            break
+    config = write_config(os.path.join(work, f"host-{recycle}.toml"), f"{work}/state-{recycle}", f"{work}/cache",
+                          recycle="true" if recycle else "false")
+    proc, addr = start_host(config)
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         for p in ("/api", "/"):
@@ -133,8 +119,10 @@ def main():
     names = ["dht22", "bme680", "pi_monitor", "dashboard"]
     work = tempfile.mkdtemp(prefix="whp-mem-")
     try:
-        # Warm the artifact cache first so both host runs start alike.
-        host(work, False, 5)
+        # Fill the artifact cache first: a host that compiles while being
+        # measured holds Cranelift's working set, not its steady state.
+        config = write_config(os.path.join(work, "warm.toml"), f"{work}/state-warm", f"{work}/cache")
+        subprocess.run([BINARY, "precompile", "--config", config], check=True, stdout=subprocess.DEVNULL)
         rows = [
             ("host, persistent instances", host(work, False, args.seconds)),
             ("host, recycled instances (`limits.recycle = true`)", host(work, True, args.seconds)),

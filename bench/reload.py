@@ -18,17 +18,14 @@ tests/plugins/hostile) and the host built (cargo build).
 """
 
 import argparse
-import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, api, start_host, write_config
+
 DHT22 = os.path.join(ROOT, "plugins", "dht22", "dht22.wasm")
 HOSTILE = os.path.join(ROOT, "tests", "plugins", "hostile", "hostile.wasm")
 BEHAVIOUR = {DHT22: "dht22-gpio-4", HOSTILE: "hostile-ok"}
@@ -54,14 +51,8 @@ def variant(src, dst, nonce):
         f.write(data + b"\x00" + leb(len(body)) + body)
 
 
-def write_config(work, x_file):
-    text = open(os.path.join(ROOT, "config", "host.toml")).read()
-    text = re.sub(r'(?m)^plugins_dir = .*$', f'plugins_dir = "{ROOT}/plugins"', text)
-    text = re.sub(r'(?m)^state_dir = .*$', f'state_dir = "{work}/state"\ncache_dir = "{work}/cache"', text)
-    text = re.sub(r'(?m)^listen = .*$', 'listen = "127.0.0.1:0"', text)
-    text = re.sub(r'(?m)^hardware = .*$', 'hardware = "sim"', text)
-    text = re.sub(r'(?m)^count = 3 ', 'count = 4 ', text)
-    text += f'''
+def x_config(work, x_file):
+    extra = f'''
 [plugins.x]
 file = "{x_file}"
 interval_ms = 100
@@ -73,17 +64,7 @@ leds = [3]
 mode = "ok"
 led = 3
 '''
-    path = os.path.join(work, "host.toml")
-    open(path, "w").write(text)
-    return path
-
-
-def api(addr):
-    try:
-        with urllib.request.urlopen(f"http://{addr}/api", timeout=2) as r:
-            return json.load(r)
-    except OSError:
-        return None
+    return write_config(os.path.join(work, "host.toml"), f"{work}/state", f"{work}/cache", extra)
 
 
 def x_shows(addr, sensor_id):
@@ -97,16 +78,6 @@ def wait(pred, limit=600):
         if time.monotonic() - t0 > limit:
             raise SystemExit("timed out")
         time.sleep(0.002)
-
-
-def start(config):
-    proc = subprocess.Popen([os.path.join(ROOT, "target", "debug", "wasi-python-host"), "--config", config],
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn,wasi_python_host::app=info"})
-    for line in proc.stderr:
-        m = re.search(r"listening on http://(\S+)", line)
-        if m:
-            return proc, m.group(1)
-    raise SystemExit("host did not start")
 
 
 def land(src, dst):
@@ -129,8 +100,8 @@ def main():
     work = tempfile.mkdtemp(prefix="whp-reload-")
     x = os.path.join(work, "x.wasm")
     shutil.copyfile(HOSTILE, x)
-    config = write_config(work, x)
-    proc, addr = start(config)
+    config = x_config(work, x)
+    proc, addr = start_host(config)
     try:
         wait(lambda: x_shows(addr, "hostile-ok"))
         # Compile the other version once so the next swaps hit the cache.
@@ -159,7 +130,7 @@ def main():
             t0 = time.monotonic()
             proc.terminate()
             proc.wait(timeout=30)
-            proc, addr = start(config)
+            proc, addr = start_host(config)
             wait(lambda: x_shows(addr, BEHAVIOUR[current]))
             restarts.append(time.monotonic() - t0)
         print(f"restart the host:        {fmt(restarts)}", flush=True)
