@@ -150,12 +150,25 @@ impl SystemReading {
     }
 }
 
+/// A value a plugin published through the `telemetry` interface.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryValue {
+    pub value: f64,
+    pub unit: String,
+    pub timestamp_ms: u64,
+}
+
+/// Plugin name → value name → latest value.
+pub type TelemetryMap = BTreeMap<String, BTreeMap<String, TelemetryValue>>;
+
 /// Everything the scheduler has learnt, by producing plugin.
 #[derive(Debug, Clone, Default)]
 pub struct Readings {
     /// Sensor readings by plugin name, in the order the plugin returned them.
     pub sensors: BTreeMap<String, Vec<SensorReading>>,
     pub system: Option<SystemReading>,
+    /// Values plugins published with `telemetry.publish`, by plugin and name.
+    pub telemetry: TelemetryMap,
     /// Unix ms of the newest reading.
     pub last_update_ms: u64,
     /// Bumped on every change, so the dashboard knows when to re-render.
