@@ -489,6 +489,7 @@ pub const INTERFACES: &[&str] = &[
     "state",
     "log",
     "settings",
+    "telemetry",
 ];
 
 /// State quota when a plugin is granted `state` without naming one.

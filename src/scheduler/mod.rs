@@ -283,6 +283,12 @@ impl Scheduler {
                     s.after_call();
                 }
             }
+            if let Some(values) = self.services.telemetry.take_if_changed() {
+                if let Ok(mut r) = self.shared.readings.write() {
+                    r.telemetry = values;
+                    changed = true;
+                }
+            }
             if changed {
                 if let Ok(mut r) = self.shared.readings.write() {
                     r.generation = r.generation.wrapping_add(1);

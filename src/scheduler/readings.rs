@@ -150,16 +150,7 @@ impl SystemReading {
     }
 }
 
-/// A value a plugin published through the `telemetry` interface.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TelemetryValue {
-    pub value: f64,
-    pub unit: String,
-    pub timestamp_ms: u64,
-}
-
-/// Plugin name → value name → latest value.
-pub type TelemetryMap = BTreeMap<String, BTreeMap<String, TelemetryValue>>;
+pub use crate::capabilities::telemetry::{TelemetryMap, TelemetryValue};
 
 /// Everything the scheduler has learnt, by producing plugin.
 #[derive(Debug, Clone, Default)]
