@@ -208,12 +208,14 @@ fn discovery_state_and_availability_with_last_will() {
     let sub = Subscriber::start(broker.port);
     let host = mqtt_host(broker.port, |_| {});
 
-    sub.wait(AVAILABILITY, |retained, p| retained && p == "online");
-    let temp = sub.json("homeassistant/sensor/test/dht22_4_temperature/config");
+    // A live subscriber sees retain = 0 (MQTT 3.1.1 §3.3.1.3); retention
+    // is checked below with a subscriber that arrives later.
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    let temp = sub.json("homeassistant/sensor/test/dht22_gpio_4_temperature/config");
     assert_eq!(temp["device_class"], "temperature");
     assert_eq!(temp["unit_of_measurement"], "°C");
     assert_eq!(temp["state_class"], "measurement");
-    assert_eq!(temp["unique_id"], "test_dht22_4_temperature");
+    assert_eq!(temp["unique_id"], "test_dht22_gpio_4_temperature");
     assert_eq!(temp["state_topic"], STATE);
     assert_eq!(temp["availability_topic"], AVAILABILITY);
     assert_eq!(
@@ -221,7 +223,7 @@ fn discovery_state_and_availability_with_last_will() {
         json!(["wasi-python-host-test"])
     );
     assert_eq!(temp["device"]["sw_version"], env!("CARGO_PKG_VERSION"));
-    let pressure = sub.json("homeassistant/sensor/test/bme680_0x77_pressure/config");
+    let pressure = sub.json("homeassistant/sensor/test/bme680_i2c_0x77_pressure/config");
     assert_eq!(pressure["device_class"], "atmospheric_pressure");
     assert_eq!(pressure["unit_of_measurement"], "hPa");
     let uptime = sub.json("homeassistant/sensor/test/uptime/config");
@@ -236,18 +238,27 @@ fn discovery_state_and_availability_with_last_will() {
     // State matches what /api serves, and keeps coming.
     let state: Value = serde_json::from_str(&sub.wait(STATE, |_, p| p.contains("cpu_temperature")))
         .expect("state is JSON");
-    assert!(state["dht22_4_temperature"].is_number(), "{state}");
-    assert!(state["bme680_0x77_iaq"].is_number(), "{state}");
+    assert!(state["dht22_gpio_4_temperature"].is_number(), "{state}");
+    assert!(state["bme680_i2c_0x77_iaq"].is_number(), "{state}");
     let n = sub.count(STATE);
     wait_until("more state updates", WAIT, || {
         (sub.count(STATE) > n).then_some(())
     });
-    let plugins = sub.json(&format!("{PREFIX}/plugins"));
-    assert_eq!(plugins["dht22"], "running", "{plugins}");
+    // Plugin health follows the registry: `loading` first, then `running`.
+    sub.wait(&format!("{PREFIX}/plugins"), |_, p| {
+        p.contains(r#""dht22":"running""#)
+    });
+    let late = Subscriber::start(broker.port);
+    late.wait(AVAILABILITY, |retained, p| retained && p == "online");
+    late.wait(
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        |retained, _| retained,
+    );
+    drop(late);
 
     // kill -9: the broker publishes the host's last will.
     host.kill();
-    sub.wait(AVAILABILITY, |retained, p| !retained && p == "offline");
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
     // And it is retained for whoever looks later.
     let late = Subscriber::start(broker.port);
     late.wait(AVAILABILITY, |retained, p| retained && p == "offline");
@@ -291,10 +302,10 @@ fn reconnects_and_republishes_after_the_broker_restarts() {
     });
     sub.wait(AVAILABILITY, |_, p| p == "online");
     sub.wait(
-        "homeassistant/sensor/test/dht22_4_temperature/config",
-        |r, _| r,
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        |_, _| true,
     );
-    sub.wait(STATE, |_, p| p.contains("dht22_4_temperature"));
+    sub.wait(STATE, |_, p| p.contains("dht22_gpio_4_temperature"));
     let api = host.api();
     assert!(
         api["mqtt"]["connects"].as_u64() >= Some(2),
