@@ -280,7 +280,9 @@ fn reconnects_and_republishes_after_the_broker_restarts() {
     let dir = temp_dir("mqtt-restart");
     let port = free_port();
     let mut broker = Broker::start(&dir, port, None);
-    let host = mqtt_host(port, |_| {});
+    let host = mqtt_host(port, |c| {
+        table(c, &["mqtt"]).insert("queue_limit".into(), 2.into());
+    });
     wait_until("the host to connect", WAIT, || {
         connected(&host).then_some(())
     });
@@ -293,6 +295,10 @@ fn reconnects_and_republishes_after_the_broker_restarts() {
     let before = host.api()["last_update"].as_u64().unwrap();
     host.wait_api("newer readings", WAIT, |a| {
         a["last_update"].as_u64() > Some(before)
+    });
+    // State changes queue up meanwhile; past queue_limit the oldest go.
+    host.wait_api("the bounded queue to drop", WAIT, |a| {
+        a["mqtt"]["dropped"].as_u64() > Some(0)
     });
 
     let broker = Broker::start(&dir, port, None);
