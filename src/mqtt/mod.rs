@@ -55,6 +55,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the loop looks at the readings when nothing arrives.
 const TICK: Duration = Duration::from_millis(100);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often plugin health is compared with what was last published.
+const PLUGIN_CHECK: Duration = Duration::from_secs(1);
 
 /// Why a connection failed or ended.
 #[derive(Debug)]
@@ -230,6 +232,7 @@ struct Seen {
     generation: Option<u64>,
     state_at: Option<Instant>,
     plugins: Option<serde_json::Map<String, Value>>,
+    plugins_at: Option<Instant>,
     /// Discovery config topics published on this connection.
     discovered: BTreeSet<String>,
 }
@@ -433,14 +436,24 @@ impl Worker {
     /// last look at the shared readings.
     fn collect(&mut self, mut conn: Option<&mut Conn>) -> Result<(), MqttError> {
         let interval = Duration::from_secs(self.config.publish_interval_s);
-        let readings = self.shared.readings();
         let due = self.seen.state_at.is_none_or(|t| t.elapsed() >= interval);
-        let changed = self.seen.generation != Some(readings.generation);
+        // Cheap checks first: this runs every tick, on a Pi Zero too.
+        let generation = self.shared.readings.read().map(|r| r.generation).ok();
+        let changed = self.seen.generation != generation;
+        let look_at_plugins = self
+            .seen
+            .plugins_at
+            .is_none_or(|t| t.elapsed() >= PLUGIN_CHECK);
+        if !(due || changed || look_at_plugins) {
+            return Ok(());
+        }
         let plugins = discovery::plugin_states(&self.shared.plugins());
+        self.seen.plugins_at = Some(Instant::now());
         let plugins_changed = self.seen.plugins.as_ref() != Some(&plugins);
         if !(due || changed || plugins_changed) {
             return Ok(());
         }
+        let readings = self.shared.readings();
         let mut messages = Vec::new();
         if due || changed {
             let (entities, state) = discovery::sensors(&readings);
