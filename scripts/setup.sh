@@ -20,6 +20,11 @@ for pkg in clang libclang-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v git >/dev/null || missing+=(git)
+# The MQTT integration tests (tests/it/mqtt.rs) run a real Mosquitto broker
+# and its command-line clients.
+for pkg in mosquitto mosquitto-clients; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt-get)"
     apt_install "${missing[@]}"

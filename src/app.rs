@@ -3,7 +3,9 @@
 //! hardware → runtime (engine + epoch ticker) → scheduler (loads plugins,
 //! then polls) → HTTP workers. HTTP is up before the plugins finish loading,
 //! so a cold start (which compiles every plugin) still answers `/healthz`
-//! and shows a "loading" page at once. Shutdown stops HTTP first, then the
+//! and shows a "loading" page at once. The MQTT thread (when `[mqtt]` is
+//! enabled) starts before HTTP and only reads what the scheduler publishes.
+//! Shutdown stops HTTP first, then MQTT (a clean `offline`), then the
 //! scheduler (which drops the plugins, putting their actuators in the safe
 //! state), then the hardware thread (LEDs off, buzzer silent).
 
@@ -17,10 +19,12 @@ use anyhow::Context as _;
 
 use crate::capabilities::HostServices;
 use crate::config::{self, Config, HardwareMode};
+use crate::control::Control;
 use crate::hardware::bme680::Bme680Settings;
 use crate::hardware::pi::{BuzzerKind, LedDriver, PiBackend, PiOptions};
 use crate::hardware::{Backend, Hardware, HardwareOptions, ProbePlan, SimBackend};
 use crate::http::{AppState, HttpServer};
+use crate::mqtt::Mqtt;
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Command, Shared};
 
@@ -139,6 +143,7 @@ pub fn probe(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<bool>
 pub struct Host {
     pub addr: SocketAddr,
     http: Option<HttpServer>,
+    mqtt: Option<Mqtt>,
     scheduler: Option<std::thread::JoinHandle<()>>,
     commands: crossbeam_channel::Sender<Command>,
     hardware: Hardware,
@@ -175,6 +180,7 @@ impl Host {
         let channel = (commands.clone(), command_rx);
         let listen = config.host.listen;
         let workers = config.host.http_workers;
+        let mqtt_config = config.mqtt.enabled.then(|| config.mqtt.clone());
         let scheduler = scheduler::spawn(
             config,
             runtime.clone(),
@@ -184,12 +190,22 @@ impl Host {
             channel,
         )
         .context("failed to start the scheduler thread")?;
-        let state = Arc::new(AppState::new(shared, hardware.handle(), hardware_name));
-        let http = HttpServer::start(listen, workers, state)?;
+        let control = Arc::new(Control::new(hardware.handle()));
+        let mqtt = match mqtt_config {
+            Some(m) => Some(
+                Mqtt::spawn(m, shared.clone(), control.clone(), hardware_name.clone())
+                    .context("failed to start the MQTT thread")?,
+            ),
+            None => None,
+        };
+        let mut state = AppState::new(shared, hardware.handle(), control, hardware_name);
+        state.mqtt = mqtt.as_ref().map(|m| (m.broker.clone(), m.status.clone()));
+        let http = HttpServer::start(listen, workers, Arc::new(state))?;
         log::info!("listening on http://{}", http.addr);
         Ok(Host {
             addr: http.addr,
             http: Some(http),
+            mqtt,
             scheduler: Some(scheduler),
             commands,
             hardware,
@@ -205,6 +221,10 @@ impl Host {
     fn shutdown(&mut self) {
         if let Some(http) = self.http.take() {
             http.stop();
+        }
+        // Before the scheduler: `offline` goes out while readings are current.
+        if let Some(mut mqtt) = self.mqtt.take() {
+            mqtt.stop();
         }
         if let Some(scheduler) = self.scheduler.take() {
             let _ = self.commands.send(Command::Stop);

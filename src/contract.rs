@@ -15,7 +15,8 @@ pub use exports::wasi_python_host::plugin::{
     bme680_logic, dashboard, dht22_logic, pi_monitor_logic,
 };
 pub use wasi_python_host::plugin::{
-    buzzer_controller, gpio_provider, led_controller, log, settings, state, system, types,
+    buzzer_controller, gpio_provider, led_controller, log, settings, state, system, telemetry,
+    types,
 };
 
 /// The WIT package the host implements, as it appears in import names.

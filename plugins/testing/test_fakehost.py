@@ -361,3 +361,13 @@ def test_two_hosts_side_by_side():
     assert a.types is not b.types and a.module("plugin_support") is not b.module("plugin_support")
     a.close()
     b.close()
+
+
+# ---------------------------------------------------------------- telemetry
+
+def test_telemetry_is_recorded_and_bad_names_refused_like_the_host():
+    host = FakeHost()
+    plugin = host.load(PLUGINS_DIR.parent / "tests" / "plugins" / "telemetry")
+    [reading] = plugin.poll()
+    assert host.telemetry == {"answer": (42.0, "units")}
+    assert "a-z, 0-9 and _" in reading.message

@@ -19,6 +19,7 @@ pub mod rate;
 pub mod settings;
 pub mod state;
 pub mod system;
+pub mod telemetry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,7 @@ pub struct PluginCtx {
     pub state: state::State,
     pub log: log::Log,
     pub settings: settings::Settings,
+    pub telemetry: telemetry::Telemetry,
 }
 
 impl WasiView for PluginCtx {
@@ -75,6 +77,8 @@ pub struct HostServices {
     /// Per-plugin resources by name, shared by every version of a plugin so
     /// a hot reload keeps its state store, counters and rate limits.
     pub resources: Arc<Mutex<std::collections::HashMap<String, Resources>>>,
+    /// Values plugins publish through `telemetry`; the scheduler collects them.
+    pub telemetry: Arc<telemetry::Board>,
 }
 
 impl HostServices {
@@ -83,6 +87,7 @@ impl HostServices {
             hardware,
             state_dir,
             resources: Arc::default(),
+            telemetry: Arc::default(),
         }
     }
 
@@ -106,6 +111,7 @@ impl HostServices {
             denied: Arc::new(Denials::default()),
             buzzer_bucket: Arc::new(Mutex::new(rate::buzzer_bucket())),
             leds_bucket: Arc::new(Mutex::new(rate::leds_bucket())),
+            telemetry_bucket: Arc::new(Mutex::new(telemetry::bucket())),
         };
         all.insert(name.to_string(), r.clone());
         Ok(r)
@@ -119,6 +125,7 @@ pub struct Resources {
     pub denied: Arc<Denials>,
     pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
     pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
+    pub telemetry_bucket: Arc<Mutex<rate::TokenBucket>>,
 }
 
 /// Long-lived per-plugin pieces that outlive any one instance: the state
@@ -133,6 +140,7 @@ pub struct PluginShared {
     /// Actuator rate limits; they outlive instances on purpose.
     pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
     pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
+    pub telemetry_bucket: Arc<Mutex<rate::TokenBucket>>,
 }
 
 impl PluginShared {
@@ -160,6 +168,7 @@ impl PluginShared {
             denied: r.denied,
             buzzer_bucket: r.buzzer_bucket,
             leds_bucket: r.leds_bucket,
+            telemetry_bucket: r.telemetry_bucket,
         })
     }
 
@@ -205,6 +214,12 @@ impl PluginShared {
             state: state::State::new(self.state.clone()),
             log: log::Log::new(self.name.clone()),
             settings: settings::Settings::new(&self.settings),
+            telemetry: telemetry::Telemetry::new(
+                self.name.clone(),
+                refuse,
+                self.telemetry_bucket.clone(),
+                services.telemetry.clone(),
+            ),
         }
     }
 }
@@ -280,6 +295,10 @@ pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> anyhow::Result<Link
             "settings" => contract::settings::add_to_linker::<_, HasSelf<settings::Settings>>(
                 &mut linker,
                 |c| &mut c.settings,
+            )?,
+            "telemetry" => contract::telemetry::add_to_linker::<_, HasSelf<telemetry::Telemetry>>(
+                &mut linker,
+                |c| &mut c.telemetry,
             )?,
             other => bail!("unknown interface `{other}` in grants"),
         }

@@ -68,6 +68,9 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Home Assistant / fleet telemetry over MQTT; off unless enabled.
+    #[serde(default)]
+    pub mqtt: MqttSection,
     /// The file this was read from; resolved paths are relative to its folder.
     #[serde(skip)]
     pub source: PathBuf,
@@ -247,6 +250,147 @@ pub enum BuzzerKind {
     Passive,
 }
 
+/// `[mqtt]`: publishing readings to a broker, with Home Assistant discovery.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSection {
+    pub enabled: bool,
+    /// Broker host name or address.
+    pub host: String,
+    pub port: u16,
+    /// TLS to the broker (not implemented yet: validation refuses it).
+    pub tls: bool,
+    /// PEM file of the CA that signed the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// MQTT client id; default `wasi-python-host-<device_id>`.
+    pub client_id: Option<String>,
+    /// Where state, availability and commands live; default
+    /// `wasi-python-host/<device_id>`.
+    pub topic_prefix: Option<String>,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// The device's name in Home Assistant.
+    pub device_name: String,
+    /// Stable id: part of every unique_id and topic. Letters, digits, `_`, `-`.
+    pub device_id: String,
+    /// State is published on every change, and at least this often.
+    pub publish_interval_s: u64,
+    /// MQTT keep-alive; the broker sends the last will after 1.5× this.
+    pub keep_alive_s: u16,
+    /// Messages kept while the broker is away; the oldest are dropped.
+    pub queue_limit: usize,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "localhost".into(),
+            port: 1883,
+            tls: false,
+            ca_file: None,
+            username: None,
+            password: None,
+            client_id: None,
+            topic_prefix: None,
+            discovery_prefix: "homeassistant".into(),
+            device_name: "Raspberry Pi sensors".into(),
+            device_id: "pi".into(),
+            publish_interval_s: 60,
+            keep_alive_s: 30,
+            queue_limit: 256,
+        }
+    }
+}
+
+impl MqttSection {
+    pub fn topic_prefix(&self) -> String {
+        self.topic_prefix
+            .clone()
+            .unwrap_or_else(|| format!("wasi-python-host/{}", self.device_id))
+    }
+
+    pub fn client_id(&self) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("wasi-python-host-{}", self.device_id))
+    }
+
+    /// Checks what serde cannot; returns the dotted key at fault.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("mqtt.{k}");
+        if self.host.trim().is_empty() {
+            return Err((
+                key("host"),
+                "must name the broker (a host name or address)".into(),
+            ));
+        }
+        if self.port == 0 {
+            return Err((key("port"), "must be 1–65535 (1883 plain, 8883 TLS)".into()));
+        }
+        if self.tls {
+            return Err((
+                key("tls"),
+                "TLS to the broker is not supported yet: set tls = false and reach the broker on \
+                 a trusted network, or through a local TLS tunnel (stunnel, mosquitto bridge)"
+                    .into(),
+            ));
+        }
+        if self.ca_file.is_some() {
+            return Err((key("ca_file"), "only used with tls = true".into()));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err((key("password"), "needs a username too".into()));
+        }
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !id_ok(&self.device_id) {
+            return Err((
+                key("device_id"),
+                "must be 1–64 letters, digits, `_` or `-` (it is part of every topic and unique_id)"
+                    .into(),
+            ));
+        }
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 64 {
+                return Err((key("client_id"), "must be 1–64 characters".into()));
+            }
+        }
+        for (k, topic) in [
+            ("topic_prefix", self.topic_prefix()),
+            ("discovery_prefix", self.discovery_prefix.clone()),
+        ] {
+            if topic.is_empty()
+                || topic.starts_with('/')
+                || topic.ends_with('/')
+                || topic.contains(['#', '+', '\0'])
+            {
+                return Err((
+                    key(k),
+                    "must be a topic like `a/b`: not empty, no leading or trailing `/`, no `#` or `+`"
+                        .into(),
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&self.publish_interval_s) {
+            return Err((key("publish_interval_s"), "must be 1–86400 s".into()));
+        }
+        if !(5..=3600).contains(&self.keep_alive_s) {
+            return Err((key("keep_alive_s"), "must be 5–3600 s".into()));
+        }
+        if !(1..=100_000).contains(&self.queue_limit) {
+            return Err((key("queue_limit"), "must be 1–100000 messages".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Resource limits for one plugin call.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -357,6 +501,7 @@ pub const INTERFACES: &[&str] = &[
     "state",
     "log",
     "settings",
+    "telemetry",
 ];
 
 /// State quota when a plugin is granted `state` without naming one.
@@ -408,6 +553,9 @@ impl Config {
             ));
         }
         self.validate_devices()?;
+        if self.mqtt.enabled {
+            self.mqtt.validate()?;
+        }
         check_limits("limits", &self.limits)?;
         for (name, plugin) in &self.plugins {
             let key = |k: &str| format!("plugins.{name}.{k}");

@@ -1,13 +1,13 @@
 //! JSON endpoints.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{AppState, Request, Response};
-use crate::hardware::{unix_time_ms, BuzzPattern, HwError, SimDevice, SimFault, SimOverride};
+use crate::control::{ControlError, Pattern};
+use crate::hardware::{unix_time_ms, HwError, SimDevice, SimFault, SimOverride};
 use crate::plugins::Health;
 use crate::scheduler::{SensorReading, SystemReading};
 
@@ -41,6 +41,10 @@ pub fn readings(state: &AppState) -> Response {
         leds: Vec<Led>,
         buzzer: Buzzer,
         plugins: Vec<serde_json::Value>,
+        /// Values plugins published through `telemetry`, by plugin and name.
+        telemetry: &'a crate::scheduler::readings::TelemetryMap,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mqtt: Option<crate::mqtt::StatusView>,
         hardware: &'a str,
     }
     let readings = state.shared.readings();
@@ -61,6 +65,11 @@ pub fn readings(state: &AppState) -> Response {
             beeps_total: actuators.beeps_total,
         },
         plugins: plugin_summaries(state),
+        telemetry: &readings.telemetry,
+        mqtt: state
+            .mqtt
+            .as_ref()
+            .map(|(broker, status)| crate::mqtt::view(broker, status)),
         hardware: &state.hardware_name,
     };
     Response::new(
@@ -166,27 +175,19 @@ pub fn buzzer(request: &Request, state: &AppState) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let pattern = match body.pattern.as_str() {
-        "beep" => BuzzPattern {
-            count: 1,
-            on: Duration::from_millis(150),
-            off: Duration::ZERO,
-        },
-        "long" => BuzzPattern {
-            count: 1,
-            on: Duration::from_millis(1000),
-            off: Duration::ZERO,
-        },
-        other => {
-            return Response::error(
-                400,
-                format!("unknown pattern `{other}`: expected \"beep\" or \"long\""),
-            )
-        }
+    let Some(pattern) = Pattern::parse(&body.pattern) else {
+        return Response::error(
+            400,
+            format!(
+                "unknown pattern `{}`: expected \"beep\" or \"long\"",
+                body.pattern
+            ),
+        );
     };
-    match state.hardware.buzz(pattern) {
-        Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": body.pattern })),
-        Err(e) => Response::error(503, format!("buzzer: {e}")),
+    match state.control.buzz(pattern, "http") {
+        Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": pattern.name() })),
+        Err(e @ ControlError::RateLimited) => Response::error(429, e.to_string()),
+        Err(e) => Response::error(503, e.to_string()),
     }
 }
 

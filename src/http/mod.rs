@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::control::Control;
 use crate::hardware::HardwareHandle;
 use crate::scheduler::Shared;
 
@@ -30,6 +31,10 @@ pub const MAX_URL_BYTES: usize = 2048;
 pub struct AppState {
     pub shared: Arc<Shared>,
     pub hardware: HardwareHandle,
+    /// Buzzer presses, rate-limited across HTTP and MQTT.
+    pub control: Arc<Control>,
+    /// The MQTT thread's broker and counters, when `[mqtt]` is enabled.
+    pub mqtt: Option<(String, Arc<crate::mqtt::Status>)>,
     /// `sim` or `pi`.
     pub hardware_name: String,
     pub started: Instant,
@@ -38,10 +43,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(shared: Arc<Shared>, hardware: HardwareHandle, hardware_name: String) -> AppState {
+    pub fn new(
+        shared: Arc<Shared>,
+        hardware: HardwareHandle,
+        control: Arc<Control>,
+        hardware_name: String,
+    ) -> AppState {
         AppState {
             shared,
             hardware,
+            control,
+            mqtt: None,
             hardware_name,
             started: Instant::now(),
             requests: Mutex::new(BTreeMap::new()),

@@ -288,9 +288,12 @@ impl Loader {
         new.dev = self.config.dev;
         new.host.listen = self.config.host.listen;
         new.host.hardware = self.config.host.hardware;
-        if new.host != self.config.host || new.hardware != self.config.hardware {
+        if new.host != self.config.host
+            || new.hardware != self.config.hardware
+            || new.mqtt != self.config.mqtt
+        {
             log::warn!(
-                "config change: [host] and [hardware] settings apply at the next start; plugin changes apply now"
+                "config change: [host], [hardware] and [mqtt] settings apply at the next start; plugin changes apply now"
             );
         }
         let old = std::mem::replace(&mut self.config, new);

@@ -25,7 +25,7 @@ use crate::contract::types::Rgb;
 use crate::hardware::unix_time_ms;
 use crate::plugins::{self, Plugin, PluginStatus, Registry};
 use crate::runtime::{Kind, Runtime};
-pub use readings::{Readings, SensorReading, SystemReading};
+pub use readings::{Readings, SensorReading, SystemReading, TelemetryValue};
 
 /// The dashboard is re-rendered at least this often, so plugin health on
 /// the page stays current even when readings do not change.
@@ -281,6 +281,12 @@ impl Scheduler {
                     s.plugin.record_start_delay(started.duration_since(due));
                     changed |= poll(&mut s.plugin, &self.shared);
                     s.after_call();
+                }
+            }
+            if let Some(values) = self.services.telemetry.take_if_changed() {
+                if let Ok(mut r) = self.shared.readings.write() {
+                    r.telemetry = values;
+                    changed = true;
                 }
             }
             if changed {

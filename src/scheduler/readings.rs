@@ -150,12 +150,16 @@ impl SystemReading {
     }
 }
 
+pub use crate::capabilities::telemetry::{TelemetryMap, TelemetryValue};
+
 /// Everything the scheduler has learnt, by producing plugin.
 #[derive(Debug, Clone, Default)]
 pub struct Readings {
     /// Sensor readings by plugin name, in the order the plugin returned them.
     pub sensors: BTreeMap<String, Vec<SensorReading>>,
     pub system: Option<SystemReading>,
+    /// Values plugins published with `telemetry.publish`, by plugin and name.
+    pub telemetry: TelemetryMap,
     /// Unix ms of the newest reading.
     pub last_update_ms: u64,
     /// Bumped on every change, so the dashboard knows when to re-render.

@@ -50,6 +50,30 @@ const BAD_CONFIGS: &[(&str, &str, &str, usize)] = &[
         2,
     ),
     (
+        "unknown mqtt key",
+        "[mqtt]\nenabled = true\nbroker = \"x\"\n",
+        "mqtt.broker",
+        3,
+    ),
+    (
+        "mqtt device id unsafe in topics",
+        "[mqtt]\nenabled = true\n\ndevice_id = \"living room/1\"\n",
+        "mqtt.device_id",
+        4,
+    ),
+    (
+        "mqtt password without user",
+        "[mqtt]\nenabled = true\npassword = \"p\"\n",
+        "mqtt.password",
+        3,
+    ),
+    (
+        "mqtt tls not supported yet",
+        "[mqtt]\nenabled = true\ntls = true\n",
+        "mqtt.tls",
+        3,
+    ),
+    (
         "interval too short",
         "[plugins.dht22]\n# fast\ninterval_ms = 10\n",
         "plugins.dht22.interval_ms",

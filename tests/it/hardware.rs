@@ -434,7 +434,12 @@ fn post_sim(state: &AppState, body: &str) -> (u16, String) {
 fn api_sim_injects_and_clears_faults() {
     let hardware = sim_hardware();
     let hw = hardware.handle();
-    let state = AppState::new(Shared::new(), hw.clone(), "sim".into());
+    let state = AppState::new(
+        Shared::new(),
+        hw.clone(),
+        std::sync::Arc::new(wasi_python_host::control::Control::new(hw.clone())),
+        "sim".into(),
+    );
 
     let (status, body) = post_sim(
         &state,
@@ -480,7 +485,12 @@ fn api_sim_injects_and_clears_faults() {
 fn api_sim_fault_alone_keeps_pinned_values() {
     let hardware = sim_hardware();
     let hw = hardware.handle();
-    let state = AppState::new(Shared::new(), hw.clone(), "sim".into());
+    let state = AppState::new(
+        Shared::new(),
+        hw.clone(),
+        std::sync::Arc::new(wasi_python_host::control::Control::new(hw.clone())),
+        "sim".into(),
+    );
     let (status, _) = post_sim(
         &state,
         r#"{"device": "dht22", "pin": 4, "temperature": 31.5}"#,

@@ -454,6 +454,12 @@ impl TestHost {
         self.log.lock().unwrap().clone()
     }
 
+    /// SIGKILL: an unclean exit (no shutdown code runs).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
         self.terminate()

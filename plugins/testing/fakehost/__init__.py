@@ -376,6 +376,7 @@ class FakeHost:
         self.state = {}            # key -> bytes, what the plugin stored
         self.state_writes = []     # keys, one per write that changed the store
         self.logs = []             # (level, message), level "debug"/"info"/"warn"/"error"
+        self.telemetry = {}        # name -> (value, unit), what the plugin published
         self.now_ms = now_ms
         self.leds = LedStrip()
         self.buzzer = Buzzer()
@@ -561,6 +562,7 @@ class FakeHost:
             "state": dict(get=self._state_get, set=self._state_set, delete=self._state_delete),
             "log": dict(write=self._log_write),
             "settings": dict(get=self._settings_get, keys=self._settings_keys),
+            "telemetry": dict(publish=self._telemetry_publish),
         }
         self._Err = Err
         interfaces = []
@@ -697,6 +699,22 @@ class FakeHost:
 
     def _settings_keys(self):
         return sorted(self.settings, key=lambda k: k.encode("utf-8"))
+
+    # telemetry (the host's rules, minus the rate limit)
+    def _telemetry_publish(self, name, value, unit):
+        _str(name, "telemetry name")
+        _str(unit, "telemetry unit")
+        if not isinstance(value, (int, float)):
+            raise ContractError(f"telemetry value must be a float, not {value!r}")
+        if not (1 <= len(name) <= 32 and all(c in "abcdefghijklmnopqrstuvwxyz0123456789_" for c in name)):
+            raise self._Err(f"telemetry name `{name[:40]}` is not allowed: use 1–32 of a-z, 0-9 and _")
+        if len(unit) > 16:
+            raise self._Err(f"telemetry unit of `{name}` must be at most 16 printable characters")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise self._Err(f"telemetry value of `{name}` must be a finite number")
+        if name not in self.telemetry and len(self.telemetry) >= 32:
+            raise self._Err(f"at most 32 telemetry names per plugin; `{name}` would be one more")
+        self.telemetry[name] = (float(value), unit)
 
 
 def _missing(interface, function):

@@ -1,0 +1,479 @@
+//! MQTT against a real Mosquitto broker that each test starts on a free
+//! port and kills itself; a real `mosquitto_sub` records what the host
+//! publishes. Needs `mosquitto` and `mosquitto-clients` (scripts/setup.sh).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{table, temp_dir, wait_until, TestHost};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port on 127.0.0.1")
+        .port()
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A Mosquitto broker on 127.0.0.1:`port`, killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16, password: Option<(&str, &str)>) -> Broker {
+        let mut conf = format!("listener {port} 127.0.0.1\npersistence false\n");
+        if running_as_root() {
+            // Otherwise Mosquitto drops to user `mosquitto`, which cannot
+            // read the password file in the test's folder.
+            conf.push_str("user root\n");
+        }
+        match password {
+            None => conf.push_str("allow_anonymous true\n"),
+            Some((user, pass)) => {
+                let file = dir.join("passwd");
+                let ok = Command::new("mosquitto_passwd")
+                    .args(["-b", "-c"])
+                    .arg(&file)
+                    .args([user, pass])
+                    .status()
+                    .expect("mosquitto_passwd runs (install mosquitto: scripts/setup.sh)");
+                assert!(ok.success(), "mosquitto_passwd failed");
+                conf.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\n",
+                    file.display()
+                ));
+            }
+        }
+        let conf_file = dir.join("mosquitto.conf");
+        std::fs::write(&conf_file, conf).expect("broker config is writable");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts (install it: scripts/setup.sh)");
+        wait_until("the broker to listen", WAIT, || {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        Broker {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Publishes `payload` on `topic` once per line.
+    fn publish(&self, topic: &str, lines: &[&str]) {
+        let mut child = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+                "-l",
+            ])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub runs");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        for l in lines {
+            writeln!(stdin, "{l}").expect("mosquitto_pub reads stdin");
+        }
+        drop(stdin);
+        assert!(child.wait().expect("mosquitto_pub exits").success());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(self.dir.join("mosquitto.conf"));
+    }
+}
+
+/// `mosquitto_sub -t '#'`: every message as (retained, topic, payload).
+struct Subscriber {
+    child: Child,
+    lines: Arc<Mutex<Vec<(bool, String, String)>>>,
+}
+
+impl Subscriber {
+    fn start(port: u16) -> Subscriber {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "#"])
+            .args(["-F", "%r %t %p"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub runs (install mosquitto-clients: scripts/setup.sh)");
+        let out = child.stdout.take().expect("stdout is piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut parts = line.splitn(3, ' ');
+                let retained = parts.next() == Some("1");
+                let topic = parts.next().unwrap_or_default().to_string();
+                let payload = parts.next().unwrap_or_default().to_string();
+                sink.lock().unwrap().push((retained, topic, payload));
+            }
+        });
+        Subscriber { child, lines }
+    }
+
+    /// Waits for a message on `topic` that `f` accepts; returns its payload.
+    fn wait(&self, topic: &str, f: impl Fn(bool, &str) -> bool) -> String {
+        wait_until(&format!("a message on {topic}"), WAIT, || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(r, t, p)| t == topic && f(*r, p))
+                .map(|(_, _, p)| p.clone())
+        })
+    }
+
+    fn count(&self, topic: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, _)| t == topic)
+            .count()
+    }
+
+    fn json(&self, topic: &str) -> Value {
+        serde_json::from_str(&self.wait(topic, |_, _| true)).expect("the payload is JSON")
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mqtt_host(port: u16, edit: impl FnOnce(&mut toml::Table)) -> TestHost {
+    TestHost::start_with(|config| {
+        let m = table(config, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("host".into(), "127.0.0.1".into());
+        m.insert("port".into(), i64::from(port).into());
+        m.insert("device_id".into(), "test".into());
+        m.insert("keep_alive_s".into(), 5.into());
+        m.insert("publish_interval_s".into(), 2.into());
+        edit(config);
+    })
+}
+
+const PREFIX: &str = "wasi-python-host/test";
+const AVAILABILITY: &str = "wasi-python-host/test/availability";
+const STATE: &str = "wasi-python-host/test/state";
+const COMMAND: &str = "wasi-python-host/test/buzzer/set";
+
+fn connected(host: &TestHost) -> bool {
+    host.api()["mqtt"]["connected"] == true
+}
+
+#[test]
+fn discovery_state_and_availability_with_last_will() {
+    let dir = temp_dir("mqtt-discovery");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, |_| {});
+
+    // A live subscriber sees retain = 0 (MQTT 3.1.1 §3.3.1.3); retention
+    // is checked below with a subscriber that arrives later.
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    let temp = sub.json("homeassistant/sensor/test/dht22_gpio_4_temperature/config");
+    assert_eq!(temp["device_class"], "temperature");
+    assert_eq!(temp["unit_of_measurement"], "°C");
+    assert_eq!(temp["state_class"], "measurement");
+    assert_eq!(temp["unique_id"], "test_dht22_gpio_4_temperature");
+    assert_eq!(temp["state_topic"], STATE);
+    assert_eq!(temp["availability_topic"], AVAILABILITY);
+    assert_eq!(
+        temp["device"]["identifiers"],
+        json!(["wasi-python-host-test"])
+    );
+    assert_eq!(temp["device"]["sw_version"], env!("CARGO_PKG_VERSION"));
+    let pressure = sub.json("homeassistant/sensor/test/bme680_i2c_0x77_pressure/config");
+    assert_eq!(pressure["device_class"], "atmospheric_pressure");
+    assert_eq!(pressure["unit_of_measurement"], "hPa");
+    let uptime = sub.json("homeassistant/sensor/test/uptime/config");
+    assert_eq!(uptime["device_class"], "duration");
+    assert_eq!(uptime["state_class"], "total_increasing");
+    let plugin = sub.json("homeassistant/sensor/test/plugin_dht22_status/config");
+    assert_eq!(plugin["entity_category"], "diagnostic");
+    let button = sub.json("homeassistant/button/test/buzzer_beep/config");
+    assert_eq!(button["command_topic"], COMMAND);
+    assert_eq!(button["payload_press"], "beep");
+
+    // State matches what /api serves, and keeps coming.
+    let state: Value = serde_json::from_str(&sub.wait(STATE, |_, p| p.contains("cpu_temperature")))
+        .expect("state is JSON");
+    assert!(state["dht22_gpio_4_temperature"].is_number(), "{state}");
+    assert!(state["bme680_i2c_0x77_iaq"].is_number(), "{state}");
+    let n = sub.count(STATE);
+    wait_until("more state updates", WAIT, || {
+        (sub.count(STATE) > n).then_some(())
+    });
+    // Plugin health follows the registry: `loading` first, then `running`.
+    sub.wait(&format!("{PREFIX}/plugins"), |_, p| {
+        p.contains(r#""dht22":"running""#)
+    });
+    let late = Subscriber::start(broker.port);
+    late.wait(AVAILABILITY, |retained, p| retained && p == "online");
+    late.wait(
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        |retained, _| retained,
+    );
+    drop(late);
+
+    // kill -9: the broker publishes the host's last will.
+    host.kill();
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
+    // And it is retained for whoever looks later.
+    let late = Subscriber::start(broker.port);
+    late.wait(AVAILABILITY, |retained, p| retained && p == "offline");
+}
+
+#[test]
+fn clean_stop_publishes_offline() {
+    let dir = temp_dir("mqtt-stop");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, |_| {});
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    assert!(host.stop().success());
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
+}
+
+#[test]
+fn reconnects_and_republishes_after_the_broker_restarts() {
+    let dir = temp_dir("mqtt-restart");
+    let port = free_port();
+    let mut broker = Broker::start(&dir, port, None);
+    let host = mqtt_host(port, |c| {
+        table(c, &["mqtt"]).insert("queue_limit".into(), 2.into());
+    });
+    wait_until("the host to connect", WAIT, || {
+        connected(&host).then_some(())
+    });
+
+    broker.kill();
+    wait_until("the host to notice the broker left", WAIT, || {
+        (!connected(&host)).then_some(())
+    });
+    // HTTP keeps serving meanwhile, and readings keep coming.
+    let before = host.api()["last_update"].as_u64().unwrap();
+    host.wait_api("newer readings", WAIT, |a| {
+        a["last_update"].as_u64() > Some(before)
+    });
+    // State changes queue up meanwhile; past queue_limit the oldest go.
+    host.wait_api("the bounded queue to drop", WAIT, |a| {
+        a["mqtt"]["dropped"].as_u64() > Some(0)
+    });
+
+    let broker = Broker::start(&dir, port, None);
+    let sub = Subscriber::start(port);
+    wait_until("the host to reconnect", WAIT, || {
+        connected(&host).then_some(())
+    });
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    sub.wait(
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        |_, _| true,
+    );
+    sub.wait(STATE, |_, p| p.contains("dht22_gpio_4_temperature"));
+    let api = host.api();
+    assert!(
+        api["mqtt"]["connects"].as_u64() >= Some(2),
+        "{}",
+        api["mqtt"]
+    );
+    assert!(
+        host.log()
+            .contains(&format!("MQTT broker 127.0.0.1:{port}")),
+        "the log names the broker"
+    );
+    drop(broker);
+}
+
+#[test]
+fn buzzer_button_goes_through_the_shared_rate_limit() {
+    let dir = temp_dir("mqtt-buzzer");
+    let broker = Broker::start(&dir, free_port(), None);
+    let host = mqtt_host(broker.port, |_| {});
+    wait_until("the host to connect", WAIT, || {
+        connected(&host).then_some(())
+    });
+    // Give the subscription a moment to settle at the broker.
+    let sub = Subscriber::start(broker.port);
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+
+    let beeps = |h: &TestHost| h.api()["buzzer"]["beeps_total"].as_u64().unwrap();
+    let before = beeps(&host);
+    broker.publish(COMMAND, &["beep"]);
+    host.wait_api("the MQTT press to beep", WAIT, |a| {
+        a["buzzer"]["beeps_total"].as_u64() == Some(before + 1)
+    });
+
+    // A burst: the shared limit (3 at once, then one per 2 s) refuses most.
+    broker.publish(COMMAND, &["beep"; 8]);
+    host.wait_api("every press to arrive", WAIT, |a| {
+        a["mqtt"]["commands"].as_u64() == Some(9)
+    });
+    // The same bucket now refuses the dashboard's button too.
+    let r = host.post_json("/api/buzzer", &json!({"pattern": "beep"}));
+    assert_eq!(r.status, 429, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = beeps(&host);
+    assert!(
+        after <= before + 4,
+        "the rate limit let {} of 9 presses through",
+        after - before
+    );
+    assert!(host.log().contains("refused: rate limit"), "{}", host.log());
+}
+
+#[test]
+fn wrong_password_is_reported_and_http_keeps_serving() {
+    let dir = temp_dir("mqtt-auth");
+    let broker = Broker::start(&dir, free_port(), Some(("pi", "right")));
+    let host = mqtt_host(broker.port, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("username".into(), "pi".into());
+        m.insert("password".into(), "wrong".into());
+    });
+    let needle = format!(
+        "MQTT broker 127.0.0.1:{}: the broker refused the connection",
+        broker.port
+    );
+    wait_until("the refusal in the log", WAIT, || {
+        host.log().contains(&needle).then_some(())
+    });
+    let log = host.log();
+    assert!(
+        log.contains("mqtt.username and mqtt.password"),
+        "the log says what to fix: {log}"
+    );
+    let api = host.api();
+    assert_eq!(api["mqtt"]["connected"], false);
+    assert!(api["readings"].as_array().is_some_and(|r| !r.is_empty()));
+    assert_eq!(host.get("/healthz").status, 200);
+
+    // The right password connects.
+    let ok = mqtt_host(broker.port, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("username".into(), "pi".into());
+        m.insert("password".into(), "right".into());
+        m.insert("device_id".into(), "other".into());
+    });
+    wait_until("the right password to connect", WAIT, || {
+        connected(&ok).then_some(())
+    });
+}
+
+fn add_telemetry_plugin(config: &mut toml::Table) {
+    let file = Path::new(crate::support::ROOT).join("tests/plugins/telemetry/telemetry.wasm");
+    assert!(
+        file.exists(),
+        "{} is missing: run scripts/build-plugins.sh --dir tests/plugins",
+        file.display()
+    );
+    let plugin = table(config, &["plugins", "telem"]);
+    plugin.insert("file".into(), file.display().to_string().into());
+    plugin.insert("interval_ms".into(), 500.into());
+    let grants = table(config, &["plugins", "telem", "grants"]);
+    grants.insert(
+        "interfaces".into(),
+        toml::Value::Array(
+            [
+                "gpio-provider",
+                "led-controller",
+                "buzzer-controller",
+                "state",
+                "log",
+                "settings",
+                "telemetry",
+            ]
+            .iter()
+            .map(|s| toml::Value::from(*s))
+            .collect(),
+        ),
+    );
+}
+
+#[test]
+fn plugin_telemetry_reaches_api_and_mqtt() {
+    let dir = temp_dir("mqtt-telemetry");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, add_telemetry_plugin);
+
+    let api = host.wait_api("the plugin's value in /api", WAIT, |a| {
+        a["telemetry"]["telem"]["answer"]["value"] == 42.0
+    });
+    assert_eq!(api["telemetry"]["telem"]["answer"]["unit"], "units");
+    // The bad name was refused with a message that says what is allowed.
+    let reading = crate::support::reading(&api, "telemetry-0").expect("the plugin's reading");
+    let message = reading["message"].as_str().unwrap();
+    assert!(message.contains("a-z, 0-9 and _"), "{message}");
+    assert!(api["telemetry"]["telem"].get("Bad-Name").is_none());
+
+    let config = sub.json("homeassistant/sensor/test/telem_answer/config");
+    assert_eq!(config["unit_of_measurement"], "units");
+    assert_eq!(config["unique_id"], "test_telem_answer");
+    sub.wait(STATE, |_, p| p.contains("\"telem_answer\":42"));
+}
+
+#[test]
+fn a_plugin_without_the_telemetry_grant_is_refused_at_load() {
+    let host = TestHost::start_with(|c| {
+        add_telemetry_plugin(c);
+        let grants = table(c, &["plugins", "telem", "grants"]);
+        let mut list = grants["interfaces"].as_array().unwrap().clone();
+        list.retain(|v| v.as_str() != Some("telemetry"));
+        grants.insert("interfaces".into(), toml::Value::Array(list));
+    });
+    let plugins = host.get("/api/plugins").json();
+    let telem = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "telem")
+        .expect("the plugin is listed")
+        .clone();
+    assert_eq!(telem["status"], "load_failed", "{telem}");
+    assert!(
+        telem["last_error"].as_str().unwrap().contains("telemetry"),
+        "{telem}"
+    );
+}
