@@ -381,10 +381,13 @@ impl TestHost {
 
     pub fn wait_loaded(&self) {
         wait_until("every plugin to load", LOAD_TIMEOUT, || {
+            // The loader says when it has been through the config (a list
+            // with nothing "loading" could also be one not yet filled in).
+            let done = self.get("/healthz").json()["plugins_loaded"] == true;
             let plugins = self.get("/api/plugins").json();
             let list = plugins["plugins"].as_array()?.clone();
             let pending = list.iter().any(|p| p["status"] == "loading");
-            (!pending).then_some(())
+            (done && !pending).then_some(())
         });
     }
 
