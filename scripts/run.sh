@@ -10,5 +10,5 @@ cd "$root"
 scripts/setup.sh
 scripts/build-plugins.sh
 cargo build --locked --bin wasi-python-host
-echo "==> starting: open http://127.0.0.1:3000/ (Ctrl-C stops)"
+echo "==> starting (the dashboard is at the address logged below, http://127.0.0.1:3000/ by default; Ctrl-C stops)"
 exec target/debug/wasi-python-host --config config/host.toml "$@"
