@@ -403,32 +403,9 @@ fn wrong_password_is_reported_and_http_keeps_serving() {
 
 fn add_telemetry_plugin(config: &mut toml::Table) {
     let file = Path::new(crate::support::ROOT).join("tests/plugins/telemetry/telemetry.wasm");
-    assert!(
-        file.exists(),
-        "{} is missing: run scripts/build-plugins.sh --dir tests/plugins",
-        file.display()
-    );
-    let plugin = table(config, &["plugins", "telem"]);
-    plugin.insert("file".into(), file.display().to_string().into());
-    plugin.insert("interval_ms".into(), 500.into());
-    let grants = table(config, &["plugins", "telem", "grants"]);
-    grants.insert(
-        "interfaces".into(),
-        toml::Value::Array(
-            [
-                "gpio-provider",
-                "led-controller",
-                "buzzer-controller",
-                "state",
-                "log",
-                "settings",
-                "telemetry",
-            ]
-            .iter()
-            .map(|s| toml::Value::from(*s))
-            .collect(),
-        ),
-    );
+    let mut interfaces = crate::support::SENSOR_INTERFACES.to_vec();
+    interfaces.push("telemetry");
+    crate::support::add_plugin(config, "telem", &file, 500, &interfaces);
 }
 
 #[test]

@@ -88,8 +88,44 @@ pub fn require_plugins() {
     }
 }
 
-/// Adds plugin `name` running the hostile test plugin in `mode`; LED 3 of
-/// the shipped 8-LED strip is its own. `limits` go to its limits table.
+/// The interfaces of the `dht22-plugin` world the test plugins use.
+pub const SENSOR_INTERFACES: &[&str] = &[
+    "gpio-provider",
+    "led-controller",
+    "buzzer-controller",
+    "state",
+    "log",
+    "settings",
+];
+
+/// Adds plugin `name` from component `file`, granted `interfaces`, the
+/// DHT22 on GPIO 4 and LED 3 of the shipped 8-LED strip.
+pub fn add_plugin(
+    config: &mut toml::Table,
+    name: &str,
+    file: &Path,
+    interval_ms: i64,
+    interfaces: &[&str],
+) {
+    assert!(
+        file.exists(),
+        "{} is missing: run scripts/build-plugins.sh --dir tests/plugins (scripts/test.sh does)",
+        file.display()
+    );
+    let plugin = table(config, &["plugins", name]);
+    plugin.insert("file".into(), file.display().to_string().into());
+    plugin.insert("interval_ms".into(), interval_ms.into());
+    let grants = table(config, &["plugins", name, "grants"]);
+    grants.insert(
+        "interfaces".into(),
+        toml::Value::Array(interfaces.iter().map(|s| toml::Value::from(*s)).collect()),
+    );
+    grants.insert("dht22_pins".into(), toml::Value::Array(vec![4.into()]));
+    grants.insert("leds".into(), toml::Value::Array(vec![3.into()]));
+}
+
+/// Adds plugin `name` running the hostile test plugin in `mode`. `limits`
+/// go to its limits table.
 pub fn add_hostile(
     config: &mut toml::Table,
     name: &str,
@@ -97,28 +133,13 @@ pub fn add_hostile(
     interval_ms: i64,
     limits: &[(&str, i64)],
 ) {
-    let plugin = table(config, &["plugins", name]);
-    plugin.insert("file".into(), hostile_wasm().display().to_string().into());
-    plugin.insert("interval_ms".into(), interval_ms.into());
-    let grants = table(config, &["plugins", name, "grants"]);
-    grants.insert(
-        "interfaces".into(),
-        toml::Value::Array(
-            [
-                "gpio-provider",
-                "led-controller",
-                "buzzer-controller",
-                "state",
-                "log",
-                "settings",
-            ]
-            .iter()
-            .map(|s| toml::Value::from(*s))
-            .collect(),
-        ),
+    add_plugin(
+        config,
+        name,
+        &hostile_wasm(),
+        interval_ms,
+        SENSOR_INTERFACES,
     );
-    grants.insert("dht22_pins".into(), toml::Value::Array(vec![4.into()]));
-    grants.insert("leds".into(), toml::Value::Array(vec![3.into()]));
     table(config, &["plugins", name, "settings"]).insert("mode".into(), mode.into());
     let l = table(config, &["plugins", name, "limits"]);
     for (k, v) in limits {
