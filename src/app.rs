@@ -270,7 +270,7 @@ pub fn precompile(
         let (_, source) = runtime
             .cache()
             .load_or_compile_with_source(runtime.engine(), &bytes)
-            .with_context(|| format!("failed to compile plugin {}", file.display()))?;
+            .with_context(|| format!("failed to load plugin {}", file.display()))?;
         let how = match source {
             crate::runtime::CacheSource::Cache => "already cached",
             crate::runtime::CacheSource::Compiled => "compiled",
@@ -302,6 +302,12 @@ fn precompile_for_target(
                 target.name
             )
         })?;
+    log::debug!("wasmtime's own compatibility hash for {triple}: {:016x}", {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
+    });
     let cache = ArtifactCache::new(out, &target)
         .with_context(|| format!("failed to create {}", out.display()))?;
     println!(

@@ -251,7 +251,7 @@ impl Runtime {
             .with_context(|| format!("failed to read plugin {}", path.display()))?;
         self.cache
             .load_or_compile(&self.engine, &bytes)
-            .with_context(|| format!("failed to compile plugin {}", path.display()))
+            .with_context(|| format!("failed to load plugin {}", path.display()))
     }
 }
 
