@@ -33,6 +33,22 @@ status=${PIPESTATUS[0]}
 set -e
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 rm -f "$log"
+step "cross builds for the Pi, run under qemu (scripts/test-cross.sh; TEST_CROSS=0 skips)"
+if [ "${TEST_CROSS:-1}" != 0 ]; then
+    crosslog=$(mktemp)
+    set +e
+    scripts/test-cross.sh 2>&1 | tee "$crosslog"
+    crossstatus=${PIPESTATUS[0]}
+    set -e
+    read -r cross_passed cross_failed < <(sed -nE 's/^cross: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$crosslog" | tail -n 1) || true
+    rm -f "$crosslog"
+    # No summary line from it counts as one failure.
+    passed=$((passed + ${cross_passed:-0}))
+    failed=$((failed + ${cross_failed:-1}))
+    if [ "$status" -eq 0 ]; then status=$crossstatus; fi
+else
+    echo "cross: skipped (TEST_CROSS=0)"
+fi
 step "done"
 echo "summary: $((passed + ${py_passed:-0})) passed, $((failed + ${py_failed:-0})) failed"
 [ "$pystatus" -eq 0 ] || exit "$pystatus"

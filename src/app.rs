@@ -240,32 +240,60 @@ impl Drop for Host {
     }
 }
 
+/// What `precompile` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct PrecompileOptions {
+    /// Plugins to compile; empty means every enabled plugin.
+    pub names: Vec<String>,
+    /// Build artifacts for another machine (`aarch64-unknown-linux-gnu`,
+    /// `armv7-unknown-linux-gnueabihf`, `pulley32`) instead of this one.
+    pub target: Option<String>,
+    /// Write there instead of the config's `cache_dir`.
+    pub out: Option<PathBuf>,
+}
+
 /// Compiles the enabled plugins (or those named) into the artifact cache,
 /// so the next start loads them in milliseconds. Prints one line per plugin.
+///
+/// With a target, compiles for that machine's engine into `out` (default:
+/// `precompiled/<target>`) under the names its cache looks up: copy the
+/// folder's files into the device's `cache_dir` and it loads them without
+/// compiling (needed by a runtime-only build).
 pub fn precompile(
     config_path: PathBuf,
     overrides: Overrides,
-    names: &[String],
+    options: &PrecompileOptions,
 ) -> anyhow::Result<()> {
     let config = load_config(&config_path, &overrides)?;
+    let names = &options.names;
     for name in names {
         if !config.plugins.contains_key(name) {
             anyhow::bail!("plugin `{name}` is not in {}", config_path.display());
         }
     }
-    let runtime = Runtime::new(&config.cache_dir())?;
-    for (name, plugin) in &config.plugins {
-        if !(names.contains(name) || (names.is_empty() && plugin.enabled)) {
-            continue;
-        }
-        let file = config.plugin_file(name);
+    let selected = config
+        .plugins
+        .iter()
+        .filter(|(name, plugin)| names.contains(name) || (names.is_empty() && plugin.enabled))
+        .map(|(name, _)| name.clone());
+    if let Some(target) = &options.target {
+        let out = options
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("precompiled").join(target));
+        return precompile_for_target(&config, target, &out, selected.collect());
+    }
+    let cache_dir = options.out.clone().unwrap_or_else(|| config.cache_dir());
+    let runtime = Runtime::new(&cache_dir)?;
+    for name in selected {
+        let file = config.plugin_file(&name);
         let started = std::time::Instant::now();
         let bytes = std::fs::read(&file)
             .with_context(|| format!("failed to read plugin {}", file.display()))?;
         let (_, source) = runtime
             .cache()
             .load_or_compile_with_source(runtime.engine(), &bytes)
-            .with_context(|| format!("failed to compile plugin {}", file.display()))?;
+            .with_context(|| format!("failed to load plugin {}", file.display()))?;
         let how = match source {
             crate::runtime::CacheSource::Cache => "already cached",
             crate::runtime::CacheSource::Compiled => "compiled",
@@ -277,6 +305,77 @@ pub fn precompile(
         );
     }
     Ok(())
+}
+
+#[cfg(feature = "compiler")]
+fn precompile_for_target(
+    config: &Config,
+    triple: &str,
+    out: &std::path::Path,
+    plugins: Vec<String>,
+) -> anyhow::Result<()> {
+    use crate::runtime::{engine_config_for, ArtifactCache, EngineTarget};
+    let target = EngineTarget::for_triple(triple)?;
+    let engine = wasmtime::Engine::new(&engine_config_for(&target)?)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "cannot compile for `{triple}` ({}): this host was built without that \
+                 Cranelift backend; build it with `--features precompile-all-targets`",
+                target.name
+            )
+        })?;
+    log::debug!("wasmtime's own compatibility hash for {triple}: {:016x}", {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
+    });
+    let cache = ArtifactCache::new(out, &target)
+        .with_context(|| format!("failed to create {}", out.display()))?;
+    println!(
+        "precompiling for {triple}: {} -> {}",
+        target.descriptor(),
+        out.display()
+    );
+    for name in plugins {
+        let file = config.plugin_file(&name);
+        let started = std::time::Instant::now();
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("failed to read plugin {}", file.display()))?;
+        let (path, fresh) = cache.precompile_into(&engine, &bytes).map_err(|e| {
+            // A backend missing from this build shows up at the first compile.
+            e.context(format!(
+                "failed to compile plugin {} for {triple} (a host built without \
+                 `--features precompile-all-targets` only compiles for itself and Pulley)",
+                file.display()
+            ))
+        })?;
+        println!(
+            "{name}: {} in {:.2} s -> {}",
+            if fresh {
+                "compiled"
+            } else {
+                "already precompiled"
+            },
+            started.elapsed().as_secs_f64(),
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "compiler"))]
+fn precompile_for_target(
+    _config: &Config,
+    triple: &str,
+    _out: &std::path::Path,
+    _plugins: Vec<String>,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "cannot precompile for `{triple}`: this is a runtime-only build (no compiler); \
+         precompile on a build machine with a host built with `--features precompile-all-targets`"
+    )
 }
 
 /// `check`: prints a component's imports and exports and what the config

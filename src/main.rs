@@ -7,8 +7,13 @@ use std::process::ExitCode;
 use wasi_python_host::app::{self, Overrides};
 
 const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the host
-       wasi-python-host precompile [OPTIONS] [PLUGIN...]
-                                                    compile plugins into the artifact cache
+       wasi-python-host precompile [OPTIONS] [--target TRIPLE] [--out DIR] [PLUGIN...]
+                                                    compile plugins into the artifact cache,
+                                                    or for another machine (TRIPLE such as
+                                                    aarch64-unknown-linux-gnu or
+                                                    armv7-unknown-linux-gnueabihf) into DIR
+                                                    (default precompiled/TRIPLE), named as
+                                                    that machine's cache_dir expects
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
                                                     show a plugin's imports, exports and grants
        wasi-python-host probe [OPTIONS]           check the configured devices
@@ -31,7 +36,7 @@ options:
 
 enum Command {
     Run,
-    Precompile(Vec<String>),
+    Precompile(app::PrecompileOptions),
     Check {
         file: Option<PathBuf>,
         name: Option<String>,
@@ -56,7 +61,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let command = match args.peek().map(String::as_str) {
         Some("precompile") => {
             args.next();
-            Command::Precompile(Vec::new())
+            Command::Precompile(app::PrecompileOptions::default())
         }
         Some("check") => {
             args.next();
@@ -118,6 +123,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                         .map_err(|e| format!("--hardware: {e}"))?,
                 )
             }
+            "--target" if matches!(parsed.command, Command::Precompile(_)) => {
+                let v = value("--target")?;
+                if let Command::Precompile(o) = &mut parsed.command {
+                    o.target = Some(v);
+                }
+            }
+            "--out" if matches!(parsed.command, Command::Precompile(_)) => {
+                let v = value("--out")?;
+                if let Command::Precompile(o) = &mut parsed.command {
+                    o.out = Some(PathBuf::from(v));
+                }
+            }
             "--name" if matches!(parsed.command, Command::Check { .. }) => {
                 let v = value("--name")?;
                 if let Command::Check { name, .. } = &mut parsed.command {
@@ -147,7 +164,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 Command::New {
                     name: name @ None, ..
                 } => *name = Some(other.to_string()),
-                Command::Precompile(names) => names.push(other.to_string()),
+                Command::Precompile(o) => o.names.push(other.to_string()),
                 Command::Check {
                     file: file @ None, ..
                 } => *file = Some(PathBuf::from(other)),
@@ -176,7 +193,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Command::Run => app::run(args.config, args.overrides),
-        Command::Precompile(names) => app::precompile(args.config, args.overrides, &names),
+        Command::Precompile(options) => app::precompile(args.config, args.overrides, &options),
         Command::Check { file: None, .. } => {
             eprintln!("error: check needs a PLUGIN.wasm\n\n{USAGE}");
             return ExitCode::from(2);

@@ -1,20 +1,24 @@
 //! Precompiled artifacts on disk, so a restart or a reload never recompiles
 //! an unchanged plugin.
 //!
-//! An entry is keyed by the SHA-256 of the component and the Engine's
-//! compatibility hash (wasmtime version, target, fuel/epoch settings), and is
-//! stored with the SHA-256 of the artifact itself.
+//! An entry is keyed by the SHA-256 of the component and the Engine's tag
+//! (wasmtime version, target, fuel/epoch settings: see
+//! [`super::EngineTarget::tag`]), and is stored with the SHA-256 of the
+//! artifact itself: `<first 32 hex of the component's sha256>-<tag>.cwasm`
+//! and `.sha256` beside it. `precompile --target T --out DIR` on a build
+//! machine writes exactly these names for target T's engine, so DIR can be
+//! copied into the device's `cache_dir` as is.
 //!
 //! Trust model: an artifact is native code that wasmtime maps and runs
 //! without validation (`Component::deserialize_file` is `unsafe` for that
-//! reason). The host therefore only loads artifacts it wrote itself: every
+//! reason). The host therefore only loads artifacts it wrote itself (or that
+//! its owner's build machine precompiled for it and installed): every
 //! entry's checksum is verified before it is mapped, a mismatch (a torn
 //! write, a bit flip, a file dropped in by hand) is deleted and recompiled,
 //! and the cache folder belongs to the host's user alone. Entries are
 //! written to a temporary name and renamed, so a crash mid-write leaves no
 //! half entry under a real name.
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -28,6 +32,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 pub struct ArtifactCache {
     dir: PathBuf,
     engine_tag: String,
+    engine_descriptor: String,
     max_bytes: u64,
     /// Entries this process verified (or wrote), by file identity: loading
     /// one again (a reload back to a known version) skips the 30 ms hash.
@@ -50,24 +55,24 @@ pub enum Source {
 }
 
 impl ArtifactCache {
-    pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<ArtifactCache> {
+    pub fn new(dir: &Path, target: &super::EngineTarget) -> std::io::Result<ArtifactCache> {
         std::fs::create_dir_all(dir)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
-            engine_tag: format!("{:016x}", hasher.finish()),
+            engine_tag: target.tag(),
+            engine_descriptor: target.descriptor(),
             max_bytes: DEFAULT_MAX_BYTES,
             verified: Default::default(),
         })
     }
 
-    fn entry(&self, digest: &str) -> PathBuf {
+    /// The file an artifact of the component with `digest` has here.
+    pub fn entry(&self, digest: &str) -> PathBuf {
         self.dir
             .join(format!("{}-{}.cwasm", &digest[..32], self.engine_tag))
     }
@@ -96,28 +101,71 @@ impl ArtifactCache {
         digest: &str,
     ) -> anyhow::Result<(Component, Source)> {
         let path = self.entry(digest);
-        match self.load(engine, &path) {
+        let rejected = match self.load(engine, &path) {
             Ok(Some(component)) => return Ok((component, Source::Cache)),
-            Ok(None) => {}
+            Ok(None) => None,
+            Err(e) if !super::CAN_COMPILE => Some(e),
             Err(e) => {
                 log::warn!("discarding cached artifact {}: {e:#}", path.display());
                 let _ = std::fs::remove_file(&path);
                 let _ = std::fs::remove_file(checksum_path(&path));
+                None
+            }
+        };
+        #[cfg(feature = "compiler")]
+        {
+            let _ = rejected;
+            let started = std::time::Instant::now();
+            let artifact = engine.precompile_component(wasm)?;
+            log::info!(
+                "compiled {} KiB of WebAssembly in {:.1} s",
+                wasm.len() / 1024,
+                started.elapsed().as_secs_f64()
+            );
+            if let Err(e) = self.store(&path, &artifact) {
+                log::warn!("could not cache artifact {}: {e}", path.display());
+            }
+            // SAFETY: `artifact` was produced by this Engine just now.
+            let component = unsafe { Component::deserialize(engine, &artifact)? };
+            Ok((component, Source::Compiled))
+        }
+        #[cfg(not(feature = "compiler"))]
+        {
+            let _ = wasm;
+            let why = match rejected {
+                Some(e) => format!("the artifact {} is unusable: {e:#}", path.display()),
+                None => format!("there is no artifact {}", path.display()),
+            };
+            anyhow::bail!(
+                "this is a runtime-only build (no compiler) and needs an artifact precompiled \
+                 for its engine ({}), but {why}; on the build machine run \
+                 `wasi-python-host precompile --target <this device's triple> --out DIR` \
+                 and copy DIR's files into {}",
+                self.engine_descriptor,
+                self.dir.display()
+            )
+        }
+    }
+
+    /// Compiles `wasm` with `engine` (which may target another machine)
+    /// into this folder under the name that target's host looks up.
+    /// Returns the entry and whether it was compiled now (false: a
+    /// checksum-valid entry was already there).
+    #[cfg(feature = "compiler")]
+    pub fn precompile_into(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<(PathBuf, bool)> {
+        let path = self.entry(&digest(wasm));
+        if let (Ok(expected), Ok(actual)) = (
+            std::fs::read_to_string(checksum_path(&path)),
+            hash_file(&path),
+        ) {
+            if actual == expected.trim() {
+                return Ok((path, false));
             }
         }
-        let started = std::time::Instant::now();
         let artifact = engine.precompile_component(wasm)?;
-        log::info!(
-            "compiled {} KiB of WebAssembly in {:.1} s",
-            wasm.len() / 1024,
-            started.elapsed().as_secs_f64()
-        );
-        if let Err(e) = self.store(&path, &artifact) {
-            log::warn!("could not cache artifact {}: {e}", path.display());
-        }
-        // SAFETY: `artifact` was produced by this Engine just now.
-        let component = unsafe { Component::deserialize(engine, &artifact)? };
-        Ok((component, Source::Compiled))
+        self.store(&path, &artifact)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        Ok((path, true))
     }
 
     fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>> {
@@ -171,6 +219,7 @@ impl ArtifactCache {
         Ok(true)
     }
 
+    #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         crate::capabilities::state::write_atomically(path, artifact)?;
         crate::capabilities::state::write_atomically(
@@ -185,6 +234,7 @@ impl ArtifactCache {
     }
 
     /// Deletes the oldest entries until the cache fits, never `keep`.
+    #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     fn evict(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -214,6 +264,11 @@ impl ArtifactCache {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What the engine tag in this cache's file names stands for.
+    pub fn engine_descriptor(&self) -> &str {
+        &self.engine_descriptor
     }
 }
 
@@ -245,4 +300,47 @@ fn checksum_path(artifact: &Path) -> PathBuf {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EngineTarget, WASMTIME_VERSION};
+
+    #[test]
+    fn wasmtime_version_matches_cargo_toml() {
+        let manifest = include_str!("../../Cargo.toml");
+        assert!(
+            manifest.contains(&format!("wasmtime = {{ version = \"={WASMTIME_VERSION}\"")),
+            "runtime::WASMTIME_VERSION must equal the exact wasmtime pin in Cargo.toml"
+        );
+    }
+
+    #[test]
+    fn device_and_build_machine_agree_on_the_tag() {
+        // What `precompile --target` computes on the workstation must be
+        // what the device computes for its own engine.
+        let arm = EngineTarget::for_triple("armv7-unknown-linux-gnueabihf").unwrap();
+        assert_eq!(arm.name, "pulley32");
+        assert_eq!(arm.wasmtime_target.as_deref(), Some("pulley32"));
+        let a64 = EngineTarget::for_triple("aarch64-unknown-linux-gnu").unwrap();
+        assert_eq!(a64.name, "aarch64-linux");
+        let here = EngineTarget {
+            name: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+            wasmtime_target: None,
+        };
+        let native_triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        if cfg!(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )) {
+            assert_eq!(
+                EngineTarget::for_triple(&native_triple).unwrap().tag(),
+                here.tag()
+            );
+        }
+        assert_ne!(arm.tag(), a64.tag());
+        assert_eq!(a64.tag().len(), 16);
+        assert!(EngineTarget::for_triple("mips-unknown-linux-gnu").is_err());
+        assert!(EngineTarget::for_triple("nonsense").is_err());
+    }
 }
