@@ -702,8 +702,12 @@ pub fn unix_time_ms() -> u64 {
 }
 
 /// Memory, load and uptime from the kernel via sysinfo; the same on a Pi
-/// and a laptop, so both backends use it.
-pub(crate) fn read_system_stats(sys: &mut sysinfo::System) -> Result<SystemStats, HwError> {
+/// and a laptop, so both backends use it. `None`: sysinfo could not start
+/// on this system.
+pub(crate) fn read_system_stats(sys: Option<&mut sysinfo::System>) -> Result<SystemStats, HwError> {
+    let sys = sys.ok_or_else(|| {
+        HwError::Unsupported("this system does not report memory statistics".into())
+    })?;
     sys.refresh_memory();
     Ok(SystemStats {
         ram_used_bytes: sys.used_memory(),

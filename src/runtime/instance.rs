@@ -291,11 +291,7 @@ impl Instance {
             Guest::Dht22(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a dht22 plugin")),
         })?;
-        let size: usize = readings
-            .iter()
-            .map(|r| 64 + r.sensor_id.len() + r.message.len())
-            .sum();
-        check_result(limits, readings.len(), size)?;
+        check_readings(limits, &readings, |r| (&r.sensor_id, &r.message))?;
         Ok(readings)
     }
 
@@ -307,11 +303,7 @@ impl Instance {
             Guest::Bme680(g) => g.call_poll(s),
             _ => Err(wasmtime::Error::msg("not a bme680 plugin")),
         })?;
-        let size: usize = readings
-            .iter()
-            .map(|r| 64 + r.sensor_id.len() + r.message.len())
-            .sum();
-        check_result(limits, readings.len(), size)?;
+        check_readings(limits, &readings, |r| (&r.sensor_id, &r.message))?;
         Ok(readings)
     }
 
@@ -343,6 +335,23 @@ impl Instance {
 
 /// Most readings one `poll` may return.
 pub const MAX_READINGS_PER_POLL: usize = 32;
+
+/// Checks a list of readings against the result limits; `text` gives a
+/// reading's variable-length parts (its id and message).
+fn check_readings<T>(
+    limits: &Limits,
+    readings: &[T],
+    text: impl Fn(&T) -> (&String, &String),
+) -> Result<(), PluginFailure> {
+    let size = readings
+        .iter()
+        .map(|r| {
+            let (id, message) = text(r);
+            64 + id.len() + message.len()
+        })
+        .sum();
+    check_result(limits, readings.len(), size)
+}
 
 /// Refuses results larger than the plugin's `max_result_kb` or with more
 /// than [`MAX_READINGS_PER_POLL`] readings.
