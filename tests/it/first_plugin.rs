@@ -19,16 +19,23 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-#[test]
-fn scaffold_test_build_and_see_it_in_the_api_without_a_restart() {
-    let dir = temp_dir("first-plugin");
+/// A state folder with an empty `plugins/` of its own, and a config whose
+/// `plugins_dir` points there.
+fn own_plugins_dir(label: &str) -> (std::path::PathBuf, std::path::PathBuf, toml::Table) {
+    let dir = temp_dir(label);
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     let mut config = base_config(&dir);
-    // The new plugin goes to this host's own plugins folder; the shipped
-    // ones keep running from the repository.
     table(&mut config, &["host"])
         .insert("plugins_dir".into(), plugins.display().to_string().into());
+    (dir, plugins, config)
+}
+
+#[test]
+fn scaffold_test_build_and_see_it_in_the_api_without_a_restart() {
+    // The new plugin goes to this host's own plugins folder; the shipped
+    // ones keep running from the repository.
+    let (dir, plugins, mut config) = own_plugins_dir("first-plugin");
     for name in ["dht22", "bme680", "pi_monitor", "dashboard"] {
         let file = Path::new(ROOT)
             .join("plugins")
@@ -83,12 +90,7 @@ fn scaffold_test_build_and_see_it_in_the_api_without_a_restart() {
 
 #[test]
 fn dev_mode_rebuilds_on_save_shows_a_syntax_error_and_keeps_the_last_good_version() {
-    let dir = temp_dir("dev-mode");
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let mut config = base_config(&dir);
-    table(&mut config, &["host"])
-        .insert("plugins_dir".into(), plugins.display().to_string().into());
+    let (dir, plugins, mut config) = own_plugins_dir("dev-mode");
     for name in ["dht22", "bme680", "pi_monitor", "dashboard"] {
         table(&mut config, &["plugins", name]).insert("enabled".into(), false.into());
     }

@@ -430,16 +430,21 @@ fn post_sim(state: &AppState, body: &str) -> (u16, String) {
     (response.status, response.text())
 }
 
-#[test]
-fn api_sim_injects_and_clears_faults() {
-    let hardware = sim_hardware();
-    let hw = hardware.handle();
-    let state = AppState::new(
+/// The HTTP handlers' state over a simulated hardware handle.
+fn sim_state(hw: &wasi_python_host::hardware::HardwareHandle) -> AppState {
+    AppState::new(
         Shared::new(),
         hw.clone(),
         std::sync::Arc::new(wasi_python_host::control::Control::new(hw.clone())),
         "sim".into(),
-    );
+    )
+}
+
+#[test]
+fn api_sim_injects_and_clears_faults() {
+    let hardware = sim_hardware();
+    let hw = hardware.handle();
+    let state = sim_state(&hw);
 
     let (status, body) = post_sim(
         &state,
@@ -485,12 +490,7 @@ fn api_sim_injects_and_clears_faults() {
 fn api_sim_fault_alone_keeps_pinned_values() {
     let hardware = sim_hardware();
     let hw = hardware.handle();
-    let state = AppState::new(
-        Shared::new(),
-        hw.clone(),
-        std::sync::Arc::new(wasi_python_host::control::Control::new(hw.clone())),
-        "sim".into(),
-    );
+    let state = sim_state(&hw);
     let (status, _) = post_sim(
         &state,
         r#"{"device": "dht22", "pin": 4, "temperature": 31.5}"#,
