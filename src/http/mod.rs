@@ -69,7 +69,19 @@ pub struct Request {
     pub path: String,
     pub query: String,
     pub content_type: Option<String>,
+    /// Header fields as received, names lowercased, in order.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first header with this (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A response as the router builds it.
@@ -245,6 +257,16 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
         .iter()
         .find(|h| h.field.equiv("Content-Type"))
         .map(|h| h.value.as_str().to_string());
+    let headers = raw
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
     let mut body = Vec::new();
     // One byte more than allowed tells a chunked body that is too large.
     if raw
@@ -266,6 +288,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
         path,
         query,
         content_type,
+        headers,
         body,
     })
 }
