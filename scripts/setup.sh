@@ -25,6 +25,11 @@ command -v git >/dev/null || missing+=(git)
 for pkg in mosquitto mosquitto-clients; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# The browser tests (tests/it/browser.rs) drive headless Chromium through
+# chromedriver.
+for pkg in chromium chromium-driver; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt-get)"
     apt_install "${missing[@]}"

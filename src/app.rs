@@ -131,6 +131,24 @@ pub fn probe_plan(config: &Config) -> ProbePlan {
 /// `wasi-python-host probe`: checks every configured device with the
 /// selected backend and prints what it found. `Ok(false)` when a device is
 /// missing or failing.
+/// `token`: prints the control token (generating it on first use), for
+/// `Authorization: Bearer` clients and the browser login.
+pub fn print_token(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
+    let config = load_config(&config_path, &overrides)?;
+    let auth = crate::http::auth::Auth::load(&config)?;
+    match auth.token() {
+        Some(token) => {
+            println!("{token}");
+            eprintln!("(from {})", auth.source);
+            Ok(())
+        }
+        None => anyhow::bail!(
+            "control endpoints are off in {} (host.control = \"off\"); set it to \"token\" to use them",
+            config_path.display()
+        ),
+    }
+}
+
 pub fn probe(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<bool> {
     let config = load_config(&config_path, &overrides)?;
     let mut backend = backend(&config)?;
@@ -181,6 +199,7 @@ impl Host {
         let listen = config.host.listen;
         let workers = config.host.http_workers;
         let mqtt_config = config.mqtt.enabled.then(|| config.mqtt.clone());
+        let auth = crate::http::auth::Auth::load(&config)?;
         let scheduler = scheduler::spawn(
             config,
             runtime.clone(),
@@ -198,10 +217,20 @@ impl Host {
             ),
             None => None,
         };
-        let mut state = AppState::new(shared, hardware.handle(), control, hardware_name);
+        let control_note = if auth.enabled() {
+            format!(
+                "control endpoints need the token from {} (`wasi-python-host token` prints it; \
+                 browsers log in at /login)",
+                auth.source
+            )
+        } else {
+            "control endpoints are off (host.control = \"off\")".to_string()
+        };
+        let mut state = AppState::new(shared, hardware.handle(), control, hardware_name, auth);
         state.mqtt = mqtt.as_ref().map(|m| (m.broker.clone(), m.status.clone()));
         let http = HttpServer::start(listen, workers, Arc::new(state))?;
         log::info!("listening on http://{}", http.addr);
+        log::info!("{control_note}");
         Ok(Host {
             addr: http.addr,
             http: Some(http),

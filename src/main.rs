@@ -17,6 +17,8 @@ const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the h
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
                                                     show a plugin's imports, exports and grants
        wasi-python-host probe [OPTIONS]           check the configured devices
+       wasi-python-host token [OPTIONS]           print the control token (buzzer and other
+                                                    control endpoints; browsers log in at /login)
        wasi-python-host new NAME [--kind sensor|actuator|dashboard] [--led N] [--add] [--config PATH]
                                                     scaffold plugins/NAME with a test and its config entry
 
@@ -42,6 +44,7 @@ enum Command {
         name: Option<String>,
     },
     Probe,
+    Token,
     New {
         name: Option<String>,
         kind: wasi_python_host::scaffold::Kind,
@@ -82,6 +85,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         Some("probe") => {
             args.next();
             Command::Probe
+        }
+        Some("token") => {
+            args.next();
+            Command::Token
         }
         Some(s) if !s.starts_with('-') => return Err(format!("unknown command `{s}`")),
         _ => Command::Run,
@@ -216,6 +223,7 @@ fn main() -> ExitCode {
             led,
             add,
         } => app::new_plugin(args.config, &name, kind, led, add),
+        Command::Token => app::print_token(args.config, args.overrides),
         Command::Probe => match app::probe(args.config, args.overrides) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::FAILURE,

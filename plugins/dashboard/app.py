@@ -2,12 +2,18 @@
 """Dashboard plugin: renders the host's web page.
 
 The host calls ``render(snapshot)`` whenever its data changes and serves the
-returned string at ``/``. The page is one self-contained HTML document in a
-green-on-black terminal/CRT style: inline CSS and script, no external
-resources (the Pi's LAN may have no internet). Every value from the snapshot
-is already in the markup, escaped with ``html.escape``; a small inline script
-then polls ``/api`` every ``refresh_ms`` and updates the same elements in
-place, and the buzzer buttons POST to ``/api/buzzer``.
+returned string at ``/view``, inside its own page at ``/`` (a sandboxed
+frame: this page has an opaque origin and may not make any request). The
+page is one self-contained HTML document in a green-on-black terminal/CRT
+style: inline CSS and script, the host's terminal font, nothing external
+(the Pi's LAN may have no internet). Every value from the snapshot is
+already in the markup, escaped with ``html.escape``. The host's page sends
+``/api`` data every ``refresh_ms`` and the last hour's history by
+``postMessage`` (``{type: 'api'|'history'|'offline'|'buzzer-result'}``); a
+small inline script updates the same elements in place and draws
+sparklines. The buzzer buttons post ``{type: 'buzzer', pattern}`` to the
+host's page, which sends the authorised request — this page never sees the
+control token.
 
 Live values are marked for the script with ids (``hw``, ``lu``, ``bz``,
 ``bzmsg``, ``live``, ``down``) and, inside the list containers ``dht``,
@@ -15,8 +21,8 @@ Live values are marked for the script with ids (``hw``, ``lu``, ``bz``,
 carrying ``data-k`` (its key) and ``data-ts`` (its timestamp), whose fields
 carry ``data-f``. Each container's ``data-keys`` lists the keys it shows;
 when a list's membership changes (a sensor or plugin comes or goes) the
-script reloads the page, at most once per 10 s, so the markup is built only
-here, by ``render``.
+script asks the host's page to reload it (``{type: 'reload'}``, at most
+every few seconds), so the markup is built only here, by ``render``.
 
 The plugin imports only ``log`` and ``settings`` from the host (see the
 ``dashboard-plugin`` world in wit/plugin.wit). Settings, all optional:
@@ -63,11 +69,11 @@ _PLUGIN_STATUS = {
     "quarantined": "alarm",
 }
 
-_CSS = """@font-face{font-family:'VT323';src:url('/assets/vt323.woff2') format('woff2');font-display:swap}
+_CSS = """@font-face{font-family:'Terminal3270';src:url('/assets/terminal.woff2') format('woff2');font-display:swap}
 :root{--g:#39ff6a;--d:#1c8a3c;--f:#0b3318;--a:#ffb000;--r:#ff3b3b}
 *{box-sizing:border-box}
 html{background:#000}
-body{margin:0;min-height:100vh;padding:14px;color:var(--g);background:radial-gradient(ellipse at 50% 40%,#072a12,#010803 70%,#000);font:20px/1.25 'VT323','Courier New',monospace;text-shadow:0 0 5px #39ff6a80}
+body{margin:0;min-height:100vh;padding:14px;color:var(--g);background:radial-gradient(ellipse at 50% 40%,#072a12,#010803 70%,#000);font:20px/1.25 'Terminal3270','Courier New',monospace;text-shadow:0 0 5px #39ff6a80}
 body:before{content:"";position:fixed;inset:0;pointer-events:none;z-index:9;background:repeating-linear-gradient(#0000004d 0 1px,#0000 1px 3px);box-shadow:inset 0 0 140px #000d}
 b{font-weight:400}
 header,footer,.rh,.pl{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:baseline;gap:2px 12px}
@@ -115,6 +121,13 @@ button:hover,button:focus-visible{background:var(--g);color:#000;outline:0}
 .pl .msg{color:var(--r)}
 .empty{margin:0 0 4px}
 .empty:before{content:"$ "}
+.ch{display:grid;grid-template-columns:repeat(auto-fit,minmax(110px,1fr));gap:2px 10px;margin-top:4px}
+.ch>div:empty{display:none}
+.cl{font-size:15px;color:var(--d)}
+.cl b{color:var(--g)}
+.ch svg{display:block;width:100%;height:28px;overflow:visible}
+.ch polyline{fill:none;stroke:var(--g);stroke-width:1.5;vector-effect:non-scaling-stroke}
+.ch polygon{fill:#39ff6a26;stroke:none}
 @keyframes bl{50%{opacity:.15}}
 @media (max-width:420px){body{padding:8px;font-size:18px}.big{font-size:30px}}
 @media (max-width:300px){.grid{grid-template-columns:1fr}}
@@ -131,14 +144,22 @@ function upt(s){s=Math.max(0,s|0);var d=s/86400|0,h=s%86400/3600|0,m=s%3600/60|0
 function fill(e,o){for(var f in o){var x=e.querySelector('[data-f='+f+']');if(x)x.textContent=o[f]}}
 function lvl(e,a){a=LV.indexOf(a)<0?'warn':a;LV.forEach(function(c){e.classList.toggle(c,c==a)});fill(e,{alert:a.toUpperCase()})}
 function bar(e,p,c){var b=e.querySelector('.bar');if(b){b.className='bar '+c;b.firstChild.style.width=Math.max(0,Math.min(100,p))+'%'}}
-function relay(){try{var s=sessionStorage;if(Date.now()-(+s.rl||0)<1e4)return;s.rl=Date.now()}catch(e){return}location.reload()}
+function relay(){parent.postMessage({type:'reload'},'*')}
 function sync(id,it,key,upd){var c=$(id),m={},ks=it.map(key);[].forEach.call(c.children,function(e){m[e.dataset.k]=e});
 it.forEach(function(x,i){var e=m[ks[i]];if(e)upd(e,x)});if(c.dataset.keys!==ks.join('|'))relay()}
 function rd(e,r){e.dataset.ts=r.timestamp_ms||0;lvl(e,r.alert);fill(e,{temp:fx(r.temperature,1),hum:fx(r.humidity,1),msg:r.message||''})}
 function bme(e,r){rd(e,r);var q=Math.max(0,r.iaq_score|0),i=0;while(q>IQ[i][0])i++;fill(e,{pres:fx(r.pressure,1),gas:fx(r.gas_resistance,1),iaq:q,band:IQ[i][1]});e.querySelector('.iaq').className='iaq b'+i;bar(e,q/5,'b'+i)}
 function sys(e,s){e.dataset.ts=s.timestamp_ms||0;lvl(e,s.alert);var t=s.ram_total_mb,p=t?100*s.ram_used_mb/t:0;fill(e,{cpu:fx(s.cpu_temp_c,1),ram:s.ram_used_mb+' / '+t+' MB'+(t?' ('+Math.round(p)+'%)':''),up:upt(s.uptime_s),load:fx(s.load_1m,2),msg:s.message||''});bar(e,p,p>90?'b5':p>75?'b3':'b0')}
 function led(e,l){var i=e.firstChild;l.r|l.g|l.b?i.style.setProperty('--c','#'+[l.r,l.g,l.b].map(function(v){return(256|v).toString(16).slice(1)}).join('')):i.removeAttribute('style')}
-function plg(e,p){e.querySelector('[data-f=st]').className=PS[p.status]||'warn';fill(e,{st:p.status,calls:p.calls,fails:p.failures,err:p.last_error||''})}
+function plg(e,p){e.querySelector('[data-f=st]').className=PS[p.status]||'warn';fill(e,{st:p.status,ver:p.version||D,lr:p.loaded_at_ms?ago(Date.now()+off-p.loaded_at_ms):D,calls:p.calls,fails:p.failures,err:p.last_error||''})}
+var CH={temperature:['temp','\u00b0C',1],humidity:['hum','%',1],pressure:['pres','hPa',1],iaq_score:['iaq','',0],cpu_temp_c:['cpu','\u00b0C',1]};
+function spark(e,ps,f){var c=CH[f],n=ps.length,lo=1/0,hi=-1/0;if(!n){e.innerHTML='';return}
+ps.forEach(function(p){lo=Math.min(lo,p[2]);hi=Math.max(hi,p[3])});
+var t0=ps[0][0],t1=ps[n-1][0];function X(t){return n>1?(100*(t-t0)/(t1-t0)).toFixed(2):50}function Y(v){return hi>lo?(30*(hi-v)/(hi-lo)).toFixed(2):15}
+var l=ps.map(function(p){return X(p[0])+','+Y(p[1])}).join(' '),g=ps.map(function(p){return X(p[0])+','+Y(p[3])}).concat(ps.slice().reverse().map(function(p){return X(p[0])+','+Y(p[2])})).join(' ');
+e.innerHTML='<span class="cl">'+c[0]+' <b>'+fx(lo,c[2])+'\u2013'+fx(hi,c[2])+'</b>'+c[1]+'</span><svg viewBox="0 0 100 30" preserveAspectRatio="none" role="img" aria-label="'+c[0]+' over the last hour"><polygon points="'+g+'"/><polyline points="'+l+'"/></svg>'}
+function hist(h){(h.series||[]).forEach(function(s){if(!CH[s.field])return;var k=s.sensor_id=='system'?'sys':s.sensor_id;
+[].forEach.call(document.querySelectorAll('.rd'),function(r){if(r.dataset.k===k){var e=r.querySelector('[data-c='+s.field+']');if(e)spark(e,s.points||[],s.field)}})})}
 function sid(r){return r.sensor_id}
 function tick(){var n=Date.now()+off;document.querySelectorAll('[data-ts]').forEach(function(e){var t=+e.dataset.ts,d=n-t;fill(e,{age:t?ago(d):D});e.classList.toggle('stale',!!t&&d>ST)})}
 function apply(d){var rs=d.readings||[],z=d.buzzer&&d.buzzer.active,b=$('bz');
@@ -151,15 +172,15 @@ b.textContent=z?'ACTIVE':'IDLE';b.className=z?'alarm on':'dim';
 $('hw').textContent=d.hardware||'?';
 if(d.last_update)$('lu').textContent=new Date(d.last_update).toISOString().slice(0,19).replace('T',' ')+' UTC'}
 function up(ok){$('down').hidden=ok;var l=$('live');l.textContent=ok?'LIVE':'OFFLINE';l.className=ok?'':'alarm on'}
-function poll(){var ac=window.AbortController&&new AbortController,to=setTimeout(function(){ac&&ac.abort()},Math.max(R,5e3));
-fetch('/api',{cache:'no-store',signal:ac&&ac.signal}).then(function(r){if(!r.ok)throw Error(r.status);var t=Date.parse(r.headers.get('Date'));off=t?t+500-Date.now():0;return r.json()})
-.then(function(d){up(1);try{apply(d)}catch(e){console.error(e)}tick()},function(){up(0)})
-.then(function(){clearTimeout(to);setTimeout(poll,R)})}
-window.bz=function(p){var m=$('bzmsg');m.className='dim';m.textContent='sending '+p+'\u2026';
-fetch('/api/buzzer',{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify({pattern:p})})
-.then(function(r){if(!r.ok)return r.text().then(function(t){throw Error('HTTP '+r.status+' '+t)});m.className='';m.textContent='sent: '+p})
-.catch(function(e){m.className='alarm';m.textContent=('error: '+e.message).slice(0,90)})};
-tick();setInterval(tick,1e3);poll()})()"""
+var seen=0;
+addEventListener('message',function(e){if(e.source!==parent)return;var m=e.data||{};seen=Date.now();
+if(m.type=='api'){if(m.server_ms)off=m.server_ms+500-Date.now();up(1);try{apply(m.data)}catch(x){console.error(x)}tick()}
+else if(m.type=='offline')up(0);
+else if(m.type=='history'){try{hist(m.data)}catch(x){console.error(x)}}
+else if(m.type=='buzzer-result'){var b=$('bzmsg');b.className=m.ok?'':'alarm';b.textContent=m.ok?'sent: '+m.pattern:('error: '+(m.error||'?')).slice(0,90)}});
+window.bz=function(p){var m=$('bzmsg');m.className='dim';m.textContent='sending '+p+'\u2026';parent.postMessage({type:'buzzer',pattern:p},'*')};
+setInterval(function(){if(seen&&Date.now()-seen>Math.max(3*R,1e4))up(0)},1e3);
+tick();setInterval(tick,1e3);parent.postMessage({type:'ready',refresh_ms:R},'*')})()"""
 
 _HEAD = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -339,6 +360,11 @@ def _th(a, r):
       % (_fx(r.temperature), _fx(r.humidity)))
 
 
+def _charts(a, fields):
+    """Placeholders the page script fills with the last hour's sparklines."""
+    a('<div class="ch">%s</div>' % "".join('<div data-c=%s></div>' % f for f in fields))
+
+
 def _list_open(a, title, sub, cid, keys, cls=""):
     a('<section><h2>%s<small>%s</small></h2><div id="%s"%s data-keys="%s">'
       % (title, sub, cid, cls, _esc("|".join(keys))))
@@ -352,6 +378,7 @@ def _card_dht(a, ctx, rows):
         sid = _esc(r.sensor_id)
         age_text = _row_open(a, ctx, sid, sid, r.alert, r.timestamp_ms)
         _th(a, r)
+        _charts(a, ("temperature", "humidity"))
         _row_close(a, r.message, age_text)
     a("</div></section>")
 
@@ -369,6 +396,7 @@ def _card_bme(a, ctx, rows):
           '<div class="iaq %s">IAQ <b data-f=iaq>%d</b> \u00b7 <b data-f=band>%s</b></div>'
           '<div class="bar %s"><i style="width:%.0f%%"></i></div>'
           % (_fx(r.pressure), _fx(r.gas_resistance), cls, iaq, band, cls, min(100.0, iaq / 5)))
+        _charts(a, ("temperature", "humidity", "pressure", "iaq_score"))
         _row_close(a, r.message, age_text)
     a("</div></section>")
 
@@ -387,6 +415,7 @@ def _card_sys(a, ctx, s):
           '<div class="kv"><span>uptime</span><b data-f=up>%s</b>'
           '<span>load 1m</span><b data-f=load>%s</b></div>'
           % (_fx(s.cpu_temp_c), ram, bar, min(100.0, pct), uptime(s.uptime_s), _fx(s.load_1m, 2)))
+        _charts(a, ("cpu_temp_c",))
         _row_close(a, s.message, age_text)
     a("</div></section>")
 
@@ -415,6 +444,7 @@ def _card_plugins(a, plugins):
     for p in plugins:
         name = _esc(p.name)
         a('<div class="pl" data-k="%s"><span>%s</span><b data-f=st class="%s">%s</b>'
+          '<span class="u">v<b data-f=ver>\u2014</b> \u00b7 loaded <b data-f=lr>\u2014</b></span>'
           '<span class="u">calls <b data-f=calls>%d</b> \u00b7 failures <b data-f=fails>%d</b>'
           '</span><span class="msg" data-f=err>%s</span></div>'
           % (name, name, _PLUGIN_STATUS.get(p.status, "warn"), _esc(p.status),
@@ -447,7 +477,7 @@ def render_page(data, title, refresh_ms):
 
 def error_page(err):
     return ('%s%s%s<body><header><h1>%s</h1></header><div id="down">DASHBOARD RENDER ERROR'
-            ' \u2014 %s</div><script>setTimeout(function(){location.reload()},5000)</script>'
+            ' \u2014 %s</div><script>setTimeout(function(){parent.postMessage({type:"reload"},"*")},5000)</script>'
             '</body></html>' % (_HEAD, DEFAULT_TITLE, _STYLE, DEFAULT_TITLE, _esc(err)))
 
 

@@ -94,6 +94,21 @@ pub struct HostSection {
     pub cache_dir: Option<PathBuf>,
     /// Threads answering HTTP requests.
     pub http_workers: usize,
+    /// Whether control endpoints (buzzer, simulated hardware) answer:
+    /// `token` (default) requires the control token, `off` refuses them.
+    pub control: ControlMode,
+    /// The control token. Unset: one is generated on first run and kept in
+    /// `<state_dir>/control-token`.
+    pub control_token: Option<String>,
+}
+
+/// See [`HostSection::control`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlMode {
+    #[default]
+    Token,
+    Off,
 }
 
 impl Default for HostSection {
@@ -105,6 +120,8 @@ impl Default for HostSection {
             state_dir: PathBuf::from("../var"),
             cache_dir: None,
             http_workers: 4,
+            control: ControlMode::Token,
+            control_token: None,
         }
     }
 }
@@ -545,6 +562,11 @@ impl Config {
                 "host.http_workers".into(),
                 "must be between 1 and 64".into(),
             ));
+        }
+        if let Some(token) = &self.host.control_token {
+            if let Err(why) = crate::http::auth::check_token_text(token) {
+                return Err(("host.control_token".into(), why));
+            }
         }
         if self.hardware.request_timeout_ms == 0 {
             return Err((

@@ -92,9 +92,72 @@ fn plugin_summaries(state: &AppState) -> Vec<serde_json::Value> {
                 "calls": p.calls,
                 "failures": p.failures,
                 "last_error": p.last_error,
+                "loaded_at_ms": p.loaded_at_ms,
             })
         })
         .collect()
+}
+
+/// `GET /api/history?range=1h|24h&sensor=ID&since=MS`: the bucketed
+/// history of every reading (see `scheduler::history`).
+pub fn history(request: &Request, state: &AppState) -> Response {
+    use crate::scheduler::history::{COARSE, FINE};
+    let query = request.query.as_bytes();
+    for pair in request.query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if !matches!(key, "range" | "sensor" | "since") {
+            return Response::error(
+                400,
+                format!(
+                    "unknown query parameter `{}`; use range (1h or 24h), sensor and since (Unix ms)",
+                    crate::capabilities::log::truncate(key, 40)
+                ),
+            );
+        }
+    }
+    let tier = match super::auth::form_field(query, "range").as_deref() {
+        None | Some("1h") => FINE,
+        Some("24h") => COARSE,
+        Some(other) => {
+            return Response::error(
+                400,
+                format!(
+                    "range must be 1h (10 s buckets) or 24h (5 min buckets), not `{}`",
+                    crate::capabilities::log::truncate(other, 40)
+                ),
+            )
+        }
+    };
+    let since = match super::auth::form_field(query, "since") {
+        None => 0,
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) => ms,
+            Err(_) => return Response::error(400, "since must be a Unix time in milliseconds"),
+        },
+    };
+    let sensor = super::auth::form_field(query, "sensor");
+    let series = match state.shared.history.lock() {
+        Ok(h) => h.view(tier, sensor.as_deref(), since),
+        Err(_) => Vec::new(),
+    };
+    #[derive(Serialize)]
+    struct Body {
+        range: &'static str,
+        resolution_s: u64,
+        now_ms: u64,
+        series: Vec<crate::scheduler::history::SeriesView>,
+    }
+    let body = Body {
+        range: tier.name,
+        resolution_s: tier.width_ms / 1000,
+        now_ms: unix_time_ms(),
+        series,
+    };
+    Response::new(
+        200,
+        "application/json",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 /// `GET /api/plugins`: everything the host knows about each plugin.

@@ -1,17 +1,8 @@
-//! `GET /`: the dashboard plugin's cached page, or the host's own plain
-//! page while that plugin is loading or after it failed, so a user never
-//! gets a blank screen.
+//! The host's fallback page, served at `/view` while the dashboard plugin
+//! is loading or after it failed, so a user never gets a blank screen.
 
-use super::{AppState, Response};
+use super::AppState;
 use crate::plugins::Health;
-
-pub fn dashboard(state: &AppState) -> Response {
-    let page = state.shared.page.read().ok().and_then(|p| p.clone());
-    match page {
-        Some(html) => Response::new(200, "text/html; charset=utf-8", html.as_bytes().to_vec()),
-        None => Response::new(200, "text/html; charset=utf-8", fallback_page(state)),
-    }
-}
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -29,7 +20,10 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn fallback_page(state: &AppState) -> String {
+/// The host's plain page: readings and plugin errors, no plugin involved.
+/// Asks the shell to reload it every few seconds, so it gives way to the
+/// plugin's page once that renders.
+pub fn page(state: &AppState) -> String {
     let readings = state.shared.readings();
     let plugins = state.shared.plugins();
     let dashboard = plugins
@@ -49,7 +43,7 @@ fn fallback_page(state: &AppState) -> String {
     let mut html = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"5\"><title>wasi-python-host</title>\
+         <title>wasi-python-host</title>\
          <style>body{font-family:monospace;background:#000;color:#3f3;padding:1em}\
          table{border-collapse:collapse}td,th{border:1px solid #3f3;padding:.3em .6em}\
          .err{color:#f66}</style></head><body><h1>wasi-python-host</h1>",
@@ -93,6 +87,6 @@ fn fallback_page(state: &AppState) -> String {
             escape(&p.last_error)
         ));
     }
-    html.push_str("</table><p>JSON: <a href=\"/api\">/api</a></p></body></html>");
+    html.push_str("</table><p>JSON: /api</p><script>setInterval(function(){parent.postMessage({type:'reload'},'*')},5000)</script></body></html>");
     html
 }

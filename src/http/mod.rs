@@ -8,8 +8,10 @@
 //! hardware requests time out on their own.
 
 mod api;
+pub mod auth;
 mod fallback;
 mod metrics;
+mod shell;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub started: Instant,
     /// Requests answered, by (route, status).
     pub requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Who may use control endpoints.
+    pub auth: auth::Auth,
 }
 
 impl AppState {
@@ -48,6 +52,7 @@ impl AppState {
         hardware: HardwareHandle,
         control: Arc<Control>,
         hardware_name: String,
+        auth: auth::Auth,
     ) -> AppState {
         AppState {
             shared,
@@ -57,6 +62,7 @@ impl AppState {
             hardware_name,
             started: Instant::now(),
             requests: Mutex::new(BTreeMap::new()),
+            auth,
         }
     }
 }
@@ -155,24 +161,50 @@ fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
             )
         }
     };
+    let control = |f: &dyn Fn() -> Response| match state.auth.authorize(request) {
+        Ok(()) => f(),
+        Err(refused) => refused,
+    };
     match request.path.as_str() {
-        "/" | "/index.html" => allow("/", "GET", &|| fallback::dashboard(state)),
+        "/" | "/index.html" => allow("/", "GET", &shell::shell),
+        "/view" => allow("/view", "GET", &|| shell::view(state)),
+        "/login" => allow("/login", "GET, POST", &|| {
+            if method == "POST" {
+                shell::login(request, state)
+            } else {
+                shell::login_page(request, state)
+            }
+        }),
+        "/logout" => allow("/logout", "POST", &|| shell::logout(request)),
+        "/favicon.ico" => allow("/favicon.ico", "GET", &|| {
+            Response::new(204, "image/x-icon", "")
+        }),
         "/api" => allow("/api", "GET", &|| api::readings(state)),
-        "/api/buzzer" => allow("/api/buzzer", "POST", &|| api::buzzer(request, state)),
-        "/api/sim" => allow("/api/sim", "POST", &|| api::sim(request, state)),
+        "/api/history" => allow("/api/history", "GET", &|| api::history(request, state)),
+        "/api/session" => allow("/api/session", "GET", &|| shell::session(request, state)),
+        "/api/buzzer" => allow("/api/buzzer", "POST", &|| {
+            control(&|| api::buzzer(request, state))
+        }),
+        "/api/sim" => allow("/api/sim", "POST", &|| {
+            control(&|| api::sim(request, state))
+        }),
         "/api/plugins" => allow("/api/plugins", "GET", &|| api::plugins(state)),
         "/healthz" => allow("/healthz", "GET", &|| api::healthz(state)),
         "/metrics" => allow("/metrics", "GET", &|| metrics::render(state)),
-        _ => (
-            "other",
-            Response::error(
-                404,
-                format!(
-                    "no such page: {}; try /, /api, /api/plugins, /healthz or /metrics",
-                    crate::capabilities::log::truncate(&request.path, 200)
+        path => match path.strip_prefix("/assets/").and_then(shell::asset) {
+            Some(asset) => allow("/assets", "GET", &|| asset.clone()),
+            None => (
+                "other",
+                Response::error(
+                    404,
+                    format!(
+                        "no such page: {}; try /, /api, /api/history, /api/plugins, /healthz \
+                         or /metrics",
+                        crate::capabilities::log::truncate(path, 200)
+                    ),
                 ),
             ),
-        ),
+        },
     }
 }
 

@@ -9,10 +9,11 @@
 //! renders the page once and the HTML is cached for HTTP workers, which
 //! therefore never wait on a render.
 
+pub mod history;
 pub mod readings;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub struct Shared {
     /// The config file's error, while the file on disk is invalid and the
     /// host keeps running the last good config.
     pub config_error: Arc<RwLock<Option<String>>>,
+    /// Bounded history of every reading, for charts and `/api/history`.
+    pub history: Mutex<history::History>,
 }
 
 impl Shared {
@@ -59,6 +62,7 @@ impl Shared {
             heartbeat_ms: AtomicU64::new(unix_time_ms()),
             loaded: std::sync::atomic::AtomicBool::new(false),
             config_error: Arc::default(),
+            history: Mutex::default(),
         })
     }
 
@@ -250,6 +254,9 @@ impl Scheduler {
                 }
                 r.generation = r.generation.wrapping_add(1);
             }
+            if let Ok(mut h) = self.shared.history.lock() {
+                h.remove_plugin(name);
+            }
             if slot.plugin.kind == Kind::Dashboard {
                 if let Ok(mut p) = self.shared.page.write() {
                     *p = None;
@@ -380,6 +387,9 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
             .call(|i, l| i.poll_pi_monitor(l))
             .map(|s| {
                 let reading = SystemReading::from_stats(s);
+                if let Ok(mut h) = shared.history.lock() {
+                    h.add_system(&reading, &name);
+                }
                 let Ok(mut r) = shared.readings.write() else {
                     return false;
                 };
@@ -394,6 +404,11 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
 }
 
 fn store_sensors(shared: &Shared, plugin: &str, readings: Vec<SensorReading>) -> bool {
+    if let Ok(mut h) = shared.history.lock() {
+        for r in &readings {
+            h.add_sensor(r);
+        }
+    }
     let Ok(mut r) = shared.readings.write() else {
         return false;
     };

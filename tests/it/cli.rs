@@ -50,6 +50,18 @@ const BAD_CONFIGS: &[(&str, &str, &str, usize)] = &[
         2,
     ),
     (
+        "control token too short",
+        "[host]\ncontrol_token = \"secret\"\n",
+        "host.control_token",
+        2,
+    ),
+    (
+        "bad control mode",
+        "[host]\n\ncontrol = \"open\"\n",
+        "host.control",
+        3,
+    ),
+    (
         "unknown mqtt key",
         "[mqtt]\nenabled = true\nbroker = \"x\"\n",
         "mqtt.broker",

@@ -151,7 +151,7 @@ fn dev_mode_rebuilds_on_save_shows_a_syntax_error_and_keeps_the_last_good_versio
         p["status"], "running",
         "the last good version keeps running: {p}"
     );
-    let page = host.get("/");
+    let page = host.get("/view");
     assert!(
         page.body.contains("SyntaxError"),
         "the dashboard shows it on the plugin card"

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::TEST_TOKEN;
 use wasi_python_host::config::Config;
 use wasi_python_host::hardware::bme680::{Bme680Bus, Bme680Driver, Bme680Settings, BusError};
 use wasi_python_host::hardware::{
@@ -422,6 +423,7 @@ fn post_sim(state: &AppState, body: &str) -> (u16, String) {
             method: "POST".into(),
             path: "/api/sim".into(),
             content_type: Some("application/json".into()),
+            headers: vec![("authorization".into(), format!("Bearer {TEST_TOKEN}"))],
             body: body.as_bytes().to_vec(),
             ..Request::default()
         },
@@ -437,6 +439,7 @@ fn sim_state(hw: &wasi_python_host::hardware::HardwareHandle) -> AppState {
         hw.clone(),
         std::sync::Arc::new(wasi_python_host::control::Control::new(hw.clone())),
         "sim".into(),
+        wasi_python_host::http::auth::Auth::with_token(TEST_TOKEN, "test"),
     )
 }
 

@@ -1,5 +1,6 @@
 //! The integration test binary: one `mod` per area (ripgrep's layout).
 
+mod browser;
 mod cli;
 mod drivers;
 mod first_plugin;
@@ -10,3 +11,4 @@ mod recycle;
 mod reload;
 mod sandbox;
 mod support;
+mod web;

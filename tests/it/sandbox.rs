@@ -21,12 +21,13 @@ fn well_behaved_are_running(host: &TestHost) {
         "healthz answers: {}",
         h.status
     );
-    let page = host.get("/");
+    let page = host.get("/view");
     assert_eq!(page.status, 200, "the dashboard is still served");
 }
 
 /// Each attack, the limits it runs under, the failure kind the host must
 /// name, and words the user-visible error must contain.
+#[allow(clippy::type_complexity)]
 const ATTACKS: &[(&str, &[(&str, i64)], &[&str], &str)] = &[
     (
         "spin",

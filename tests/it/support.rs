@@ -58,8 +58,12 @@ pub fn base_config(state_dir: &Path) -> toml::Table {
     );
     host.insert("listen".into(), "127.0.0.1:0".into());
     host.insert("hardware".into(), "sim".into());
+    host.insert("control_token".into(), TEST_TOKEN.into());
     config
 }
+
+/// The control token every test host is configured with.
+pub const TEST_TOKEN: &str = "test-control-token-0123456789";
 
 /// The hostile test plugin (tests/plugins/hostile), built by scripts/test.sh.
 pub fn hostile_wasm() -> PathBuf {
@@ -416,14 +420,30 @@ impl TestHost {
         http(self.addr, "GET", path, None, "")
     }
 
+    /// POSTs JSON with the test control token.
     pub fn post_json(&self, path: &str, body: &Value) -> Resp {
-        http(
-            self.addr,
-            "POST",
+        self.post_json_with(
             path,
-            Some("application/json"),
-            &body.to_string(),
+            body,
+            &[("Authorization", &format!("Bearer {TEST_TOKEN}"))],
         )
+    }
+
+    /// POSTs JSON with exactly these extra headers.
+    pub fn post_json_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
+        let body = body.to_string();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        raw_http(self.addr, req.as_bytes())
     }
 
     pub fn api(&self) -> Value {
