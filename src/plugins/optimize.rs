@@ -68,7 +68,10 @@ impl Optimizer {
                         .unwrap_or(true);
                     let started = Instant::now();
                     let outcome = if wanted {
-                        compile(&runtime, &job)
+                        let outcome = compile(&runtime, &job);
+                        // Cranelift's working set is hundreds of MiB.
+                        super::reload::release_freed_memory();
+                        outcome
                     } else {
                         Outcome::Skipped(job.wasm)
                     };

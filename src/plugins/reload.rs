@@ -83,7 +83,9 @@ impl Loader {
         let optimizer = if runtime.has_quick_tier() {
             Optimizer::start(runtime.clone(), events_tx.clone())
                 .inspect_err(|e| {
-                    log::error!("cannot start the background compile thread: {e}; quick builds stay")
+                    log::error!(
+                        "cannot start the background compile thread: {e}; quick builds stay"
+                    )
                 })
                 .ok()
         } else {
@@ -493,7 +495,7 @@ impl Loader {
 /// set on a compile) back to the OS. glibc otherwise keeps freed memory in
 /// the loading thread's malloc arena: measured, tens of MiB of RSS per
 /// loaded plugin, the difference between fitting a Pi Zero or not.
-fn release_freed_memory() {
+pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {
@@ -623,7 +625,6 @@ impl Watcher {
             }
         }
     }
-
 }
 
 /// What the loader acts on in one go.

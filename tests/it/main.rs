@@ -10,3 +10,4 @@ mod recycle;
 mod reload;
 mod sandbox;
 mod support;
+mod tiers;
