@@ -115,9 +115,7 @@ pub fn quick_engine_config() -> Config {
 /// must compile (cargo feature `compiler`) native code on an architecture
 /// Winch supports. Pulley (armv7) has none.
 pub fn has_quick_tier(engine: &Engine) -> bool {
-    CAN_COMPILE
-        && !engine.is_pulley()
-        && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
+    CAN_COMPILE && !engine.is_pulley() && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
 }
 
 /// What an Engine produces or runs: native code for an architecture, or
@@ -462,7 +460,11 @@ fn lower_this_threads_priority() {
     // SAFETY: setpriority only changes the niceness of the calling thread
     // (its thread id), which is always allowed to lower its own priority.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, BACKGROUND_NICE);
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            BACKGROUND_NICE,
+        );
     }
 }
 
@@ -540,7 +542,10 @@ mod tests {
         // SAFETY: the bytes come from this process's own Winch Engine; the
         // point is that the Cranelift Engine refuses them.
         let refused = unsafe { Module::deserialize(runtime.engine(), &winch_artifact) };
-        assert!(refused.is_err(), "a Winch artifact must not load as Cranelift");
+        assert!(
+            refused.is_err(),
+            "a Winch artifact must not load as Cranelift"
+        );
         // SAFETY: as above, into the Engine that made it.
         assert!(unsafe { Module::deserialize(quick, &winch_artifact) }.is_ok());
 

@@ -248,7 +248,10 @@ impl Scheduler {
     fn upgrade(&mut self, mut plugin: Plugin) {
         let slot = match self.dashboard.as_mut() {
             Some(d) if d.plugin.name == plugin.name => Some(d),
-            _ => self.polled.iter_mut().find(|s| s.plugin.name == plugin.name),
+            _ => self
+                .polled
+                .iter_mut()
+                .find(|s| s.plugin.name == plugin.name),
         };
         let Some(slot) = slot.filter(|s| s.plugin.version == plugin.version) else {
             log::info!(
