@@ -9,7 +9,7 @@
 //!
 //! Compile tiers: Cranelift makes fast code slowly (~10 s for a Python
 //! component here, minutes on a Pi). Where the host can compile native code
-//! (x86_64, aarch64) it also has a Winch Engine, which compiles ~4x faster
+//! (x86_64, aarch64) it also has a Winch Engine, which compiles 3-4x faster
 //! into code that runs ~2x slower. [`Runtime::component`] serves a
 //! component with no cached optimized artifact from Winch, and
 //! [`Runtime::optimize`] builds the Cranelift artifact later, in a
@@ -399,7 +399,7 @@ impl Runtime {
 
     /// The quickest way to a runnable component with the SHA-256 `digest`:
     /// the cached optimized artifact; else, with a quick tier, the Winch
-    /// artifact (cached or compiled now, ~4x faster than Cranelift), which
+    /// artifact (cached or compiled now, 3-4x faster than Cranelift), which
     /// the caller should have [`Runtime::optimize`]d later; else Cranelift
     /// now. A cached entry that fails its checksum or that wasmtime refuses
     /// is deleted and recompiled, never run.
