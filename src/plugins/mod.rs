@@ -7,6 +7,7 @@
 //! quarantine the plugin until it is reloaded or re-enabled. What the rest of
 //! the host may know about a plugin is published in the [`Registry`].
 
+mod optimize;
 pub mod reload;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,7 +21,7 @@ use serde::Serialize;
 use crate::capabilities::{self, HostServices, PluginShared};
 use crate::config::{Config, Limits};
 use crate::hardware::unix_time_ms;
-use crate::runtime::{Instance, Kind, PluginFailure, Runtime};
+use crate::runtime::{Instance, Kind, PluginFailure, Runtime, Tier};
 
 /// First retry delay after a failure; doubles per consecutive failure.
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -54,6 +55,9 @@ pub struct PluginStatus {
     pub file: String,
     /// First 12 hex digits of the component's SHA-256.
     pub version: String,
+    /// The compiler of the running build: "winch" (quick, until the
+    /// optimized build replaces it), "cranelift" or "pulley".
+    pub tier: Option<&'static str>,
     pub loaded_at_ms: u64,
     pub calls: u64,
     pub failures: u64,
@@ -81,6 +85,7 @@ impl PluginStatus {
             status,
             file,
             version: String::new(),
+            tier: None,
             loaded_at_ms: 0,
             calls: 0,
             failures: 0,
@@ -120,26 +125,34 @@ pub struct Plugin {
     services: HostServices,
     /// First 12 hex digits of the component's SHA-256.
     pub version: String,
+    /// Which compiler built the code this version runs.
+    pub tier: Tier,
     pub file: PathBuf,
     /// Whether dropping this plugin puts its actuators in the safe state:
     /// yes when it is unloaded, no when a newer version replaced it.
     safe_on_drop: bool,
 }
 
-/// Loads plugin `name` as configured: reads and compiles (or takes from
-/// the cache) its component, checks its imports against its grants, and
-/// prepares it for fast instantiation.
+/// A plugin just loaded, with what the loader needs to optimize it later.
+pub struct Loaded {
+    pub plugin: Plugin,
+    /// The component's SHA-256 (hex).
+    pub digest: String,
+    /// The component itself, for the optimized build of a quick one.
+    pub wasm: Vec<u8>,
+}
+
+/// Loads plugin `name` as configured: reads its component, takes its
+/// artifact from the cache or compiles it (Winch first when there is no
+/// optimized artifact, see [`Runtime::component`]), checks its imports
+/// against its grants, and prepares it for fast instantiation.
 pub fn load(
     name: &str,
     config: &Config,
     runtime: &Runtime,
     services: &HostServices,
     registry: &Registry,
-) -> anyhow::Result<Plugin> {
-    let plugin_config = config
-        .plugins
-        .get(name)
-        .with_context(|| format!("plugin `{name}` is not in the config"))?;
+) -> anyhow::Result<Loaded> {
     let file: PathBuf = config.plugin_file(name);
     let bytes = std::fs::read(&file).with_context(|| {
         format!(
@@ -149,13 +162,41 @@ pub fn load(
     })?;
     check_header(&bytes).with_context(|| format!("{} is not a plugin", file.display()))?;
     let digest = crate::runtime::cache_digest(&bytes);
-    let version = digest[..12].to_string();
-    let (component, _) = runtime
-        .cache()
-        .load_or_compile_digested(runtime.engine(), &bytes, &digest)
+    let (component, tier) = runtime
+        .component(&bytes, &digest)
         .with_context(|| format!("failed to compile plugin {}", file.display()))?;
-    let missing =
-        capabilities::ungranted_imports(runtime.engine(), &component, &plugin_config.grants);
+    let plugin = build(
+        name, config, runtime, services, registry, &component, tier, &digest,
+    )?;
+    Ok(Loaded {
+        plugin,
+        digest,
+        wasm: bytes,
+    })
+}
+
+/// Makes plugin `name` from its compiled `component` (built by `tier`):
+/// checks its imports against its grants, links and prepares it.
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    name: &str,
+    config: &Config,
+    runtime: &Runtime,
+    services: &HostServices,
+    registry: &Registry,
+    component: &wasmtime::component::Component,
+    tier: Tier,
+    digest: &str,
+) -> anyhow::Result<Plugin> {
+    let plugin_config = config
+        .plugins
+        .get(name)
+        .with_context(|| format!("plugin `{name}` is not in the config"))?;
+    let file: PathBuf = config.plugin_file(name);
+    let version = digest[..12].to_string();
+    // Artifacts only run on the Engine that made them: link with its own.
+    let engine = runtime.engine_for(tier);
+    let missing = capabilities::ungranted_imports(engine, component, &plugin_config.grants);
     if !missing.is_empty() {
         let mut wanted = plugin_config.grants.interfaces.clone();
         wanted.extend(missing.iter().cloned());
@@ -166,8 +207,8 @@ pub fn load(
             wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
         );
     }
-    let linker = capabilities::linker(runtime.engine(), &plugin_config.grants)?;
-    let prepared = crate::runtime::Prepared::new(runtime.engine(), &component, &linker)
+    let linker = capabilities::linker(engine, &plugin_config.grants)?;
+    let prepared = crate::runtime::Prepared::new(engine, component, &linker)
         .with_context(|| format!("plugin `{name}` ({}) cannot be linked", file.display()))?;
     let limits = config.limits_for(name);
     let shared = PluginShared::new(name, plugin_config, limits, services)?;
@@ -186,14 +227,16 @@ pub fn load(
         registry: registry.clone(),
         services: services.clone(),
         version,
+        tier,
         file,
         safe_on_drop: true,
     };
     log::info!(
-        "plugin `{name}` loaded: {} ({}), version {}",
+        "plugin `{name}` loaded: {} ({}), version {}, {} build",
         plugin.kind.interface(),
         plugin.file.display(),
-        plugin.version
+        plugin.version,
+        tier.as_str()
     );
     Ok(plugin)
 }
@@ -225,6 +268,7 @@ impl Plugin {
             s.kind = Some(self.kind.interface());
             s.status = Health::Running;
             s.version = self.version.clone();
+            s.tier = Some(self.tier.as_str());
             s.loaded_at_ms = unix_time_ms();
             s.file = self.file.display().to_string();
             s.interval_ms = self.interval.as_millis() as u64;
@@ -247,6 +291,22 @@ impl Plugin {
     /// Whether the last call failed.
     pub fn failing(&self) -> bool {
         self.consecutive_failures > 0
+    }
+
+    /// Takes over `older`'s failure bookkeeping (backoff, quarantine):
+    /// for a faster build of the same version, which must not wipe out
+    /// what the same code did.
+    pub fn inherit(&mut self, older: &Plugin) {
+        self.retry_at = older.retry_at;
+        self.consecutive_failures = older.consecutive_failures;
+        self.recent_failures = older.recent_failures.clone();
+        self.quarantined = older.quarantined;
+    }
+
+    /// Publishes the tier of a build that replaced another of the same
+    /// version; nothing else about the plugin changed.
+    pub fn announce_tier(&self) {
+        self.publish(|s| s.tier = Some(self.tier.as_str()));
     }
 
     /// Drops a version that a newer one replaced, leaving the actuators to

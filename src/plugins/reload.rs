@@ -16,6 +16,11 @@
 //! the running config. A valid one is applied plugin by plugin: disabled
 //! plugins are unloaded, enabled ones loaded, and any plugin whose entry
 //! changed (interval, limits, grants, settings, file) is reloaded.
+//!
+//! A component with no cached optimized artifact is loaded from its quick
+//! (Winch) build and handed to the [`Optimizer`]; when the Cranelift build
+//! is ready it comes back here as [`Event::Optimized`] and is sent to the
+//! scheduler as [`Command::Upgrade`], which swaps it in between two calls.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +30,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 
-use super::{load, version_of, Health, PluginStatus, Registry};
+use super::optimize::{Optimized, Optimizer, Outcome};
+use super::{build, load, version_of, Health, PluginStatus, Registry};
 use crate::capabilities::HostServices;
 use crate::config::Config;
 use crate::runtime::Runtime;
@@ -36,6 +42,14 @@ pub const DEBOUNCE: Duration = Duration::from_millis(40);
 /// Longest a steady stream of events can postpone acting.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
 
+/// What wakes the loader up.
+pub enum Event {
+    /// A file in a watched folder was written or renamed into place.
+    File(PathBuf),
+    /// The background compile of an optimized build finished.
+    Optimized(Optimized),
+}
+
 /// Everything the loader needs.
 pub struct Loader {
     pub config: Config,
@@ -45,6 +59,13 @@ pub struct Loader {
     pub commands: Sender<Command>,
     /// The version of each plugin last handed to the scheduler.
     versions: HashMap<String, String>,
+    /// Plugins last handed over as a quick build, with their component's
+    /// SHA-256: they get the optimized build when it is ready.
+    quick: HashMap<String, String>,
+    /// The background compile of optimized builds (with a quick tier).
+    optimizer: Option<Optimizer>,
+    events: Receiver<Event>,
+    events_tx: Sender<Event>,
     /// Set when the config file on disk is invalid, for `/healthz`.
     pub config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
@@ -58,6 +79,18 @@ impl Loader {
         commands: Sender<Command>,
         config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
     ) -> Loader {
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let optimizer = if runtime.has_quick_tier() {
+            Optimizer::start(runtime.clone(), events_tx.clone())
+                .inspect_err(|e| {
+                    log::error!(
+                        "cannot start the background compile thread: {e}; quick builds stay"
+                    )
+                })
+                .ok()
+        } else {
+            None
+        };
         Loader {
             config,
             runtime,
@@ -65,6 +98,10 @@ impl Loader {
             registry,
             commands,
             versions: HashMap::new(),
+            quick: HashMap::new(),
+            optimizer,
+            events,
+            events_tx,
             config_error,
         }
     }
@@ -82,10 +119,15 @@ impl Loader {
         if self.commands.send(Command::LoadingDone).is_err() {
             return;
         }
-        match Watcher::start(&self.config) {
-            Ok(watcher) => self.watch(watcher),
-            Err(e) => log::error!("hot reload is off: cannot watch files with inotify: {e}"),
-        }
+        let watcher = match Watcher::start(&self.config, self.events_tx.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                // Optimized builds still arrive, so keep going.
+                log::error!("hot reload is off: cannot watch files with inotify: {e}");
+                None
+            }
+        };
+        self.watch(watcher);
     }
 
     fn enabled(&self) -> impl Iterator<Item = String> + '_ {
@@ -133,15 +175,28 @@ impl Loader {
         );
         release_freed_memory();
         match loaded {
-            Ok(plugin) => {
+            Ok(loaded) => {
+                let plugin = loaded.plugin;
                 self.versions
                     .insert(name.to_string(), plugin.version.clone());
-                self.commands
+                let quick = plugin.tier.is_quick();
+                let sent = self
+                    .commands
                     .send(Command::Install {
                         plugin: Box::new(plugin),
                         trial,
                     })
-                    .is_ok()
+                    .is_ok();
+                if quick {
+                    self.quick.insert(name.to_string(), loaded.digest.clone());
+                    self.sync_wanted();
+                    if let Some(o) = &mut self.optimizer {
+                        o.request(&loaded.digest, loaded.wasm);
+                    }
+                } else {
+                    self.forget_quick(name);
+                }
+                sent
             }
             Err(e) => {
                 let running = self.versions.contains_key(name);
@@ -165,26 +220,124 @@ impl Loader {
         }
     }
 
-    fn watch(&mut self, mut watcher: Watcher) {
+    /// Tells the optimizer which components are still wanted.
+    fn sync_wanted(&self) {
+        if let Some(o) = &self.optimizer {
+            o.set_wanted(self.quick.values().cloned().collect());
+        }
+    }
+
+    /// `name` no longer runs a quick build (replaced, disabled).
+    fn forget_quick(&mut self, name: &str) {
+        if self.quick.remove(name).is_some() {
+            self.sync_wanted();
+        }
+    }
+
+    /// An optimized build is ready (or failed): every plugin still running
+    /// the quick build of that component gets it through the scheduler.
+    fn optimized(&mut self, done: Optimized) {
+        if let Some(o) = &mut self.optimizer {
+            o.finished(&done.digest);
+        }
+        let mut names: Vec<String> = self
+            .quick
+            .iter()
+            .filter(|(_, d)| **d == done.digest)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        let tier = self.runtime.tier().as_str();
+        match done.outcome {
+            Outcome::Skipped(wasm) => {
+                // Wanted again since it was skipped: ask again.
+                if !names.is_empty() {
+                    if let Some(o) = &mut self.optimizer {
+                        o.request(&done.digest, wasm);
+                    }
+                }
+            }
+            Outcome::Failed(why) => {
+                for name in names {
+                    let message = format!(
+                        "the optimized ({tier}) build of version {} failed, so the quick \
+                         (winch) build keeps running: {why}",
+                        &done.digest[..12]
+                    );
+                    log::error!("plugin `{name}`: {message}");
+                    if let Ok(mut registry) = self.registry.write() {
+                        if let Some(s) = registry.get_mut(&name) {
+                            s.last_error = message;
+                            s.last_error_kind = Some("optimize");
+                        }
+                    }
+                    self.forget_quick(&name);
+                }
+            }
+            Outcome::Ready(component) => {
+                for name in names {
+                    log::info!(
+                        "plugin `{name}`: optimized ({tier}) build of version {} ready after {:.1} s",
+                        &done.digest[..12],
+                        done.took.as_secs_f64()
+                    );
+                    let built = build(
+                        &name,
+                        &self.config,
+                        &self.runtime,
+                        &self.services,
+                        &self.registry,
+                        &component,
+                        self.runtime.tier(),
+                        &done.digest,
+                    );
+                    match built {
+                        Ok(plugin) => {
+                            let _ = self.commands.send(Command::Upgrade(Box::new(plugin)));
+                        }
+                        Err(e) => log::error!(
+                            "plugin `{name}`: the optimized ({tier}) build cannot be used, the \
+                             quick (winch) build keeps running: {e:#}"
+                        ),
+                    }
+                    self.forget_quick(&name);
+                }
+            }
+        }
+    }
+
+    fn watch(&mut self, mut watcher: Option<Watcher>) {
         loop {
-            let Some(changed) = watcher.next_burst(&self.commands) else {
+            let Some(burst) = next_burst(&self.events, &self.commands) else {
                 return;
             };
-            let config_file = canonical(&self.config.source);
-            if changed.iter().any(|p| Some(p) == config_file.as_ref()) {
-                self.apply_config_change();
-                watcher.rewatch(&self.config);
-            }
-            if self.config.dev {
-                for name in self.changed_sources(&changed) {
-                    self.rebuild(&name);
+            let changed = burst.files;
+            if !changed.is_empty() {
+                if let Some(w) = &mut watcher {
+                    self.files_changed(&changed, w);
                 }
             }
-            let files = plugin_files(&self.config);
-            for path in &changed {
-                for name in files.get(path).into_iter().flatten() {
-                    self.reload_file(name);
-                }
+            for done in burst.optimized {
+                self.optimized(done);
+            }
+        }
+    }
+
+    fn files_changed(&mut self, changed: &HashSet<PathBuf>, watcher: &mut Watcher) {
+        let config_file = canonical(&self.config.source);
+        if changed.iter().any(|p| Some(p) == config_file.as_ref()) {
+            self.apply_config_change();
+            watcher.rewatch(&self.config);
+        }
+        if self.config.dev {
+            for name in self.changed_sources(changed) {
+                self.rebuild(&name);
+            }
+        }
+        let files = plugin_files(&self.config);
+        for path in changed {
+            for name in files.get(path).into_iter().flatten() {
+                self.reload_file(name);
             }
         }
     }
@@ -313,6 +466,7 @@ impl Loader {
                 (Some(_), None) => {
                     log::info!("config change: plugin `{name}` disabled");
                     self.versions.remove(&name);
+                    self.forget_quick(&name);
                     let _ = self.commands.send(Command::Remove(name.clone()));
                     if let Ok(mut registry) = self.registry.write() {
                         if let Some(s) = registry.get_mut(&name) {
@@ -341,7 +495,7 @@ impl Loader {
 /// set on a compile) back to the OS. glibc otherwise keeps freed memory in
 /// the loading thread's malloc arena: measured, tens of MiB of RSS per
 /// loaded plugin, the difference between fitting a Pi Zero or not.
-fn release_freed_memory() {
+pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {
@@ -408,18 +562,16 @@ fn plugin_files(config: &Config) -> BTreeMap<PathBuf, Vec<String>> {
 struct Watcher {
     watches: inotify::Watches,
     dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
-    events: Receiver<PathBuf>,
 }
 
 impl Watcher {
-    fn start(config: &Config) -> std::io::Result<Watcher> {
+    /// Starts watching; changed paths are sent to `tx`.
+    fn start(config: &Config, tx: Sender<Event>) -> std::io::Result<Watcher> {
         let mut inotify = Inotify::init()?;
         let dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
-        let (tx, events) = crossbeam_channel::unbounded();
         let mut watcher = Watcher {
             watches: inotify.watches(),
             dirs: dirs.clone(),
-            events,
         };
         watcher.rewatch(config);
         // A blocking reader on its own thread; the loader waits on the
@@ -433,7 +585,7 @@ impl Watcher {
                         let Some(name) = event.name else { continue };
                         let dir = dirs.lock().ok().and_then(|d| d.get(&event.wd).cloned());
                         if let Some(dir) = dir {
-                            if tx.send(dir.join(name)).is_err() {
+                            if tx.send(Event::File(dir.join(name))).is_err() {
                                 return;
                             }
                         }
@@ -473,38 +625,53 @@ impl Watcher {
             }
         }
     }
+}
 
-    /// Waits for a burst of changes and returns the changed paths once the
-    /// burst has been quiet for [`DEBOUNCE`]. `None` when the scheduler has
-    /// gone away.
-    fn next_burst(&mut self, commands: &Sender<Command>) -> Option<HashSet<PathBuf>> {
-        let mut changed = HashSet::new();
-        loop {
-            match self.events.recv_timeout(Duration::from_secs(5)) {
-                Ok(path) => {
-                    changed.insert(path);
-                    break;
-                }
-                // Wake up now and then to notice a stopped scheduler.
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
-                        commands.try_send(Command::Ping)
-                    {
-                        return None;
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+/// What the loader acts on in one go.
+struct Burst {
+    files: HashSet<PathBuf>,
+    optimized: Vec<Optimized>,
+}
+
+/// Waits for a burst of file changes and returns the changed paths once
+/// the burst has been quiet for [`DEBOUNCE`]; a finished optimized build
+/// is returned at once (with any file changes already seen). `None` when
+/// the scheduler has gone away.
+fn next_burst(events: &Receiver<Event>, commands: &Sender<Command>) -> Option<Burst> {
+    let mut burst = Burst {
+        files: HashSet::new(),
+        optimized: Vec::new(),
+    };
+    loop {
+        match events.recv_timeout(Duration::from_secs(5)) {
+            Ok(Event::File(path)) => {
+                burst.files.insert(path);
+                break;
             }
-        }
-        let started = Instant::now();
-        while started.elapsed() < DEBOUNCE_MAX {
-            match self.events.recv_timeout(DEBOUNCE) {
-                Ok(path) => {
-                    changed.insert(path);
-                }
-                Err(_) => break,
+            Ok(Event::Optimized(done)) => {
+                burst.optimized.push(done);
+                return Some(burst);
             }
+            // Wake up now and then to notice a stopped scheduler.
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+                    commands.try_send(Command::Ping)
+                {
+                    return None;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
         }
-        Some(changed)
     }
+    let started = Instant::now();
+    while started.elapsed() < DEBOUNCE_MAX {
+        match events.recv_timeout(DEBOUNCE) {
+            Ok(Event::File(path)) => {
+                burst.files.insert(path);
+            }
+            Ok(Event::Optimized(done)) => burst.optimized.push(done),
+            Err(_) => break,
+        }
+    }
+    Some(burst)
 }

@@ -31,6 +31,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 
 pub struct ArtifactCache {
     dir: PathBuf,
+    /// The tier of this cache's artifacts, for logs (`winch`, `cranelift`).
+    tier: super::Tier,
     engine_tag: String,
     engine_descriptor: String,
     max_bytes: u64,
@@ -64,6 +66,7 @@ impl ArtifactCache {
         }
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
+            tier: target.tier(),
             engine_tag: target.tag(),
             engine_descriptor: target.descriptor(),
             max_bytes: DEFAULT_MAX_BYTES,
@@ -100,38 +103,20 @@ impl ArtifactCache {
         wasm: &[u8],
         digest: &str,
     ) -> anyhow::Result<(Component, Source)> {
-        let path = self.entry(digest);
-        let rejected = match self.load(engine, &path) {
+        let rejected = match self.cached(engine, digest) {
             Ok(Some(component)) => return Ok((component, Source::Cache)),
             Ok(None) => None,
-            Err(e) if !super::CAN_COMPILE => Some(e),
-            Err(e) => {
-                log::warn!("discarding cached artifact {}: {e:#}", path.display());
-                let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(checksum_path(&path));
-                None
-            }
+            Err(e) => Some(e),
         };
         #[cfg(feature = "compiler")]
         {
             let _ = rejected;
-            let started = std::time::Instant::now();
-            let artifact = engine.precompile_component(wasm)?;
-            log::info!(
-                "compiled {} KiB of WebAssembly in {:.1} s",
-                wasm.len() / 1024,
-                started.elapsed().as_secs_f64()
-            );
-            if let Err(e) = self.store(&path, &artifact) {
-                log::warn!("could not cache artifact {}: {e}", path.display());
-            }
-            // SAFETY: `artifact` was produced by this Engine just now.
-            let component = unsafe { Component::deserialize(engine, &artifact)? };
-            Ok((component, Source::Compiled))
+            Ok((self.compile(engine, wasm, digest)?, Source::Compiled))
         }
         #[cfg(not(feature = "compiler"))]
         {
             let _ = wasm;
+            let path = self.entry(digest);
             let why = match rejected {
                 Some(e) => format!("the artifact {} is unusable: {e:#}", path.display()),
                 None => format!("there is no artifact {}", path.display()),
@@ -145,6 +130,57 @@ impl ArtifactCache {
                 self.dir.display()
             )
         }
+    }
+
+    /// The cached artifact of the component with `digest`, if there is
+    /// one. `Err` when there was an entry but it is unusable (checksum
+    /// mismatch, refused by wasmtime); a build that can compile deletes it
+    /// then, so the next step is a fresh compile, never trusting it.
+    pub fn cached(&self, engine: &Engine, digest: &str) -> anyhow::Result<Option<Component>> {
+        let path = self.entry(digest);
+        self.load(engine, &path).inspect_err(|e| {
+            if super::CAN_COMPILE {
+                log::warn!(
+                    "discarding cached {} artifact {}: {e:#}",
+                    self.tier.as_str(),
+                    path.display()
+                );
+                self.remove(digest);
+            }
+        })
+    }
+
+    /// Compiles `wasm` (whose [`digest`] is `digest`) with `engine`, caches
+    /// the artifact and returns the component, mapped from the cache file
+    /// when the write worked (file-backed code costs no RSS of its own).
+    #[cfg(feature = "compiler")]
+    pub fn compile(&self, engine: &Engine, wasm: &[u8], digest: &str) -> anyhow::Result<Component> {
+        let path = self.entry(digest);
+        let started = std::time::Instant::now();
+        let artifact = engine.precompile_component(wasm)?;
+        log::info!(
+            "compiled {} KiB of WebAssembly with {} in {:.1} s",
+            wasm.len() / 1024,
+            self.tier.as_str(),
+            started.elapsed().as_secs_f64()
+        );
+        match self.store(&path, &artifact) {
+            Ok(()) => {
+                if let Ok(Some(component)) = self.load(engine, &path) {
+                    return Ok(component);
+                }
+            }
+            Err(e) => log::warn!("could not cache artifact {}: {e}", path.display()),
+        }
+        // SAFETY: `artifact` was produced by this Engine just now.
+        Ok(unsafe { Component::deserialize(engine, &artifact)? })
+    }
+
+    /// Deletes the entry of the component with `digest`, if any.
+    pub fn remove(&self, digest: &str) {
+        let path = self.entry(digest);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(checksum_path(&path));
     }
 
     /// Compiles `wasm` with `engine` (which may target another machine)
@@ -327,6 +363,7 @@ mod tests {
         let here = EngineTarget {
             name: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
             wasmtime_target: None,
+            quick: false,
         };
         let native_triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
         if cfg!(all(

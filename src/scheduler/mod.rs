@@ -88,6 +88,11 @@ pub enum Command {
         plugin: Box<Plugin>,
         trial: bool,
     },
+    /// The optimized build of the version a plugin runs the quick build
+    /// of: swapped in between two calls, keeping the plugin's schedule,
+    /// trial and failure bookkeeping (it is the same code). Dropped if the
+    /// plugin runs another version by now.
+    Upgrade(Box<Plugin>),
     /// Unload a plugin (disabled or removed in the config).
     Remove(String),
     /// The loader has gone through every configured plugin.
@@ -244,6 +249,36 @@ impl Scheduler {
         }
     }
 
+    fn upgrade(&mut self, mut plugin: Plugin) {
+        let slot = match self.dashboard.as_mut() {
+            Some(d) if d.plugin.name == plugin.name => Some(d),
+            _ => self
+                .polled
+                .iter_mut()
+                .find(|s| s.plugin.name == plugin.name),
+        };
+        let Some(slot) = slot.filter(|s| s.plugin.version == plugin.version) else {
+            log::info!(
+                "plugin `{}`: optimized build of version {} dropped: no longer running",
+                plugin.name,
+                plugin.version
+            );
+            plugin.retire();
+            return;
+        };
+        plugin.inherit(&slot.plugin);
+        let quick = std::mem::replace(&mut slot.plugin, plugin);
+        log::info!(
+            "plugin `{}`: the optimized ({}) build of version {} replaces the quick ({}) build",
+            slot.plugin.name,
+            slot.plugin.tier.as_str(),
+            slot.plugin.version,
+            quick.tier.as_str()
+        );
+        slot.plugin.announce_tier();
+        quick.retire();
+    }
+
     fn remove(&mut self, name: &str) {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
@@ -312,6 +347,7 @@ impl Scheduler {
                 .min(Instant::now() + MAX_SLEEP);
             match commands.recv_deadline(next) {
                 Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
+                Ok(Command::Upgrade(plugin)) => self.upgrade(*plugin),
                 Ok(Command::Remove(name)) => self.remove(&name),
                 Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
                 Ok(Command::Ping) => {}

@@ -11,4 +11,5 @@ mod recycle;
 mod reload;
 mod sandbox;
 mod support;
+mod tiers;
 mod web;

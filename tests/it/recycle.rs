@@ -78,7 +78,8 @@ fn recycle_a_thousand_times_in_this_process() {
     let services = HostServices::new(hardware.handle(), dir.clone());
     let registry = Registry::default();
     let mut plugin = plugins::load("hostile", &config, &runtime, &services, &registry)
-        .expect("hostile plugin loads");
+        .expect("hostile plugin loads")
+        .plugin;
 
     let started = Instant::now();
     let mut baseline = 0;

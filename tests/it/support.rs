@@ -326,7 +326,16 @@ impl TestHost {
     pub fn start_dev_in(dir: &Path, config: toml::Table) -> TestHost {
         warm_cache();
         let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
-        let host = Self::spawn_args(dir, &config, turn, &["--dev"]);
+        let host = Self::spawn_args(dir, &config, turn, &["--dev"], &[]);
+        host.wait_loaded();
+        host
+    }
+
+    /// Like [`TestHost::start_in`], with extra environment variables.
+    pub fn start_in_with_env(dir: &Path, config: toml::Table, env: &[(&str, &str)]) -> TestHost {
+        warm_cache();
+        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
+        let host = Self::spawn_args(dir, &config, turn, &[], env);
         host.wait_loaded();
         host
     }
@@ -351,10 +360,16 @@ impl TestHost {
     }
 
     fn spawn_with_turn(dir: &Path, config: &toml::Table, turn: Turn) -> TestHost {
-        Self::spawn_args(dir, config, turn, &[])
+        Self::spawn_args(dir, config, turn, &[], &[])
     }
 
-    fn spawn_args(dir: &Path, config: &toml::Table, turn: Turn, args: &[&str]) -> TestHost {
+    fn spawn_args(
+        dir: &Path,
+        config: &toml::Table,
+        turn: Turn,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestHost {
         let path = write_config(dir, config);
         let mut child = Command::new(BIN)
             .arg("--config")
@@ -365,6 +380,7 @@ impl TestHost {
                 Path::new(ROOT).join("scripts/build-plugins.sh"),
             )
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
