@@ -25,6 +25,12 @@ command -v git >/dev/null || missing+=(git)
 for pkg in mosquitto mosquitto-clients; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# The benchmark harness (bench/all.py) loads the HTTP server with wrk; the
+# /metrics test (tests/it/metrics.rs) validates the output with promtool,
+# which Debian ships in the prometheus package.
+for pkg in wrk prometheus; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt-get)"
     apt_install "${missing[@]}"
