@@ -184,6 +184,7 @@ impl Prepared {
         store.set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
             limits.deadline_ms,
         )));
+        let _running = super::running();
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -245,6 +246,7 @@ impl Instance {
             .set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
                 limits.deadline_ms,
             )));
+        let _running = super::running();
         let started = Instant::now();
         let result = f(&self.guest, &mut self.store);
         self.last_duration = started.elapsed();

@@ -2,9 +2,11 @@
 //! turning traps into failures a user can read.
 //!
 //! Every plugin call runs with a fuel budget and an epoch deadline. The
-//! ticker thread bumps the epoch every [`EPOCH_TICK`], so a deadline of
-//! `deadline_ms` is `deadline_ms / 10` ticks; even `while True: pass` in
-//! Python is interrupted there.
+//! ticker thread bumps the epoch every [`EPOCH_TICK`] while a call is
+//! running, so a deadline of `deadline_ms` is `deadline_ms / 10` ticks
+//! from the call's start; even `while True: pass` in Python is interrupted
+//! there. Between calls the ticker sleeps (an idle host must not wake up
+//! 100 times a second: it costs CPU, and power on a Pi).
 
 mod cache;
 mod instance;
@@ -13,9 +15,9 @@ pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
 pub use instance::{FailureKind, Instance, Kind, PluginFailure, Prepared};
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,6 +33,32 @@ pub struct Runtime {
     cache: ArtifactCache,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+}
+
+/// WebAssembly calls in progress, in any Runtime of this process; the
+/// epoch tickers only tick while it is above zero.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// The ticker threads to wake when a call starts.
+static TICKERS: Mutex<Vec<Thread>> = Mutex::new(Vec::new());
+
+/// Marks WebAssembly running (a call, an instantiation) until dropped, so
+/// the epoch advances and the deadline set for it can expire.
+pub struct Running(());
+
+/// Starts the epoch tickers for a call; hold the guard for its duration.
+pub fn running() -> Running {
+    if RUNNING.fetch_add(1, Ordering::SeqCst) == 0 {
+        if let Ok(tickers) = TICKERS.lock() {
+            tickers.iter().for_each(Thread::unpark);
+        }
+    }
+    Running(())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The wasmtime version this host is built against; `Cargo.toml` pins it
@@ -212,22 +240,36 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("epoch-ticker".into())
                 .spawn(move || {
-                    // The epoch follows the wall clock, not the number of
-                    // wake-ups: on a busy machine a sleep overruns, and
-                    // counting wake-ups would stretch every deadline.
-                    let start = std::time::Instant::now();
-                    let mut epoch: u128 = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
-                        while epoch < due {
-                            engine.increment_epoch();
-                            epoch += 1;
+                    loop {
+                        // Idle: sleep until a call starts (`running()`
+                        // unparks; a wake-up that came first is not lost).
+                        while RUNNING.load(Ordering::SeqCst) == 0 {
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            std::thread::park();
+                        }
+                        // Busy: the epoch follows the wall clock from the
+                        // call's start, not the number of wake-ups (on a
+                        // busy machine a sleep overruns, and counting
+                        // wake-ups would stretch every deadline).
+                        let start = std::time::Instant::now();
+                        let mut ticks: u128 = 0;
+                        while RUNNING.load(Ordering::SeqCst) > 0 && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(EPOCH_TICK);
+                            let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                            while ticks < due {
+                                engine.increment_epoch();
+                                ticks += 1;
+                            }
                         }
                     }
                 })
                 .context("failed to start the epoch ticker thread")?
         };
+        if let Ok(mut tickers) = TICKERS.lock() {
+            tickers.push(ticker.thread().clone());
+        }
         Ok(Runtime {
             engine,
             cache,
@@ -259,6 +301,10 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
+            if let Ok(mut tickers) = TICKERS.lock() {
+                tickers.retain(|th| th.id() != t.thread().id());
+            }
+            t.thread().unpark();
             let _ = t.join();
         }
     }
