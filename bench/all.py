@@ -500,7 +500,7 @@ def main():
         f"| | |\n|---|---|\n| date | {info['date']} |\n| CPU | {info['cpu']} |\n| cores | {info['cores']} |\n"
         f"| memory | {info['memory']} |\n| OS, kernel | {info['os']}, Linux {info['kernel']} |\n| rustc | {info['rustc']} |\n"
         f"| wasmtime | {info['wasmtime']} |\n| native Python | {info['python']} |\n"
-        f"| load average at start | {info['load']} \n| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |\n| sections run | {', '.join(wanted)}{' (quick)' if args.quick else ''}, "
+        f"| load average at start | {info['load']} |\n| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |\n| sections run | {', '.join(wanted)}{' (quick)' if args.quick else ''}, "
         f"{minutes:.1f} min |\n\nHost and examples in the `dev` profile (dependencies at opt-level 3, as "
         f"`scripts/run.sh` builds them).{note}"
     )
