@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Every benchmark comparison in one command; writes BENCHMARKS.md.
 
-    python3 bench/all.py              # the full run (~25 min: memory alone is 10 min)
-    python3 bench/all.py --quick      # a short smoke run (~5 min), same sections
+    python3 bench/all.py              # the full run (~20 min: memory alone is 10 min)
+    python3 bench/all.py --quick      # a short smoke run (~6 min), same sections
     python3 bench/all.py --sections calls,http   # only some sections
     python3 bench/all.py --note "measured while the machine was shared with other builds"
 
