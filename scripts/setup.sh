@@ -26,8 +26,10 @@ for pkg in mosquitto mosquitto-clients; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # The browser tests (tests/it/browser.rs) drive headless Chromium through
-# chromedriver.
-for pkg in chromium chromium-driver; do
+# chromedriver. The benchmark harness (bench/all.py) and the abuse test load
+# the HTTP server with wrk; the /metrics test (tests/it/metrics.rs)
+# validates the output with promtool, which Debian ships in prometheus.
+for pkg in chromium chromium-driver wrk prometheus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -44,7 +44,7 @@ pub struct PluginCtx {
     pub plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: TrackedLimits,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
     pub gpio: gpio::Gpio,
@@ -187,6 +187,10 @@ impl PluginShared {
             .memories(4)
             .trap_on_grow_failure(false)
             .build();
+        let limits = TrackedLimits {
+            limits,
+            memory_bytes: 0,
+        };
         let refuse = Refuser {
             plugin: self.name.clone(),
             denied: self.denied.clone(),
@@ -221,6 +225,58 @@ impl PluginShared {
                 services.telemetry.clone(),
             ),
         }
+    }
+}
+
+/// The store limits, plus the linear memory the instance holds (for
+/// `/metrics`): wasmtime reports every memory's creation and growth to the
+/// limiter, so the sum of granted growths is the instance's memory size.
+pub struct TrackedLimits {
+    limits: StoreLimits,
+    pub memory_bytes: u64,
+}
+
+impl wasmtime::ResourceLimiter for TrackedLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let granted = self.limits.memory_growing(current, desired, maximum)?;
+        if granted {
+            self.memory_bytes += desired.saturating_sub(current) as u64;
+        }
+        Ok(granted)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

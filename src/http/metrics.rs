@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{AppState, Response};
+use crate::plugins::histogram::Histogram;
 use crate::plugins::Health;
 
 /// Escapes a label value per the exposition format.
@@ -30,6 +31,22 @@ impl Family<'_> {
         } else {
             let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
         }
+    }
+    /// One histogram's `_bucket` (cumulative, `le` label), `_sum` and
+    /// `_count` samples.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+        for (bound, n) in h.cumulative() {
+            let le = if bound.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                bound.to_string()
+            };
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with_le, n);
+        }
+        self.sample(&format!("{name}_sum"), labels, h.sum());
+        self.sample(&format!("{name}_count"), labels, h.count());
     }
 }
 
@@ -173,6 +190,71 @@ pub fn render(state: &AppState) -> Response {
             &[("plugin", &p.name)],
             p.last_call_duration_us as f64 / 1e6,
         );
+    }
+
+    m.header(
+        "whp_plugin_fuel_used_total",
+        "counter",
+        "Fuel (roughly WebAssembly instructions) used by all the plugin's calls.",
+    );
+    for p in &plugins {
+        m.sample(
+            "whp_plugin_fuel_used_total",
+            &[("plugin", &p.name)],
+            p.fuel_used_total,
+        );
+    }
+    m.header(
+        "whp_plugin_reloads_total",
+        "counter",
+        "New versions of the plugin swapped in after the first (hot reloads, rollbacks).",
+    );
+    for p in &plugins {
+        m.sample(
+            "whp_plugin_reloads_total",
+            &[("plugin", &p.name)],
+            p.reloads,
+        );
+    }
+    m.header(
+        "whp_plugin_instance_memory_bytes",
+        "gauge",
+        "Linear memory of the plugin's live instance (0 when none is kept).",
+    );
+    for p in &plugins {
+        m.sample(
+            "whp_plugin_instance_memory_bytes",
+            &[("plugin", &p.name)],
+            p.instance_memory_bytes,
+        );
+    }
+    m.header(
+        "whp_plugin_call_duration_seconds",
+        "histogram",
+        "Duration of plugin calls, by plugin and call (poll or render).",
+    );
+    for p in &plugins {
+        for (call, h) in &p.call_seconds {
+            m.histogram(
+                "whp_plugin_call_duration_seconds",
+                &[("plugin", &p.name), ("call", call)],
+                h,
+            );
+        }
+    }
+    m.header(
+        "whp_plugin_poll_start_delay_seconds",
+        "histogram",
+        "How late scheduled polls started after their due time.",
+    );
+    for p in &plugins {
+        if p.kind != Some("dashboard") {
+            m.histogram(
+                "whp_plugin_poll_start_delay_seconds",
+                &[("plugin", &p.name)],
+                &p.start_delay_seconds,
+            );
+        }
     }
 
     let actuators = state.hardware.status();

@@ -7,6 +7,7 @@
 //! quarantine the plugin until it is reloaded or re-enabled. What the rest of
 //! the host may know about a plugin is published in the [`Registry`].
 
+pub mod histogram;
 mod optimize;
 pub mod reload;
 
@@ -22,6 +23,7 @@ use crate::capabilities::{self, HostServices, PluginShared};
 use crate::config::{Config, Limits};
 use crate::hardware::unix_time_ms;
 use crate::runtime::{Instance, Kind, PluginFailure, Runtime, Tier};
+use histogram::Histogram;
 
 /// First retry delay after a failure; doubles per consecutive failure.
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -75,6 +77,18 @@ pub struct PluginStatus {
     /// much other plugins delayed this one.
     pub last_start_delay_us: u64,
     pub max_start_delay_us: u64,
+    /// Fuel used by every call so far.
+    pub fuel_used_total: u64,
+    /// Versions installed after the first (hot reloads and rollbacks).
+    pub reloads: u64,
+    /// Linear memory of the live instance; 0 when there is none.
+    pub instance_memory_bytes: u64,
+    /// Call durations by call kind (`poll`, `render`), for `/metrics`.
+    #[serde(skip)]
+    pub call_seconds: BTreeMap<&'static str, Histogram>,
+    /// How late scheduled polls started, for `/metrics`.
+    #[serde(skip)]
+    pub start_delay_seconds: Histogram,
 }
 
 impl PluginStatus {
@@ -100,6 +114,11 @@ impl PluginStatus {
             interval_ms,
             last_start_delay_us: 0,
             max_start_delay_us: 0,
+            fuel_used_total: 0,
+            reloads: 0,
+            instance_memory_bytes: 0,
+            call_seconds: BTreeMap::new(),
+            start_delay_seconds: Histogram::new(histogram::START_DELAY_SECONDS),
         }
     }
 }
@@ -265,6 +284,9 @@ impl Plugin {
     /// Publishes this version as the plugin's running one.
     pub fn announce(&self) {
         self.publish(|s| {
+            if !s.version.is_empty() {
+                s.reloads += 1;
+            }
             s.kind = Some(self.kind.interface());
             s.status = Health::Running;
             s.version = self.version.clone();
@@ -335,6 +357,7 @@ impl Plugin {
         self.publish(|s| {
             s.last_start_delay_us = us;
             s.max_start_delay_us = s.max_start_delay_us.max(us);
+            s.start_delay_seconds.observe(delay.as_secs_f64());
         });
     }
 
@@ -363,6 +386,15 @@ impl Plugin {
         let result = f(instance, &self.limits);
         let (fuel, duration) = (instance.last_fuel, instance.last_duration);
         let recycle = self.limits.recycle || instance.output_nearly_full();
+        let memory = if recycle || result.is_err() {
+            0
+        } else {
+            instance.memory_bytes()
+        };
+        let call_kind = match self.kind {
+            Kind::Dashboard => "render",
+            _ => "poll",
+        };
         let denied = self
             .shared
             .denied
@@ -373,6 +405,12 @@ impl Plugin {
             s.last_call_ms = Some(unix_time_ms());
             s.last_call_duration_us = duration.as_micros() as u64;
             s.last_call_fuel = fuel;
+            s.fuel_used_total += fuel;
+            s.instance_memory_bytes = memory;
+            s.call_seconds
+                .entry(call_kind)
+                .or_insert_with(|| Histogram::new(histogram::CALL_SECONDS))
+                .observe(duration.as_secs_f64());
             s.denied_calls = denied;
         });
         match result {

@@ -184,6 +184,7 @@ impl Prepared {
         store.set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
             limits.deadline_ms,
         )));
+        let _running = super::running();
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -233,19 +234,26 @@ impl Instance {
         limits: &Limits,
         f: impl FnOnce(&Guest, &mut Store<PluginCtx>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
-        self.store
-            .set_fuel(limits.fuel)
-            .map_err(|e| host_failure(e.into()))?;
+        // An Engine without fuel metering (the benchmarks' limits-off
+        // baseline, examples/callbench.rs) has no budget to set.
+        let metered = self.store.get_fuel().is_ok();
+        if metered {
+            self.store
+                .set_fuel(limits.fuel)
+                .map_err(|e| host_failure(e.into()))?;
+        }
         self.store
             .set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
                 limits.deadline_ms,
             )));
+        let _running = super::running();
         let started = Instant::now();
         let result = f(&self.guest, &mut self.store);
         self.last_duration = started.elapsed();
-        self.last_fuel = limits
-            .fuel
-            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        self.last_fuel = match self.store.get_fuel() {
+            Ok(left) if metered => limits.fuel.saturating_sub(left),
+            _ => 0,
+        };
         self.forward_output();
         result.map_err(|e| classify(e, &self.store, limits))
     }
@@ -273,6 +281,11 @@ impl Instance {
                 log::warn!(target: "plugin", "[{}] {stream}: {rest} more lines not logged", ctx.plugin);
             }
         }
+    }
+
+    /// Bytes of linear memory this instance holds.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limits.memory_bytes
     }
 
     /// The capture pipes only grow; once half full the instance should be

@@ -3,9 +3,11 @@
 //! traps into failures a user can read.
 //!
 //! Every plugin call runs with a fuel budget and an epoch deadline. The
-//! ticker thread bumps the epoch of every Engine every [`EPOCH_TICK`], so a
-//! deadline of `deadline_ms` is `deadline_ms / 10` ticks; even
-//! `while True: pass` in Python is interrupted there.
+//! ticker thread bumps the epoch of every Engine every [`EPOCH_TICK`] while
+//! a call is running, so a deadline of `deadline_ms` is `deadline_ms / 10`
+//! ticks from the call's start; even `while True: pass` in Python is
+//! interrupted there. Between calls the ticker sleeps (an idle host must not
+//! wake up 100 times a second: it costs CPU, and power on a Pi).
 //!
 //! Compile tiers: Cranelift makes fast code slowly (~10 s for a Python
 //! component here, minutes on a Pi). Where the host can compile native code
@@ -24,9 +26,9 @@ pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
 pub use instance::{FailureKind, Instance, Kind, PluginFailure, Prepared};
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -79,6 +81,32 @@ impl Tier {
 /// HTTP and a quick compile for another reload come first, so a plugin's
 /// wall-clock deadline is not eaten by our own compiler.
 pub const BACKGROUND_NICE: i32 = 10;
+
+/// WebAssembly calls in progress, in any Runtime of this process; the
+/// epoch tickers only tick while it is above zero.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// The ticker threads to wake when a call starts.
+static TICKERS: Mutex<Vec<Thread>> = Mutex::new(Vec::new());
+
+/// Marks WebAssembly running (a call, an instantiation) until dropped, so
+/// the epoch advances and the deadline set for it can expire.
+pub struct Running(());
+
+/// Starts the epoch tickers for a call; hold the guard for its duration.
+pub fn running() -> Running {
+    if RUNNING.fetch_add(1, Ordering::SeqCst) == 0 {
+        if let Ok(tickers) = TICKERS.lock() {
+            tickers.iter().for_each(Thread::unpark);
+        }
+    }
+    Running(())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The wasmtime version this host is built against; `Cargo.toml` pins it
 /// exactly (a unit test checks the two agree). Part of every cache key.
@@ -310,24 +338,38 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("epoch-ticker".into())
                 .spawn(move || {
-                    // The epoch follows the wall clock, not the number of
-                    // wake-ups: on a busy machine a sleep overruns, and
-                    // counting wake-ups would stretch every deadline.
-                    let start = std::time::Instant::now();
-                    let mut epoch: u128 = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
-                        while epoch < due {
-                            for engine in &engines {
-                                engine.increment_epoch();
+                    loop {
+                        // Idle: sleep until a call starts (`running()`
+                        // unparks; a wake-up that came first is not lost).
+                        while RUNNING.load(Ordering::SeqCst) == 0 {
+                            if stop.load(Ordering::Relaxed) {
+                                return;
                             }
-                            epoch += 1;
+                            std::thread::park();
+                        }
+                        // Busy: the epoch follows the wall clock from the
+                        // call's start, not the number of wake-ups (on a
+                        // busy machine a sleep overruns, and counting
+                        // wake-ups would stretch every deadline).
+                        let start = std::time::Instant::now();
+                        let mut ticks: u128 = 0;
+                        while RUNNING.load(Ordering::SeqCst) > 0 && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(EPOCH_TICK);
+                            let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                            while ticks < due {
+                                for engine in &engines {
+                                    engine.increment_epoch();
+                                }
+                                ticks += 1;
+                            }
                         }
                     }
                 })
                 .context("failed to start the epoch ticker thread")?
         };
+        if let Ok(mut tickers) = TICKERS.lock() {
+            tickers.push(ticker.thread().clone());
+        }
         Ok(Runtime {
             tier: target.tier(),
             engine,
@@ -472,6 +514,10 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
+            if let Ok(mut tickers) = TICKERS.lock() {
+                tickers.retain(|th| th.id() != t.thread().id());
+            }
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -505,6 +551,8 @@ mod tests {
         let f = instance
             .get_typed_func::<(), ()>(&mut store, "spin")
             .unwrap();
+        // The ticker only ticks while something marks a call as running.
+        let _running = super::running();
         f.call(&mut store, ()).unwrap_err()
     }
 

@@ -6,6 +6,7 @@ mod drivers;
 mod first_plugin;
 mod hardware;
 mod host;
+mod metrics;
 mod mqtt;
 mod recycle;
 mod reload;
