@@ -29,6 +29,7 @@
 
 pub mod codec;
 pub mod discovery;
+pub mod tls;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -71,6 +72,9 @@ pub enum MqttError {
     Protocol(Malformed),
     /// No answer within the keep-alive or the connect timeout.
     Timeout(&'static str),
+    /// TLS could not be set up or the handshake failed; the message says
+    /// what to fix.
+    Tls(String),
 }
 
 impl std::fmt::Display for MqttError {
@@ -85,6 +89,7 @@ impl std::fmt::Display for MqttError {
             MqttError::Closed => f.write_str("the broker closed the connection"),
             MqttError::Protocol(e) => write!(f, "{e}"),
             MqttError::Timeout(what) => write!(f, "no {what} from the broker in time"),
+            MqttError::Tls(message) => f.write_str(message),
         }
     }
 }
@@ -133,7 +138,7 @@ impl Mqtt {
     ) -> std::io::Result<Mqtt> {
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Status::default());
-        let broker = format!("{}:{}", config.host, config.port);
+        let broker = config.broker();
         let naming = Naming {
             prefix: config.topic_prefix(),
             discovery_prefix: config.discovery_prefix.clone(),
@@ -151,6 +156,7 @@ impl Mqtt {
             stop: stop.clone(),
             broker: broker.clone(),
             seen: Seen::default(),
+            tls: None,
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
@@ -247,10 +253,12 @@ struct Worker {
     broker: String,
     outbox: Outbox,
     seen: Seen,
+    /// The TLS client config, built on the first TLS connect.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: tls::Stream,
     buf: Vec<u8>,
     last_sent: Instant,
     ping_sent: Option<Instant>,
@@ -272,7 +280,7 @@ impl Worker {
             });
             if let Err(e) = result {
                 let message = format!("MQTT broker {}: {e}", self.broker);
-                if matches!(e, MqttError::Refused(_)) {
+                if matches!(e, MqttError::Refused(_) | MqttError::Tls(_)) {
                     log::error!(target: "mqtt", "{message}; retrying in {:.1} s", backoff.as_secs_f64());
                 } else {
                     log::warn!(target: "mqtt", "{message}; retrying in {:.1} s", backoff.as_secs_f64());
@@ -297,8 +305,15 @@ impl Worker {
         self.stop.load(Ordering::Relaxed)
     }
 
+    fn trust(&self) -> tls::Trust {
+        match &self.config.ca_file {
+            Some(path) => tls::Trust::CaFile(path.clone()),
+            None => tls::Trust::System,
+        }
+    }
+
     fn connect(&mut self) -> Result<Conn, MqttError> {
-        let addrs: Vec<_> = (self.config.host.as_str(), self.config.port)
+        let addrs: Vec<_> = (self.config.host.as_str(), self.config.port())
             .to_socket_addrs()
             .map_err(|e| MqttError::Resolve(e.to_string()))?
             .collect();
@@ -324,6 +339,25 @@ impl Worker {
         stream.set_nodelay(true).ok();
         stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
         stream.set_read_timeout(Some(TICK)).ok();
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let stream = if self.config.tls {
+            // Never plain MQTT instead: a failed handshake is an error.
+            let trust = self.trust();
+            let config = match &self.tls {
+                Some(c) => c.clone(),
+                None => {
+                    let c = tls::client_config(&trust).map_err(MqttError::Tls)?;
+                    self.tls = Some(c.clone());
+                    c
+                }
+            };
+            let name = tls::server_name(&self.config.host).map_err(MqttError::Tls)?;
+            let tls = tls::handshake(config, name, stream, deadline)
+                .map_err(|e| MqttError::Tls(e.explain(&self.config.host, &trust)))?;
+            tls::Stream::Tls(Box::new(tls))
+        } else {
+            tls::Stream::Plain(stream)
+        };
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
@@ -344,7 +378,6 @@ impl Worker {
             password: self.config.password.as_deref(),
         });
         conn.send(&packet)?;
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
             match conn.next_packet()? {
                 Some(Incoming::ConnAck { code: 0 }) => break,

@@ -36,9 +36,35 @@ struct Broker {
     dir: PathBuf,
 }
 
+/// A TLS listener of a test broker: its port and the certificate it shows.
+struct TlsListener<'a> {
+    port: u16,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
 impl Broker {
     fn start(dir: &Path, port: u16, password: Option<(&str, &str)>) -> Broker {
+        Self::start_with_tls(dir, port, password, &[])
+    }
+
+    /// Like [`Broker::start`], with TLS listeners besides the plain one
+    /// (which the test's own subscribers use).
+    fn start_with_tls(
+        dir: &Path,
+        port: u16,
+        password: Option<(&str, &str)>,
+        tls: &[TlsListener],
+    ) -> Broker {
         let mut conf = format!("listener {port} 127.0.0.1\npersistence false\n");
+        for l in tls {
+            conf.push_str(&format!(
+                "listener {} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                l.port,
+                l.cert.display(),
+                l.key.display()
+            ));
+        }
         if running_as_root() {
             // Otherwise Mosquitto drops to user `mosquitto`, which cannot
             // read the password file in the test's folder.
@@ -63,16 +89,19 @@ impl Broker {
         }
         let conf_file = dir.join("mosquitto.conf");
         std::fs::write(&conf_file, conf).expect("broker config is writable");
+        let log = std::fs::File::create(dir.join("mosquitto.log")).expect("broker log is writable");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf_file)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("mosquitto starts (install it: scripts/setup.sh)");
-        wait_until("the broker to listen", WAIT, || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
+        for p in std::iter::once(port).chain(tls.iter().map(|l| l.port)) {
+            wait_until(&format!("the broker to listen on {p}"), WAIT, || {
+                TcpStream::connect(("127.0.0.1", p)).ok().map(|_| ())
+            });
+        }
         Broker {
             child,
             port,
@@ -453,4 +482,239 @@ fn a_plugin_without_the_telemetry_grant_is_refused_at_load() {
         telem["last_error"].as_str().unwrap().contains("telemetry"),
         "{telem}"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`; fails with its output otherwise.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (install it: scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`<name>-ca.pem`) made with `openssl` in `dir`.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}-ca.key"),
+            "-out",
+            &format!("{name}-ca.pem"),
+        ],
+    );
+    dir.join(format!("{name}-ca.pem"))
+}
+
+/// A server certificate and key for `alt_names` (subjectAltName syntax),
+/// signed by CA `ca` (made by [`make_ca`]).
+fn make_server_cert(dir: &Path, ca: &str, name: &str, alt_names: &str) -> (PathBuf, PathBuf) {
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-days",
+            "2",
+            "-CA",
+            &format!("{ca}-ca.pem"),
+            "-CAkey",
+            &format!("{ca}-ca.key"),
+            "-CAcreateserial",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+fn tls_host(port: u16, ca_file: &Path, host: &str) -> TestHost {
+    let ca_file = ca_file.display().to_string();
+    let host = host.to_string();
+    mqtt_host(port, move |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("tls".into(), true.into());
+        m.insert("ca_file".into(), ca_file.into());
+        m.insert("host".into(), host.into());
+    })
+}
+
+#[test]
+fn tls_connects_verifies_the_broker_and_publishes() {
+    let dir = temp_dir("mqtt-tls");
+    make_ca(&dir, "good");
+    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+    let tls_port = free_port();
+    let broker = Broker::start_with_tls(
+        &dir,
+        free_port(),
+        None,
+        &[TlsListener {
+            port: tls_port,
+            cert: &cert,
+            key: &key,
+        }],
+    );
+    // The subscriber is on the broker's plain listener; the host knows
+    // only the TLS port, so what it sees came over TLS.
+    let sub = Subscriber::start(broker.port);
+    let host = tls_host(tls_port, &dir.join("good-ca.pem"), "localhost");
+
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    let temp = sub.json("homeassistant/sensor/test/dht22_gpio_4_temperature/config");
+    assert_eq!(temp["device_class"], "temperature");
+    sub.wait(STATE, |_, p| p.contains("dht22_gpio_4_temperature"));
+    let api = host.api();
+    assert_eq!(api["mqtt"]["connected"], true, "{}", api["mqtt"]);
+    assert_eq!(api["mqtt"]["broker"], format!("localhost:{tls_port}"));
+    // The buzzer button's command arrives over TLS too.
+    let before = api["buzzer"]["beeps_total"].as_u64().unwrap();
+    broker.publish(COMMAND, &["beep"]);
+    host.wait_api("the MQTT press to beep", WAIT, |a| {
+        a["buzzer"]["beeps_total"].as_u64() > Some(before)
+    });
+    // A clean stop says goodbye over TLS as well.
+    assert!(host.stop().success());
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
+}
+
+#[test]
+fn tls_refuses_an_untrusted_or_misnamed_broker_without_falling_back() {
+    let dir = temp_dir("mqtt-tls-bad");
+    make_ca(&dir, "good");
+    let wrong_ca = make_ca(&dir, "other");
+    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+    let (named_cert, named_key) = make_server_cert(&dir, "good", "elsewhere", "DNS:broker.example");
+    let (tls_port, named_port) = (free_port(), free_port());
+    let broker = Broker::start_with_tls(
+        &dir,
+        free_port(),
+        None,
+        &[
+            TlsListener {
+                port: tls_port,
+                cert: &cert,
+                key: &key,
+            },
+            TlsListener {
+                port: named_port,
+                cert: &named_cert,
+                key: &named_key,
+            },
+        ],
+    );
+    let sub = Subscriber::start(broker.port);
+
+    // Signed by a CA the host was not told to trust.
+    let untrusted = tls_host(tls_port, &wrong_ca, "127.0.0.1");
+    let api = untrusted.wait_api("the TLS error in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not trusted"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("MQTT broker 127.0.0.1:{tls_port}"))
+            && error.contains("mqtt.ca_file"),
+        "the error names the broker and what to fix: {error}"
+    );
+    assert_eq!(api["mqtt"]["connected"], false);
+    assert_eq!(api["mqtt"]["connects"], 0);
+    let log = untrusted.log();
+    assert!(log.contains("certificate is not trusted"), "{log}");
+    // Still serving, still retrying (with backoff), never in plain text.
+    assert_eq!(untrusted.get("/healthz").status, 200);
+    wait_until("a second attempt", WAIT, || {
+        (untrusted
+            .log()
+            .matches("certificate is not trusted")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+
+    // Trusted, but issued for another name.
+    let misnamed = tls_host(named_port, &dir.join("good-ca.pem"), "127.0.0.1");
+    let api = misnamed.wait_api("the name mismatch in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid for `127.0.0.1`"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("broker.example"),
+        "names what the certificate is for: {error}"
+    );
+
+    // TLS to a plain MQTT port: said so, not retried in plain text.
+    let plain = tls_host(broker.port, &dir.join("good-ca.pem"), "127.0.0.1");
+    let api = plain.wait_api("the handshake failure in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("TLS handshake failed"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(error.contains("mqtt.port"), "{error}");
+
+    // None of them ever got to MQTT: nothing from them at the broker.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sub.count(AVAILABILITY), 0, "a refused host published");
+    for host in [&untrusted, &misnamed, &plain] {
+        assert_eq!(host.api()["mqtt"]["connects"], 0);
+    }
 }
