@@ -127,6 +127,92 @@ pub struct Mqtt {
     thread: Option<JoinHandle<()>>,
     pub status: Arc<Status>,
     pub broker: String,
+    /// What it was started with.
+    pub config: MqttSection,
+}
+
+/// Keeps the MQTT thread in step with `[mqtt]`: started at start when
+/// enabled, and stopped (a clean `offline`), restarted or started when the
+/// config file's `[mqtt]` table changes, without restarting the host.
+pub struct Service {
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+    hardware_name: String,
+    running: Mutex<Option<Mqtt>>,
+    /// One change at a time.
+    applying: Mutex<()>,
+    /// Set at shutdown: no change starts a thread after it.
+    closed: AtomicBool,
+}
+
+impl Service {
+    pub fn new(shared: Arc<Shared>, control: Arc<Control>, hardware_name: String) -> Arc<Service> {
+        Arc::new(Service {
+            shared,
+            control,
+            hardware_name,
+            running: Mutex::new(None),
+            applying: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes the running thread match `config`: nothing when it already
+    /// does, else stops the old thread (publishing `offline` to its broker)
+    /// and starts one for the new settings when they are enabled.
+    pub fn apply(&self, config: &MqttSection) -> std::io::Result<()> {
+        let _one = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let wanted = config.enabled.then(|| config.clone());
+        let current = self.lock().as_ref().map(|m| m.config.clone());
+        if current == wanted {
+            return Ok(());
+        }
+        // Out of the slot first, so /api never waits for the old thread.
+        let old = self.lock().take();
+        if let Some(mut old) = old {
+            match &wanted {
+                Some(_) => {
+                    log::info!(target: "mqtt", "config change: [mqtt] changed, disconnecting from {} to start again with the new settings", old.broker)
+                }
+                None => {
+                    log::info!(target: "mqtt", "config change: MQTT disabled, disconnecting from {}", old.broker)
+                }
+            }
+            old.stop();
+        }
+        if let Some(config) = wanted {
+            let mqtt = Mqtt::spawn(
+                config,
+                self.shared.clone(),
+                self.control.clone(),
+                self.hardware_name.clone(),
+            )?;
+            *self.lock() = Some(mqtt);
+        }
+        Ok(())
+    }
+
+    /// The running thread's status; `None` while MQTT is off.
+    pub fn view(&self) -> Option<StatusView> {
+        self.lock().as_ref().map(Mqtt::view)
+    }
+
+    /// Stops the thread for good (a clean `offline`).
+    pub fn shutdown(&self) {
+        let _one = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::Relaxed);
+        let old = self.lock().take();
+        if let Some(mut old) = old {
+            old.stop();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Mqtt>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Mqtt {
@@ -139,6 +225,7 @@ impl Mqtt {
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Status::default());
         let broker = config.broker();
+        let config_copy = config.clone();
         let naming = Naming {
             prefix: config.topic_prefix(),
             discovery_prefix: config.discovery_prefix.clone(),
@@ -166,6 +253,7 @@ impl Mqtt {
             thread: Some(thread),
             status,
             broker,
+            config: config_copy,
         })
     }
 

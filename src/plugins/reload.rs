@@ -36,6 +36,10 @@ pub const DEBOUNCE: Duration = Duration::from_millis(40);
 /// Longest a steady stream of events can postpone acting.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
 
+/// Called with the new config after a valid config change was applied to
+/// the plugins (the MQTT service follows `[mqtt]` this way).
+pub type ConfigHook = Box<dyn Fn(&Config) + Send>;
+
 /// Everything the loader needs.
 pub struct Loader {
     pub config: Config,
@@ -47,6 +51,7 @@ pub struct Loader {
     versions: HashMap<String, String>,
     /// Set when the config file on disk is invalid, for `/healthz`.
     pub config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    hooks: Vec<ConfigHook>,
 }
 
 impl Loader {
@@ -66,7 +71,14 @@ impl Loader {
             commands,
             versions: HashMap::new(),
             config_error,
+            hooks: Vec::new(),
         }
+    }
+
+    /// Adds a hook run after every valid config change.
+    pub fn on_config_change(mut self, hook: ConfigHook) -> Loader {
+        self.hooks.push(hook);
+        self
     }
 
     /// Loads every enabled plugin, then watches for changes until the
@@ -288,12 +300,9 @@ impl Loader {
         new.dev = self.config.dev;
         new.host.listen = self.config.host.listen;
         new.host.hardware = self.config.host.hardware;
-        if new.host != self.config.host
-            || new.hardware != self.config.hardware
-            || new.mqtt != self.config.mqtt
-        {
+        if new.host != self.config.host || new.hardware != self.config.hardware {
             log::warn!(
-                "config change: [host], [hardware] and [mqtt] settings apply at the next start; plugin changes apply now"
+                "config change: [host] and [hardware] settings apply at the next start; plugin and [mqtt] changes apply now"
             );
         }
         let old = std::mem::replace(&mut self.config, new);
@@ -333,6 +342,9 @@ impl Loader {
                 }
                 _ => {}
             }
+        }
+        for hook in &self.hooks {
+            hook(&self.config);
         }
     }
 }

@@ -173,9 +173,10 @@ pub fn spawn(
     shared: Arc<Shared>,
     hardware_name: String,
     commands: (Sender<Command>, Receiver<Command>),
+    hooks: Vec<plugins::reload::ConfigHook>,
 ) -> std::io::Result<JoinHandle<()>> {
     let (tx, rx) = commands;
-    let loader = plugins::reload::Loader::new(
+    let mut loader = plugins::reload::Loader::new(
         config,
         runtime,
         services.clone(),
@@ -183,6 +184,9 @@ pub fn spawn(
         tx,
         shared.config_error.clone(),
     );
+    for hook in hooks {
+        loader = loader.on_config_change(hook);
+    }
     std::thread::Builder::new()
         .name("loader".into())
         .spawn(move || loader.run())?;

@@ -153,8 +153,17 @@ struct Subscriber {
 
 impl Subscriber {
     fn start(port: u16) -> Subscriber {
+        Self::start_args(port, &[])
+    }
+
+    fn start_with_login(port: u16, user: &str, password: &str) -> Subscriber {
+        Self::start_args(port, &["-u", user, "-P", password])
+    }
+
+    fn start_args(port: u16, extra: &[&str]) -> Subscriber {
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "#"])
+            .args(extra)
             .args(["-F", "%r %t %p"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -717,4 +726,98 @@ fn tls_refuses_an_untrusted_or_misnamed_broker_without_falling_back() {
     for host in [&untrusted, &misnamed, &plain] {
         assert_eq!(host.api()["mqtt"]["connects"], 0);
     }
+}
+
+/// Rewrites the host's config file the way an editor does (a rename).
+fn edit_config(host: &TestHost, edit: impl FnOnce(&mut toml::Table)) {
+    let text = std::fs::read_to_string(&host.config_path).expect("the host's config is readable");
+    let mut config: toml::Table = text.parse().expect("the host's config is TOML");
+    edit(&mut config);
+    let tmp = host.config_path.with_extension("toml.tmp");
+    std::fs::write(&tmp, toml::to_string(&config).unwrap()).unwrap();
+    std::fs::rename(&tmp, &host.config_path).unwrap();
+}
+
+#[test]
+fn mqtt_changes_apply_live() {
+    let dir = temp_dir("mqtt-live");
+    let first = Broker::start(&dir, free_port(), None);
+    let dir2 = temp_dir("mqtt-live-2");
+    let second = Broker::start(&dir2, free_port(), Some(("pi", "secret")));
+    let sub1 = Subscriber::start(first.port);
+    let host = mqtt_host(first.port, |_| {});
+    sub1.wait(AVAILABILITY, |_, p| p == "online");
+
+    // Another broker, with credentials, under another prefix: no restart.
+    let sub2 = Subscriber::start_with_login(second.port, "pi", "secret");
+    edit_config(&host, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("port".into(), i64::from(second.port).into());
+        m.insert("username".into(), "pi".into());
+        m.insert("password".into(), "secret".into());
+        m.insert("topic_prefix".into(), "fleet/kitchen".into());
+    });
+    // The old broker hears a clean goodbye (not the last will) ...
+    sub1.wait(AVAILABILITY, |_, p| p == "offline");
+    // ... and the new one the host under its new prefix.
+    sub2.wait("fleet/kitchen/availability", |_, p| p == "online");
+    let button = sub2.json("homeassistant/button/test/buzzer_beep/config");
+    assert_eq!(button["command_topic"], "fleet/kitchen/buzzer/set");
+    sub2.wait("fleet/kitchen/state", |_, p| {
+        p.contains("dht22_gpio_4_temperature")
+    });
+    let api = host.wait_api("the new broker in /api", WAIT, |a| {
+        a["mqtt"]["broker"] == format!("127.0.0.1:{}", second.port)
+            && a["mqtt"]["connected"] == true
+    });
+    assert_eq!(api["mqtt"]["last_error"], "", "{}", api["mqtt"]);
+    assert!(
+        !host.log().contains("apply at the next start"),
+        "{}",
+        host.log()
+    );
+
+    // Disabled: offline, and MQTT leaves /api.
+    edit_config(&host, |c| {
+        table(c, &["mqtt"]).insert("enabled".into(), false.into());
+    });
+    sub2.wait("fleet/kitchen/availability", |_, p| p == "offline");
+    host.wait_api("MQTT gone from /api", WAIT, |a| a.get("mqtt").is_none());
+
+    // An invalid [mqtt] edit keeps the running config (here: MQTT off).
+    edit_config(&host, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("tls".into(), true.into());
+        m.insert("ca_file".into(), "no-such-ca.pem".into());
+    });
+    let health = wait_until("the config error in /healthz", WAIT, || {
+        let h = host.get("/healthz").json();
+        h.to_string().contains("no-such-ca.pem").then_some(h)
+    });
+    assert!(health.to_string().contains("mqtt.ca_file"), "{health}");
+    assert!(host.api().get("mqtt").is_none());
+
+    // Enabled again on the first broker.
+    edit_config(&host, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("tls".into(), false.into());
+        m.remove("ca_file");
+        m.insert("port".into(), i64::from(first.port).into());
+        m.remove("username");
+        m.remove("password");
+        m.remove("topic_prefix");
+    });
+    wait_until("a second `online` on the first broker", WAIT, || {
+        (sub1
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, p)| t == AVAILABILITY && p == "online")
+            .count()
+            >= 2)
+            .then_some(())
+    });
 }
