@@ -244,6 +244,7 @@ impl Mqtt {
             broker: broker.clone(),
             seen: Seen::default(),
             tls: None,
+            announced: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
@@ -343,6 +344,27 @@ struct Worker {
     seen: Seen,
     /// The TLS client config, built on the first TLS connect.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Discovery config topics this thread has published (retained) and
+    /// not withdrawn, by [`Group`], across connections: when an entity
+    /// disappears its config is cleared with an empty retained message.
+    announced: [BTreeSet<String>; 2],
+}
+
+/// Which part of the host an entity comes from; each is worked out on its
+/// own schedule.
+#[derive(Debug, Clone, Copy)]
+enum Group {
+    /// Readings: sensors, system stats, plugin telemetry.
+    Sensors = 0,
+    /// Plugin health.
+    Plugins = 1,
+}
+
+/// One thing `collect` sends.
+enum Out {
+    Config(Group, String, Value),
+    Clear(Group, String),
+    Publish(String, Value, bool),
 }
 
 struct Conn {
@@ -553,6 +575,28 @@ impl Worker {
         Ok(())
     }
 
+    /// Discovery configs of `group` to publish (new on this connection) and
+    /// to withdraw (announced before, gone now).
+    fn discovery_changes(
+        &self,
+        group: Group,
+        configs: impl Iterator<Item = (String, Value)>,
+        out: &mut Vec<Out>,
+    ) {
+        let mut wanted = BTreeSet::new();
+        for (topic, payload) in configs {
+            if !self.seen.discovered.contains(&topic) {
+                out.push(Out::Config(group, topic.clone(), payload));
+            }
+            wanted.insert(topic);
+        }
+        for topic in &self.announced[group as usize] {
+            if !wanted.contains(topic) {
+                out.push(Out::Clear(group, topic.clone()));
+            }
+        }
+    }
+
     /// Publishes (or, with no connection, queues) what changed since the
     /// last look at the shared readings.
     fn collect(&mut self, mut conn: Option<&mut Conn>) -> Result<(), MqttError> {
@@ -579,40 +623,58 @@ impl Worker {
         if due || changed {
             let (entities, state) = discovery::sensors(&readings);
             if conn.is_some() {
-                for e in &entities {
-                    let (topic, payload) = discovery::sensor_config(&self.naming, e);
-                    if !self.seen.discovered.contains(&topic) {
-                        messages.push((topic, payload, true));
-                    }
-                }
+                let configs = entities
+                    .iter()
+                    .map(|e| discovery::sensor_config(&self.naming, e));
+                self.discovery_changes(Group::Sensors, configs, &mut messages);
             }
             if !state.is_empty() {
-                messages.push((self.naming.state(), Value::Object(state), false));
+                messages.push(Out::Publish(
+                    self.naming.state(),
+                    Value::Object(state),
+                    false,
+                ));
             }
         }
-        if (due || plugins_changed) && !plugins.is_empty() {
+        if due || plugins_changed {
             if conn.is_some() {
-                for name in plugins.keys() {
-                    let (topic, payload) = discovery::plugin_config(&self.naming, name);
-                    if !self.seen.discovered.contains(&topic) {
-                        messages.push((topic, payload, true));
-                    }
-                }
+                // A disabled plugin has no entity: Home Assistant drops it.
+                let configs = plugins
+                    .iter()
+                    .filter(|(_, status)| *status != "disabled")
+                    .map(|(name, _)| discovery::plugin_config(&self.naming, name));
+                self.discovery_changes(Group::Plugins, configs, &mut messages);
             }
-            messages.push((self.naming.plugins(), Value::Object(plugins.clone()), true));
+            if !plugins.is_empty() {
+                messages.push(Out::Publish(
+                    self.naming.plugins(),
+                    Value::Object(plugins.clone()),
+                    true,
+                ));
+            }
         }
         self.seen.generation = Some(readings.generation);
         self.seen.state_at = Some(Instant::now());
         self.seen.plugins = Some(plugins);
-        for (topic, payload, retain) in messages {
-            match conn.as_deref_mut() {
-                Some(c) => {
-                    self.publish_json(c, &topic, &payload, retain)?;
-                    if topic.ends_with("/config") {
-                        self.seen.discovered.insert(topic);
-                    }
+        for out in messages {
+            match (out, conn.as_deref_mut()) {
+                (Out::Config(group, topic, payload), Some(c)) => {
+                    self.publish_json(c, &topic, &payload, true)?;
+                    self.seen.discovered.insert(topic.clone());
+                    self.announced[group as usize].insert(topic);
                 }
-                None => {
+                (Out::Clear(group, topic), Some(c)) => {
+                    // An empty retained config: the broker forgets the
+                    // retained one and Home Assistant removes the entity.
+                    self.publish(c, &topic, b"", true)?;
+                    log::info!(target: "mqtt", "withdrew the Home Assistant entity {topic}");
+                    self.seen.discovered.remove(&topic);
+                    self.announced[group as usize].remove(&topic);
+                }
+                (Out::Publish(topic, payload, retain), Some(c)) => {
+                    self.publish_json(c, &topic, &payload, retain)?;
+                }
+                (Out::Publish(topic, payload, retain), None) => {
                     let dropped = self.outbox.push(Message {
                         topic,
                         payload: payload.to_string().into_bytes(),
@@ -626,6 +688,8 @@ impl Worker {
                         }
                     }
                 }
+                // Discovery is only worked out with a connection.
+                (Out::Config(..) | Out::Clear(..), None) => {}
             }
         }
         Ok(())

@@ -247,6 +247,7 @@ impl Scheduler {
     fn remove(&mut self, name: &str) {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
+            self.services.telemetry.remove(name);
             if let Ok(mut r) = self.shared.readings.write() {
                 r.sensors.remove(name);
                 if slot.plugin.kind == Kind::PiMonitor {

@@ -821,3 +821,59 @@ fn mqtt_changes_apply_live() {
             .then_some(())
     });
 }
+
+#[test]
+fn removed_plugins_and_their_entities_leave_home_assistant() {
+    let dir = temp_dir("mqtt-cleanup");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, add_telemetry_plugin);
+    let config = |key: &str| format!("homeassistant/sensor/test/{key}/config");
+    let gone = [
+        config("telem_answer"),
+        config("plugin_telem_status"),
+        config("dht22_gpio_4_temperature"),
+        config("dht22_gpio_4_humidity"),
+        config("plugin_dht22_status"),
+    ];
+    for topic in &gone {
+        sub.wait(topic, |_, p| !p.is_empty());
+    }
+    sub.wait(&config("bme680_i2c_0x77_pressure"), |_, p| !p.is_empty());
+
+    // `telem` disabled, `dht22` removed from the config.
+    edit_config(&host, |c| {
+        table(c, &["plugins", "telem"]).insert("enabled".into(), false.into());
+        table(c, &["plugins"]).remove("dht22");
+    });
+    for topic in &gone {
+        sub.wait(topic, |_, p| p.is_empty());
+    }
+    assert!(
+        host.api()["telemetry"].get("telem").is_none(),
+        "the disabled plugin's values left /api"
+    );
+    // The broker keeps no config for them, and keeps the others.
+    let late = Subscriber::start(broker.port);
+    late.wait(&config("bme680_i2c_0x77_pressure"), |retained, p| {
+        retained && !p.is_empty()
+    });
+    late.wait(AVAILABILITY, |retained, _| retained);
+    std::thread::sleep(Duration::from_millis(500));
+    for topic in &gone {
+        assert_eq!(late.count(topic), 0, "{topic} is still retained");
+    }
+    // Nothing else was withdrawn: only those and the readings `telem`
+    // made as a sensor plugin (`telemetry-0`).
+    let withdrawn: Vec<String> = sub
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t, p)| t.ends_with("/config") && p.is_empty())
+        .map(|(_, t, _)| t.clone())
+        .filter(|t| !gone.contains(t) && !t.contains("/telemetry_0_"))
+        .collect();
+    assert!(withdrawn.is_empty(), "withdrawn too: {withdrawn:?}");
+    assert!(host.log().contains("withdrew the Home Assistant entity"));
+}
