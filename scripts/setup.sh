@@ -22,8 +22,8 @@ done
 command -v git >/dev/null || missing+=(git)
 # The MQTT integration tests (tests/it/mqtt.rs) run a real Mosquitto broker
 # and its command-line clients, and make the TLS tests' CA and broker
-# certificates with `openssl`.
-for pkg in mosquitto mosquitto-clients openssl; do
+# certificates with `openssl`; one checks the system trust store (ca-certificates).
+for pkg in mosquitto mosquitto-clients openssl ca-certificates; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

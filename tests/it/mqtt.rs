@@ -643,6 +643,49 @@ fn tls_connects_verifies_the_broker_and_publishes() {
 }
 
 #[test]
+fn tls_without_ca_file_uses_the_system_trust_store() {
+    let dir = temp_dir("mqtt-tls-system");
+    let ca = make_ca(&dir, "good");
+    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+    let tls_port = free_port();
+    let broker = Broker::start_with_tls(
+        &dir,
+        free_port(),
+        None,
+        &[TlsListener {
+            port: tls_port,
+            cert: &cert,
+            key: &key,
+        }],
+    );
+    let sub = Subscriber::start(broker.port);
+    let edit = |c: &mut toml::Table| {
+        let m = table(c, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("host".into(), "localhost".into());
+        m.insert("port".into(), i64::from(tls_port).into());
+        m.insert("tls".into(), true.into());
+        m.insert("device_id".into(), "test".into());
+    };
+    // The real system store does not know the test CA ...
+    let host = TestHost::start_with(edit);
+    let api = host.wait_api("the TLS error in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not trusted"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(error.contains("the system trust store"), "{error}");
+    drop(host);
+    // ... and one that does (SSL_CERT_FILE replaces /etc/ssl/certs, as
+    // for OpenSSL) connects.
+    let ca = ca.display().to_string();
+    let host = TestHost::start_with_env(edit, &[("SSL_CERT_FILE", &ca)]);
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    assert_eq!(host.api()["mqtt"]["connected"], true);
+}
+
+#[test]
 fn tls_refuses_an_untrusted_or_misnamed_broker_without_falling_back() {
     let dir = temp_dir("mqtt-tls-bad");
     make_ca(&dir, "good");

@@ -300,11 +300,17 @@ impl TestHost {
     }
 
     pub fn start_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
+        Self::start_with_env(edit, &[])
+    }
+
+    /// Like [`TestHost::start_with`], with these environment variables.
+    pub fn start_with_env(edit: impl FnOnce(&mut toml::Table), env: &[(&str, &str)]) -> TestHost {
         warm_cache();
         let dir = temp_dir("host");
         let mut config = base_config(&dir);
         edit(&mut config);
-        let host = Self::spawn(&dir, &config);
+        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
+        let host = Self::spawn_env(&dir, &config, turn, &[], env);
         host.wait_loaded();
         host
     }
@@ -351,11 +357,22 @@ impl TestHost {
     }
 
     fn spawn_args(dir: &Path, config: &toml::Table, turn: Turn, args: &[&str]) -> TestHost {
+        Self::spawn_env(dir, config, turn, args, &[])
+    }
+
+    fn spawn_env(
+        dir: &Path,
+        config: &toml::Table,
+        turn: Turn,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestHost {
         let path = write_config(dir, config);
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&path)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "WHP_BUILD_PLUGINS",
                 Path::new(ROOT).join("scripts/build-plugins.sh"),
