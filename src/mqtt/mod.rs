@@ -124,6 +124,8 @@ pub struct StatusView {
 /// The running MQTT thread.
 pub struct Mqtt {
     stop: Arc<AtomicBool>,
+    /// Set with `stop`: withdraw every discovered entity before leaving.
+    withdraw: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub status: Arc<Status>,
     pub broker: String,
@@ -174,14 +176,22 @@ impl Service {
         let old = self.lock().take();
         if let Some(mut old) = old {
             match &wanted {
+                Some(new) if discovery_moves(&old.config, new) => {
+                    // Under a new device id or discovery prefix the entities
+                    // get new topics; the old ones would stay in Home
+                    // Assistant as a second, dead device.
+                    log::info!(target: "mqtt", "config change: [mqtt] device_id or discovery_prefix changed, withdrawing the old entities from {} and starting again", old.broker);
+                    old.stop_and_withdraw();
+                }
                 Some(_) => {
-                    log::info!(target: "mqtt", "config change: [mqtt] changed, disconnecting from {} to start again with the new settings", old.broker)
+                    log::info!(target: "mqtt", "config change: [mqtt] changed, disconnecting from {} to start again with the new settings", old.broker);
+                    old.stop();
                 }
                 None => {
-                    log::info!(target: "mqtt", "config change: MQTT disabled, disconnecting from {}", old.broker)
+                    log::info!(target: "mqtt", "config change: MQTT disabled, disconnecting from {}", old.broker);
+                    old.stop();
                 }
             }
-            old.stop();
         }
         if let Some(config) = wanted {
             let mqtt = Mqtt::spawn(
@@ -223,6 +233,7 @@ impl Mqtt {
         hardware_name: String,
     ) -> std::io::Result<Mqtt> {
         let stop = Arc::new(AtomicBool::new(false));
+        let withdraw = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Status::default());
         let broker = config.broker();
         let config_copy = config.clone();
@@ -241,6 +252,7 @@ impl Mqtt {
             control,
             status: status.clone(),
             stop: stop.clone(),
+            withdraw: withdraw.clone(),
             broker: broker.clone(),
             seen: Seen::default(),
             tls: None,
@@ -251,6 +263,7 @@ impl Mqtt {
             .spawn(move || worker.run())?;
         Ok(Mqtt {
             stop,
+            withdraw,
             thread: Some(thread),
             status,
             broker,
@@ -262,6 +275,13 @@ impl Mqtt {
         view(&self.broker, &self.status)
     }
 
+    /// Like [`Mqtt::stop`], withdrawing every entity this thread announced
+    /// to Home Assistant first (empty retained discovery configs).
+    pub fn stop_and_withdraw(&mut self) {
+        self.withdraw.store(true, Ordering::Relaxed);
+        self.stop();
+    }
+
     /// Publishes `offline`, disconnects cleanly (no last will) and joins.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -269,6 +289,11 @@ impl Mqtt {
             let _ = t.join();
         }
     }
+}
+
+/// Whether the discovery topics of `new` differ from those of `old`.
+fn discovery_moves(old: &MqttSection, new: &MqttSection) -> bool {
+    old.device_id != new.device_id || old.discovery_prefix != new.discovery_prefix
 }
 
 pub fn view(broker: &str, s: &Status) -> StatusView {
@@ -339,6 +364,7 @@ struct Worker {
     control: Arc<Control>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
+    withdraw: Arc<AtomicBool>,
     broker: String,
     outbox: Outbox,
     seen: Seen,
@@ -519,6 +545,9 @@ impl Worker {
         let keep_alive = Duration::from_secs(self.config.keep_alive_s.into());
         loop {
             if self.stopping() {
+                if self.withdraw.load(Ordering::Relaxed) {
+                    self.withdraw_all(&mut conn);
+                }
                 // A clean goodbye: the broker does not send the will.
                 let _ = self.publish(&mut conn, &self.naming.availability(), b"offline", true);
                 let _ = conn.send(&codec::disconnect());
@@ -537,6 +566,27 @@ impl Worker {
                 conn.ping_sent = Some(Instant::now());
             }
         }
+    }
+
+    /// Empties every discovery config this thread announced, buttons too.
+    fn withdraw_all(&mut self, conn: &mut Conn) {
+        let buttons = discovery::button_configs(&self.naming)
+            .into_iter()
+            .map(|(topic, _)| topic);
+        let all: Vec<String> = self
+            .announced
+            .iter()
+            .flatten()
+            .cloned()
+            .chain(buttons)
+            .collect();
+        for topic in &all {
+            if self.publish(conn, topic, b"", true).is_err() {
+                return;
+            }
+        }
+        log::info!(target: "mqtt", "withdrew {} Home Assistant entities of device `{}`", all.len(), self.naming.device_id);
+        self.announced = Default::default();
     }
 
     fn handle(&mut self, conn: &mut Conn, packet: Incoming) -> Result<(), MqttError> {

@@ -791,7 +791,13 @@ fn mqtt_changes_apply_live() {
     let host = mqtt_host(first.port, |_| {});
     sub1.wait(AVAILABILITY, |_, p| p == "online");
 
-    // Another broker, with credentials, under another prefix: no restart.
+    sub1.wait(
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        |_, p| !p.is_empty(),
+    );
+
+    // Another broker, with credentials, another prefix and device id: no
+    // restart.
     let sub2 = Subscriber::start_with_login(second.port, "pi", "secret");
     edit_config(&host, |c| {
         let m = table(c, &["mqtt"]);
@@ -799,12 +805,21 @@ fn mqtt_changes_apply_live() {
         m.insert("username".into(), "pi".into());
         m.insert("password".into(), "secret".into());
         m.insert("topic_prefix".into(), "fleet/kitchen".into());
+        m.insert("device_id".into(), "kitchen".into());
     });
-    // The old broker hears a clean goodbye (not the last will) ...
+    // The old broker hears the old device's entities withdrawn (else Home
+    // Assistant keeps a dead twin) and a clean goodbye (not the last will) ...
+    for topic in [
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        "homeassistant/sensor/test/plugin_dht22_status/config",
+        "homeassistant/button/test/buzzer_beep/config",
+    ] {
+        sub1.wait(topic, |_, p| p.is_empty());
+    }
     sub1.wait(AVAILABILITY, |_, p| p == "offline");
-    // ... and the new one the host under its new prefix.
+    // ... and the new one the host under its new prefix and id.
     sub2.wait("fleet/kitchen/availability", |_, p| p == "online");
-    let button = sub2.json("homeassistant/button/test/buzzer_beep/config");
+    let button = sub2.json("homeassistant/button/kitchen/buzzer_beep/config");
     assert_eq!(button["command_topic"], "fleet/kitchen/buzzer/set");
     sub2.wait("fleet/kitchen/state", |_, p| {
         p.contains("dht22_gpio_4_temperature")
@@ -851,6 +866,7 @@ fn mqtt_changes_apply_live() {
         m.remove("username");
         m.remove("password");
         m.remove("topic_prefix");
+        m.insert("device_id".into(), "test".into());
     });
     wait_until("a second `online` on the first broker", WAIT, || {
         (sub1
