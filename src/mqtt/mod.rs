@@ -13,7 +13,11 @@
 //! buzzer buttons through [`crate::control`] (the same path and rate limit
 //! as the dashboard's Beep button), and pings. A lost connection is retried
 //! with exponential backoff (0.5 s doubling to 30 s); meanwhile state
-//! changes go to a bounded queue that drops its oldest entries.
+//! changes go to a bounded queue that drops its oldest entries. With
+//! `mqtt.tls` the socket is wrapped in rustls ([`tls`]) before CONNECT.
+//! Entities that go away (a plugin disabled or removed) are withdrawn with
+//! an empty retained discovery config. [`Service`] replaces the thread when
+//! the config file's `[mqtt]` table changes.
 //!
 //! # Troubleshooting
 //!
@@ -26,6 +30,8 @@
 //! * Entities missing in Home Assistant: its MQTT integration must use the
 //!   same discovery prefix (`mqtt.discovery_prefix`, default
 //!   `homeassistant`).
+//! * `certificate is not trusted` / `not valid for HOST` / `TLS handshake
+//!   failed`: see [`tls`]; the message says which setting to change.
 
 pub mod codec;
 pub mod discovery;
