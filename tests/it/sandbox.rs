@@ -25,9 +25,17 @@ fn well_behaved_are_running(host: &TestHost) {
     assert_eq!(page.status, 200, "the dashboard is still served");
 }
 
+/// One row of [`ATTACKS`].
+type Attack = (
+    &'static str,
+    &'static [(&'static str, i64)],
+    &'static [&'static str],
+    &'static str,
+);
+
 /// Each attack, the limits it runs under, the failure kind the host must
 /// name, and words the user-visible error must contain.
-const ATTACKS: &[(&str, &[(&str, i64)], &[&str], &str)] = &[
+const ATTACKS: &[Attack] = &[
     (
         "spin",
         &[("deadline_ms", 200), ("fuel", 1 << 50)],
