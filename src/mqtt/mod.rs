@@ -494,8 +494,12 @@ impl Worker {
                 }
             };
             let name = tls::server_name(&self.config.host).map_err(MqttError::Tls)?;
-            let tls = tls::handshake(config, name, stream, deadline)
-                .map_err(|e| MqttError::Tls(e.explain(&self.config.host, &trust)))?;
+            let tls = tls::handshake(config, name, stream, deadline).map_err(|e| {
+                // Read the CAs again next time: the fix may be a new
+                // ca_file (or system store) with the same name.
+                self.tls = None;
+                MqttError::Tls(e.explain(&self.config.host, &trust))
+            })?;
             tls::Stream::Tls(Box::new(tls))
         } else {
             tls::Stream::Plain(stream)
