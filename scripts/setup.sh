@@ -21,8 +21,9 @@ for pkg in clang libclang-dev; do
 done
 command -v git >/dev/null || missing+=(git)
 # The MQTT integration tests (tests/it/mqtt.rs) run a real Mosquitto broker
-# and its command-line clients.
-for pkg in mosquitto mosquitto-clients; do
+# and its command-line clients, and make the TLS tests' CA and broker
+# certificates with `openssl`; one checks the system trust store (ca-certificates).
+for pkg in mosquitto mosquitto-clients openssl ca-certificates; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # The browser tests (tests/it/browser.rs) drive headless Chromium through

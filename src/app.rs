@@ -24,7 +24,7 @@ use crate::hardware::bme680::Bme680Settings;
 use crate::hardware::pi::{BuzzerKind, LedDriver, PiBackend, PiOptions};
 use crate::hardware::{Backend, Hardware, HardwareOptions, ProbePlan, SimBackend};
 use crate::http::{AppState, HttpServer};
-use crate::mqtt::Mqtt;
+use crate::mqtt::Service as MqttService;
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Command, Shared};
 
@@ -161,7 +161,7 @@ pub fn probe(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<bool>
 pub struct Host {
     pub addr: SocketAddr,
     http: Option<HttpServer>,
-    mqtt: Option<Mqtt>,
+    mqtt: Arc<MqttService>,
     scheduler: Option<std::thread::JoinHandle<()>>,
     commands: crossbeam_channel::Sender<Command>,
     hardware: Hardware,
@@ -198,8 +198,18 @@ impl Host {
         let channel = (commands.clone(), command_rx);
         let listen = config.host.listen;
         let workers = config.host.http_workers;
-        let mqtt_config = config.mqtt.enabled.then(|| config.mqtt.clone());
         let auth = crate::http::auth::Auth::load(&config)?;
+        let control = Arc::new(Control::new(hardware.handle()));
+        let mqtt = MqttService::new(shared.clone(), control.clone(), hardware_name.clone());
+        mqtt.apply(&config.mqtt)
+            .context("failed to start the MQTT thread")?;
+        // A changed [mqtt] table applies live: the loader tells the service.
+        let follow = mqtt.clone();
+        let on_config: crate::plugins::reload::ConfigHook = Box::new(move |c: &Config| {
+            if let Err(e) = follow.apply(&c.mqtt) {
+                log::error!(target: "mqtt", "config change: cannot start the MQTT thread: {e}");
+            }
+        });
         let scheduler = scheduler::spawn(
             config,
             runtime.clone(),
@@ -207,16 +217,9 @@ impl Host {
             shared.clone(),
             hardware_name.clone(),
             channel,
+            vec![on_config],
         )
         .context("failed to start the scheduler thread")?;
-        let control = Arc::new(Control::new(hardware.handle()));
-        let mqtt = match mqtt_config {
-            Some(m) => Some(
-                Mqtt::spawn(m, shared.clone(), control.clone(), hardware_name.clone())
-                    .context("failed to start the MQTT thread")?,
-            ),
-            None => None,
-        };
         let control_note = if auth.enabled() {
             format!(
                 "control endpoints need the token from {} (`wasi-python-host token` prints it; \
@@ -227,7 +230,7 @@ impl Host {
             "control endpoints are off (host.control = \"off\")".to_string()
         };
         let mut state = AppState::new(shared, hardware.handle(), control, hardware_name, auth);
-        state.mqtt = mqtt.as_ref().map(|m| (m.broker.clone(), m.status.clone()));
+        state.mqtt = Some(mqtt.clone());
         let http = HttpServer::start(listen, workers, Arc::new(state))?;
         log::info!("listening on http://{}", http.addr);
         log::info!("{control_note}");
@@ -252,9 +255,7 @@ impl Host {
             http.stop();
         }
         // Before the scheduler: `offline` goes out while readings are current.
-        if let Some(mut mqtt) = self.mqtt.take() {
-            mqtt.stop();
-        }
+        self.mqtt.shutdown();
         if let Some(scheduler) = self.scheduler.take() {
             let _ = self.commands.send(Command::Stop);
             let _ = scheduler.join();

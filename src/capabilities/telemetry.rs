@@ -51,6 +51,16 @@ impl Board {
         Some(inner.0.clone())
     }
 
+    /// Forgets what `plugin` published (it was disabled or removed), so its
+    /// values leave `/api` and their Home Assistant entities are withdrawn.
+    pub fn remove(&self, plugin: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if inner.0.remove(plugin).is_some() {
+                inner.1 = true;
+            }
+        }
+    }
+
     fn put(&self, plugin: &str, name: &str, v: TelemetryValue) -> Result<(), String> {
         let mut inner = self
             .inner

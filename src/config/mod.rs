@@ -272,12 +272,16 @@ pub enum BuzzerKind {
 #[serde(deny_unknown_fields, default)]
 pub struct MqttSection {
     pub enabled: bool,
-    /// Broker host name or address.
+    /// Broker host name or address; with TLS, the name the broker's
+    /// certificate must carry.
     pub host: String,
-    pub port: u16,
-    /// TLS to the broker (not implemented yet: validation refuses it).
+    /// Default 1883, or 8883 with `tls`.
+    pub port: Option<u16>,
+    /// TLS to the broker (rustls), verifying its certificate and name.
     pub tls: bool,
-    /// PEM file of the CA that signed the broker's certificate.
+    /// PEM file of the CA(s) that signed the broker's certificate; without
+    /// it the system trust store is used. Relative to the config file's
+    /// folder; resolved to an absolute path at load.
     pub ca_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -305,7 +309,7 @@ impl Default for MqttSection {
         Self {
             enabled: false,
             host: "localhost".into(),
-            port: 1883,
+            port: None,
             tls: false,
             ca_file: None,
             username: None,
@@ -322,7 +326,22 @@ impl Default for MqttSection {
     }
 }
 
+/// The usual MQTT ports (IANA): plain and over TLS.
+pub const MQTT_PORT: u16 = 1883;
+pub const MQTT_TLS_PORT: u16 = 8883;
+
 impl MqttSection {
+    /// The configured port, or the usual one for plain MQTT or TLS.
+    pub fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.tls { MQTT_TLS_PORT } else { MQTT_PORT })
+    }
+
+    /// `host:port`, as logs and `/api` name the broker.
+    pub fn broker(&self) -> String {
+        format!("{}:{}", self.host, self.port())
+    }
+
     pub fn topic_prefix(&self) -> String {
         self.topic_prefix
             .clone()
@@ -344,19 +363,27 @@ impl MqttSection {
                 "must name the broker (a host name or address)".into(),
             ));
         }
-        if self.port == 0 {
+        if self.port == Some(0) {
             return Err((key("port"), "must be 1–65535 (1883 plain, 8883 TLS)".into()));
         }
         if self.tls {
-            return Err((
-                key("tls"),
-                "TLS to the broker is not supported yet: set tls = false and reach the broker on \
-                 a trusted network, or through a local TLS tunnel (stunnel, mosquitto bridge)"
-                    .into(),
-            ));
+            if let Err(e) = crate::mqtt::tls::server_name(&self.host) {
+                return Err((key("host"), e));
+            }
         }
-        if self.ca_file.is_some() {
-            return Err((key("ca_file"), "only used with tls = true".into()));
+        match &self.ca_file {
+            Some(_) if !self.tls => {
+                return Err((
+                    key("ca_file"),
+                    "only used with tls = true: set tls = true to reach the broker over TLS, \
+                     or remove ca_file"
+                        .into(),
+                ))
+            }
+            Some(file) => {
+                crate::mqtt::tls::load_ca_file(file).map_err(|e| (key("ca_file"), e))?;
+            }
+            None => {}
         }
         if self.password.is_some() && self.username.is_none() {
             return Err((key("password"), "needs a username too".into()));
@@ -548,6 +575,9 @@ impl Config {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
         config.source = path.to_path_buf();
+        if let Some(ca) = config.mqtt.ca_file.take() {
+            config.mqtt.ca_file = Some(config.resolve(&ca));
+        }
         config
             .validate()
             .map_err(|(key, message)| ConfigError::invalid(path, text, &key, message))?;

@@ -66,10 +66,7 @@ pub fn readings(state: &AppState) -> Response {
         },
         plugins: plugin_summaries(state),
         telemetry: &readings.telemetry,
-        mqtt: state
-            .mqtt
-            .as_ref()
-            .map(|(broker, status)| crate::mqtt::view(broker, status)),
+        mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
         hardware: &state.hardware_name,
     };
     Response::new(

@@ -35,8 +35,8 @@ pub struct AppState {
     pub hardware: HardwareHandle,
     /// Buzzer presses, rate-limited across HTTP and MQTT.
     pub control: Arc<Control>,
-    /// The MQTT thread's broker and counters, when `[mqtt]` is enabled.
-    pub mqtt: Option<(String, Arc<crate::mqtt::Status>)>,
+    /// The MQTT thread's broker and counters (when `[mqtt]` is enabled).
+    pub mqtt: Option<Arc<crate::mqtt::Service>>,
     /// `sim` or `pi`.
     pub hardware_name: String,
     pub started: Instant,

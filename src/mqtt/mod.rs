@@ -13,7 +13,11 @@
 //! buzzer buttons through [`crate::control`] (the same path and rate limit
 //! as the dashboard's Beep button), and pings. A lost connection is retried
 //! with exponential backoff (0.5 s doubling to 30 s); meanwhile state
-//! changes go to a bounded queue that drops its oldest entries.
+//! changes go to a bounded queue that drops its oldest entries. With
+//! `mqtt.tls` the socket is wrapped in rustls ([`tls`]) before CONNECT.
+//! Entities that go away (a plugin disabled or removed) are withdrawn with
+//! an empty retained discovery config. [`Service`] replaces the thread when
+//! the config file's `[mqtt]` table changes.
 //!
 //! # Troubleshooting
 //!
@@ -26,9 +30,12 @@
 //! * Entities missing in Home Assistant: its MQTT integration must use the
 //!   same discovery prefix (`mqtt.discovery_prefix`, default
 //!   `homeassistant`).
+//! * `certificate is not trusted` / `not valid for HOST` / `TLS handshake
+//!   failed`: see [`tls`]; the message says which setting to change.
 
 pub mod codec;
 pub mod discovery;
+pub mod tls;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -71,6 +78,9 @@ pub enum MqttError {
     Protocol(Malformed),
     /// No answer within the keep-alive or the connect timeout.
     Timeout(&'static str),
+    /// TLS could not be set up or the handshake failed; the message says
+    /// what to fix.
+    Tls(String),
 }
 
 impl std::fmt::Display for MqttError {
@@ -85,6 +95,7 @@ impl std::fmt::Display for MqttError {
             MqttError::Closed => f.write_str("the broker closed the connection"),
             MqttError::Protocol(e) => write!(f, "{e}"),
             MqttError::Timeout(what) => write!(f, "no {what} from the broker in time"),
+            MqttError::Tls(message) => f.write_str(message),
         }
     }
 }
@@ -119,9 +130,105 @@ pub struct StatusView {
 /// The running MQTT thread.
 pub struct Mqtt {
     stop: Arc<AtomicBool>,
+    /// Set with `stop`: withdraw every discovered entity before leaving.
+    withdraw: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub status: Arc<Status>,
     pub broker: String,
+    /// What it was started with.
+    pub config: MqttSection,
+}
+
+/// Keeps the MQTT thread in step with `[mqtt]`: started at start when
+/// enabled, and stopped (a clean `offline`), restarted or started when the
+/// config file's `[mqtt]` table changes, without restarting the host.
+pub struct Service {
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+    hardware_name: String,
+    running: Mutex<Option<Mqtt>>,
+    /// One change at a time.
+    applying: Mutex<()>,
+    /// Set at shutdown: no change starts a thread after it.
+    closed: AtomicBool,
+}
+
+impl Service {
+    pub fn new(shared: Arc<Shared>, control: Arc<Control>, hardware_name: String) -> Arc<Service> {
+        Arc::new(Service {
+            shared,
+            control,
+            hardware_name,
+            running: Mutex::new(None),
+            applying: Mutex::new(()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes the running thread match `config`: nothing when it already
+    /// does, else stops the old thread (publishing `offline` to its broker)
+    /// and starts one for the new settings when they are enabled.
+    pub fn apply(&self, config: &MqttSection) -> std::io::Result<()> {
+        let _one = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let wanted = config.enabled.then(|| config.clone());
+        let current = self.lock().as_ref().map(|m| m.config.clone());
+        if current == wanted {
+            return Ok(());
+        }
+        // Out of the slot first, so /api never waits for the old thread.
+        let old = self.lock().take();
+        if let Some(mut old) = old {
+            match &wanted {
+                Some(new) if discovery_moves(&old.config, new) => {
+                    // Under a new device id or discovery prefix the entities
+                    // get new topics; the old ones would stay in Home
+                    // Assistant as a second, dead device.
+                    log::info!(target: "mqtt", "config change: [mqtt] device_id or discovery_prefix changed, withdrawing the old entities from {} and starting again", old.broker);
+                    old.stop_and_withdraw();
+                }
+                Some(_) => {
+                    log::info!(target: "mqtt", "config change: [mqtt] changed, disconnecting from {} to start again with the new settings", old.broker);
+                    old.stop();
+                }
+                None => {
+                    log::info!(target: "mqtt", "config change: MQTT disabled, disconnecting from {}", old.broker);
+                    old.stop();
+                }
+            }
+        }
+        if let Some(config) = wanted {
+            let mqtt = Mqtt::spawn(
+                config,
+                self.shared.clone(),
+                self.control.clone(),
+                self.hardware_name.clone(),
+            )?;
+            *self.lock() = Some(mqtt);
+        }
+        Ok(())
+    }
+
+    /// The running thread's status; `None` while MQTT is off.
+    pub fn view(&self) -> Option<StatusView> {
+        self.lock().as_ref().map(Mqtt::view)
+    }
+
+    /// Stops the thread for good (a clean `offline`).
+    pub fn shutdown(&self) {
+        let _one = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::Relaxed);
+        let old = self.lock().take();
+        if let Some(mut old) = old {
+            old.stop();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Mqtt>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Mqtt {
@@ -132,8 +239,10 @@ impl Mqtt {
         hardware_name: String,
     ) -> std::io::Result<Mqtt> {
         let stop = Arc::new(AtomicBool::new(false));
+        let withdraw = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Status::default());
-        let broker = format!("{}:{}", config.host, config.port);
+        let broker = config.broker();
+        let config_copy = config.clone();
         let naming = Naming {
             prefix: config.topic_prefix(),
             discovery_prefix: config.discovery_prefix.clone(),
@@ -149,22 +258,34 @@ impl Mqtt {
             control,
             status: status.clone(),
             stop: stop.clone(),
+            withdraw: withdraw.clone(),
             broker: broker.clone(),
             seen: Seen::default(),
+            tls: None,
+            announced: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
             .spawn(move || worker.run())?;
         Ok(Mqtt {
             stop,
+            withdraw,
             thread: Some(thread),
             status,
             broker,
+            config: config_copy,
         })
     }
 
     pub fn view(&self) -> StatusView {
         view(&self.broker, &self.status)
+    }
+
+    /// Like [`Mqtt::stop`], withdrawing every entity this thread announced
+    /// to Home Assistant first (empty retained discovery configs).
+    pub fn stop_and_withdraw(&mut self) {
+        self.withdraw.store(true, Ordering::Relaxed);
+        self.stop();
     }
 
     /// Publishes `offline`, disconnects cleanly (no last will) and joins.
@@ -174,6 +295,11 @@ impl Mqtt {
             let _ = t.join();
         }
     }
+}
+
+/// Whether the discovery topics of `new` differ from those of `old`.
+fn discovery_moves(old: &MqttSection, new: &MqttSection) -> bool {
+    old.device_id != new.device_id || old.discovery_prefix != new.discovery_prefix
 }
 
 pub fn view(broker: &str, s: &Status) -> StatusView {
@@ -244,13 +370,37 @@ struct Worker {
     control: Arc<Control>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
+    withdraw: Arc<AtomicBool>,
     broker: String,
     outbox: Outbox,
     seen: Seen,
+    /// The TLS client config, built on the first TLS connect.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Discovery config topics this thread has published (retained) and
+    /// not withdrawn, by [`Group`], across connections: when an entity
+    /// disappears its config is cleared with an empty retained message.
+    announced: [BTreeSet<String>; 2],
+}
+
+/// Which part of the host an entity comes from; each is worked out on its
+/// own schedule.
+#[derive(Debug, Clone, Copy)]
+enum Group {
+    /// Readings: sensors, system stats, plugin telemetry.
+    Sensors = 0,
+    /// Plugin health.
+    Plugins = 1,
+}
+
+/// One thing `collect` sends.
+enum Out {
+    Config(Group, String, Value),
+    Clear(Group, String),
+    Publish(String, Value, bool),
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: tls::Stream,
     buf: Vec<u8>,
     last_sent: Instant,
     ping_sent: Option<Instant>,
@@ -272,7 +422,7 @@ impl Worker {
             });
             if let Err(e) = result {
                 let message = format!("MQTT broker {}: {e}", self.broker);
-                if matches!(e, MqttError::Refused(_)) {
+                if matches!(e, MqttError::Refused(_) | MqttError::Tls(_)) {
                     log::error!(target: "mqtt", "{message}; retrying in {:.1} s", backoff.as_secs_f64());
                 } else {
                     log::warn!(target: "mqtt", "{message}; retrying in {:.1} s", backoff.as_secs_f64());
@@ -297,8 +447,15 @@ impl Worker {
         self.stop.load(Ordering::Relaxed)
     }
 
+    fn trust(&self) -> tls::Trust {
+        match &self.config.ca_file {
+            Some(path) => tls::Trust::CaFile(path.clone()),
+            None => tls::Trust::System,
+        }
+    }
+
     fn connect(&mut self) -> Result<Conn, MqttError> {
-        let addrs: Vec<_> = (self.config.host.as_str(), self.config.port)
+        let addrs: Vec<_> = (self.config.host.as_str(), self.config.port())
             .to_socket_addrs()
             .map_err(|e| MqttError::Resolve(e.to_string()))?
             .collect();
@@ -324,6 +481,29 @@ impl Worker {
         stream.set_nodelay(true).ok();
         stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
         stream.set_read_timeout(Some(TICK)).ok();
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let stream = if self.config.tls {
+            // Never plain MQTT instead: a failed handshake is an error.
+            let trust = self.trust();
+            let config = match &self.tls {
+                Some(c) => c.clone(),
+                None => {
+                    let c = tls::client_config(&trust).map_err(MqttError::Tls)?;
+                    self.tls = Some(c.clone());
+                    c
+                }
+            };
+            let name = tls::server_name(&self.config.host).map_err(MqttError::Tls)?;
+            let tls = tls::handshake(config, name, stream, deadline).map_err(|e| {
+                // Read the CAs again next time: the fix may be a new
+                // ca_file (or system store) with the same name.
+                self.tls = None;
+                MqttError::Tls(e.explain(&self.config.host, &trust))
+            })?;
+            tls::Stream::Tls(Box::new(tls))
+        } else {
+            tls::Stream::Plain(stream)
+        };
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
@@ -344,7 +524,6 @@ impl Worker {
             password: self.config.password.as_deref(),
         });
         conn.send(&packet)?;
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
             match conn.next_packet()? {
                 Some(Incoming::ConnAck { code: 0 }) => break,
@@ -376,6 +555,9 @@ impl Worker {
         let keep_alive = Duration::from_secs(self.config.keep_alive_s.into());
         loop {
             if self.stopping() {
+                if self.withdraw.load(Ordering::Relaxed) {
+                    self.withdraw_all(&mut conn);
+                }
                 // A clean goodbye: the broker does not send the will.
                 let _ = self.publish(&mut conn, &self.naming.availability(), b"offline", true);
                 let _ = conn.send(&codec::disconnect());
@@ -394,6 +576,27 @@ impl Worker {
                 conn.ping_sent = Some(Instant::now());
             }
         }
+    }
+
+    /// Empties every discovery config this thread announced, buttons too.
+    fn withdraw_all(&mut self, conn: &mut Conn) {
+        let buttons = discovery::button_configs(&self.naming)
+            .into_iter()
+            .map(|(topic, _)| topic);
+        let all: Vec<String> = self
+            .announced
+            .iter()
+            .flatten()
+            .cloned()
+            .chain(buttons)
+            .collect();
+        for topic in &all {
+            if self.publish(conn, topic, b"", true).is_err() {
+                return;
+            }
+        }
+        log::info!(target: "mqtt", "withdrew {} Home Assistant entities of device `{}`", all.len(), self.naming.device_id);
+        self.announced = Default::default();
     }
 
     fn handle(&mut self, conn: &mut Conn, packet: Incoming) -> Result<(), MqttError> {
@@ -432,6 +635,28 @@ impl Worker {
         Ok(())
     }
 
+    /// Discovery configs of `group` to publish (new on this connection) and
+    /// to withdraw (announced before, gone now).
+    fn discovery_changes(
+        &self,
+        group: Group,
+        configs: impl Iterator<Item = (String, Value)>,
+        out: &mut Vec<Out>,
+    ) {
+        let mut wanted = BTreeSet::new();
+        for (topic, payload) in configs {
+            if !self.seen.discovered.contains(&topic) {
+                out.push(Out::Config(group, topic.clone(), payload));
+            }
+            wanted.insert(topic);
+        }
+        for topic in &self.announced[group as usize] {
+            if !wanted.contains(topic) {
+                out.push(Out::Clear(group, topic.clone()));
+            }
+        }
+    }
+
     /// Publishes (or, with no connection, queues) what changed since the
     /// last look at the shared readings.
     fn collect(&mut self, mut conn: Option<&mut Conn>) -> Result<(), MqttError> {
@@ -458,40 +683,58 @@ impl Worker {
         if due || changed {
             let (entities, state) = discovery::sensors(&readings);
             if conn.is_some() {
-                for e in &entities {
-                    let (topic, payload) = discovery::sensor_config(&self.naming, e);
-                    if !self.seen.discovered.contains(&topic) {
-                        messages.push((topic, payload, true));
-                    }
-                }
+                let configs = entities
+                    .iter()
+                    .map(|e| discovery::sensor_config(&self.naming, e));
+                self.discovery_changes(Group::Sensors, configs, &mut messages);
             }
             if !state.is_empty() {
-                messages.push((self.naming.state(), Value::Object(state), false));
+                messages.push(Out::Publish(
+                    self.naming.state(),
+                    Value::Object(state),
+                    false,
+                ));
             }
         }
-        if (due || plugins_changed) && !plugins.is_empty() {
+        if due || plugins_changed {
             if conn.is_some() {
-                for name in plugins.keys() {
-                    let (topic, payload) = discovery::plugin_config(&self.naming, name);
-                    if !self.seen.discovered.contains(&topic) {
-                        messages.push((topic, payload, true));
-                    }
-                }
+                // A disabled plugin has no entity: Home Assistant drops it.
+                let configs = plugins
+                    .iter()
+                    .filter(|(_, status)| *status != "disabled")
+                    .map(|(name, _)| discovery::plugin_config(&self.naming, name));
+                self.discovery_changes(Group::Plugins, configs, &mut messages);
             }
-            messages.push((self.naming.plugins(), Value::Object(plugins.clone()), true));
+            if !plugins.is_empty() {
+                messages.push(Out::Publish(
+                    self.naming.plugins(),
+                    Value::Object(plugins.clone()),
+                    true,
+                ));
+            }
         }
         self.seen.generation = Some(readings.generation);
         self.seen.state_at = Some(Instant::now());
         self.seen.plugins = Some(plugins);
-        for (topic, payload, retain) in messages {
-            match conn.as_deref_mut() {
-                Some(c) => {
-                    self.publish_json(c, &topic, &payload, retain)?;
-                    if topic.ends_with("/config") {
-                        self.seen.discovered.insert(topic);
-                    }
+        for out in messages {
+            match (out, conn.as_deref_mut()) {
+                (Out::Config(group, topic, payload), Some(c)) => {
+                    self.publish_json(c, &topic, &payload, true)?;
+                    self.seen.discovered.insert(topic.clone());
+                    self.announced[group as usize].insert(topic);
                 }
-                None => {
+                (Out::Clear(group, topic), Some(c)) => {
+                    // An empty retained config: the broker forgets the
+                    // retained one and Home Assistant removes the entity.
+                    self.publish(c, &topic, b"", true)?;
+                    log::info!(target: "mqtt", "withdrew the Home Assistant entity {topic}");
+                    self.seen.discovered.remove(&topic);
+                    self.announced[group as usize].remove(&topic);
+                }
+                (Out::Publish(topic, payload, retain), Some(c)) => {
+                    self.publish_json(c, &topic, &payload, retain)?;
+                }
+                (Out::Publish(topic, payload, retain), None) => {
                     let dropped = self.outbox.push(Message {
                         topic,
                         payload: payload.to_string().into_bytes(),
@@ -505,6 +748,8 @@ impl Worker {
                         }
                     }
                 }
+                // Discovery is only worked out with a connection.
+                (Out::Config(..) | Out::Clear(..), None) => {}
             }
         }
         Ok(())

@@ -50,6 +50,10 @@ pub enum Event {
     Optimized(Optimized),
 }
 
+/// Called with the new config after a valid config change was applied to
+/// the plugins (the MQTT service follows `[mqtt]` this way).
+pub type ConfigHook = Box<dyn Fn(&Config) + Send>;
+
 /// Everything the loader needs.
 pub struct Loader {
     pub config: Config,
@@ -68,6 +72,7 @@ pub struct Loader {
     events_tx: Sender<Event>,
     /// Set when the config file on disk is invalid, for `/healthz`.
     pub config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    hooks: Vec<ConfigHook>,
 }
 
 impl Loader {
@@ -103,7 +108,14 @@ impl Loader {
             events,
             events_tx,
             config_error,
+            hooks: Vec::new(),
         }
+    }
+
+    /// Adds a hook run after every valid config change.
+    pub fn on_config_change(mut self, hook: ConfigHook) -> Loader {
+        self.hooks.push(hook);
+        self
     }
 
     /// Loads every enabled plugin, then watches for changes until the
@@ -441,12 +453,9 @@ impl Loader {
         new.dev = self.config.dev;
         new.host.listen = self.config.host.listen;
         new.host.hardware = self.config.host.hardware;
-        if new.host != self.config.host
-            || new.hardware != self.config.hardware
-            || new.mqtt != self.config.mqtt
-        {
+        if new.host != self.config.host || new.hardware != self.config.hardware {
             log::warn!(
-                "config change: [host], [hardware] and [mqtt] settings apply at the next start; plugin changes apply now"
+                "config change: [host] and [hardware] settings apply at the next start; plugin and [mqtt] changes apply now"
             );
         }
         let old = std::mem::replace(&mut self.config, new);
@@ -487,6 +496,9 @@ impl Loader {
                 }
                 _ => {}
             }
+        }
+        for hook in &self.hooks {
+            hook(&self.config);
         }
     }
 }

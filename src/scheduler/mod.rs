@@ -182,9 +182,10 @@ pub fn spawn(
     shared: Arc<Shared>,
     hardware_name: String,
     commands: (Sender<Command>, Receiver<Command>),
+    hooks: Vec<plugins::reload::ConfigHook>,
 ) -> std::io::Result<JoinHandle<()>> {
     let (tx, rx) = commands;
-    let loader = plugins::reload::Loader::new(
+    let mut loader = plugins::reload::Loader::new(
         config,
         runtime,
         services.clone(),
@@ -192,6 +193,9 @@ pub fn spawn(
         tx,
         shared.config_error.clone(),
     );
+    for hook in hooks {
+        loader = loader.on_config_change(hook);
+    }
     std::thread::Builder::new()
         .name("loader".into())
         .spawn(move || loader.run())?;
@@ -282,6 +286,7 @@ impl Scheduler {
     fn remove(&mut self, name: &str) {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
+            self.services.telemetry.remove(name);
             if let Ok(mut r) = self.shared.readings.write() {
                 r.sensors.remove(name);
                 if slot.plugin.kind == Kind::PiMonitor {

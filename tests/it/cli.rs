@@ -80,10 +80,22 @@ const BAD_CONFIGS: &[(&str, &str, &str, usize)] = &[
         3,
     ),
     (
-        "mqtt tls not supported yet",
-        "[mqtt]\nenabled = true\ntls = true\n",
-        "mqtt.tls",
-        3,
+        "mqtt CA file missing",
+        "[mqtt]\nenabled = true\ntls = true\nca_file = \"missing-ca.pem\"\n",
+        "mqtt.ca_file",
+        4,
+    ),
+    (
+        "mqtt CA file without TLS",
+        "[mqtt]\nenabled = true\n\nca_file = \"ca.pem\"\n",
+        "mqtt.ca_file",
+        4,
+    ),
+    (
+        "mqtt TLS host that no certificate can name",
+        "[mqtt]\nenabled = true\ntls = true\nhost = \"my broker\"\n",
+        "mqtt.host",
+        4,
     ),
     (
         "interval too short",
@@ -125,6 +137,30 @@ fn bad_configs_exit_with_one_line_naming_file_key_and_line() {
         );
         assert!(msg.contains(key), "{what}: names `{key}`: {msg}");
     }
+}
+
+#[test]
+fn bad_ca_files_say_what_is_wrong() {
+    // Missing: the resolved path and the OS's reason.
+    let (code, stderr, path) =
+        run_with_config("[mqtt]\nenabled = true\ntls = true\nca_file = \"missing-ca.pem\"\n");
+    assert_ne!(code, 0);
+    let dir = std::path::Path::new(&path).parent().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "cannot read CA file {}",
+            dir.join("missing-ca.pem").display()
+        )) && stderr.contains("No such file"),
+        "{stderr}"
+    );
+    // Not PEM (here: the config file itself).
+    let (code, stderr, _) =
+        run_with_config("[mqtt]\nenabled = true\ntls = true\nca_file = \"host.toml\"\n");
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("holds no certificate") && stderr.contains("BEGIN CERTIFICATE"),
+        "{stderr}"
+    );
 }
 
 #[test]

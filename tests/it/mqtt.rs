@@ -36,9 +36,35 @@ struct Broker {
     dir: PathBuf,
 }
 
+/// A TLS listener of a test broker: its port and the certificate it shows.
+struct TlsListener<'a> {
+    port: u16,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
 impl Broker {
     fn start(dir: &Path, port: u16, password: Option<(&str, &str)>) -> Broker {
+        Self::start_with_tls(dir, port, password, &[])
+    }
+
+    /// Like [`Broker::start`], with TLS listeners besides the plain one
+    /// (which the test's own subscribers use).
+    fn start_with_tls(
+        dir: &Path,
+        port: u16,
+        password: Option<(&str, &str)>,
+        tls: &[TlsListener],
+    ) -> Broker {
         let mut conf = format!("listener {port} 127.0.0.1\npersistence false\n");
+        for l in tls {
+            conf.push_str(&format!(
+                "listener {} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                l.port,
+                l.cert.display(),
+                l.key.display()
+            ));
+        }
         if running_as_root() {
             // Otherwise Mosquitto drops to user `mosquitto`, which cannot
             // read the password file in the test's folder.
@@ -63,16 +89,19 @@ impl Broker {
         }
         let conf_file = dir.join("mosquitto.conf");
         std::fs::write(&conf_file, conf).expect("broker config is writable");
+        let log = std::fs::File::create(dir.join("mosquitto.log")).expect("broker log is writable");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf_file)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("mosquitto starts (install it: scripts/setup.sh)");
-        wait_until("the broker to listen", WAIT, || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
+        for p in std::iter::once(port).chain(tls.iter().map(|l| l.port)) {
+            wait_until(&format!("the broker to listen on {p}"), WAIT, || {
+                TcpStream::connect(("127.0.0.1", p)).ok().map(|_| ())
+            });
+        }
         Broker {
             child,
             port,
@@ -124,8 +153,17 @@ struct Subscriber {
 
 impl Subscriber {
     fn start(port: u16) -> Subscriber {
+        Self::start_args(port, &[])
+    }
+
+    fn start_with_login(port: u16, user: &str, password: &str) -> Subscriber {
+        Self::start_args(port, &["-u", user, "-P", password])
+    }
+
+    fn start_args(port: u16, extra: &[&str]) -> Subscriber {
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "#"])
+            .args(extra)
             .args(["-F", "%r %t %p"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -453,4 +491,448 @@ fn a_plugin_without_the_telemetry_grant_is_refused_at_load() {
         telem["last_error"].as_str().unwrap().contains("telemetry"),
         "{telem}"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`; fails with its output otherwise.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (install it: scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`<name>-ca.pem`) made with `openssl` in `dir`.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}-ca.key"),
+            "-out",
+            &format!("{name}-ca.pem"),
+        ],
+    );
+    dir.join(format!("{name}-ca.pem"))
+}
+
+/// A server certificate and key for `alt_names` (subjectAltName syntax),
+/// signed by CA `ca` (made by [`make_ca`]).
+fn make_server_cert(dir: &Path, ca: &str, name: &str, alt_names: &str) -> (PathBuf, PathBuf) {
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-days",
+            "2",
+            "-CA",
+            &format!("{ca}-ca.pem"),
+            "-CAkey",
+            &format!("{ca}-ca.key"),
+            "-CAcreateserial",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+fn tls_host(port: u16, ca_file: &Path, host: &str) -> TestHost {
+    let ca_file = ca_file.display().to_string();
+    let host = host.to_string();
+    mqtt_host(port, move |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("tls".into(), true.into());
+        m.insert("ca_file".into(), ca_file.into());
+        m.insert("host".into(), host.into());
+    })
+}
+
+#[test]
+fn tls_connects_verifies_the_broker_and_publishes() {
+    let dir = temp_dir("mqtt-tls");
+    make_ca(&dir, "good");
+    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+    let tls_port = free_port();
+    let broker = Broker::start_with_tls(
+        &dir,
+        free_port(),
+        None,
+        &[TlsListener {
+            port: tls_port,
+            cert: &cert,
+            key: &key,
+        }],
+    );
+    // The subscriber is on the broker's plain listener; the host knows
+    // only the TLS port, so what it sees came over TLS.
+    let sub = Subscriber::start(broker.port);
+    let host = tls_host(tls_port, &dir.join("good-ca.pem"), "localhost");
+
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    let temp = sub.json("homeassistant/sensor/test/dht22_gpio_4_temperature/config");
+    assert_eq!(temp["device_class"], "temperature");
+    sub.wait(STATE, |_, p| p.contains("dht22_gpio_4_temperature"));
+    let api = host.api();
+    assert_eq!(api["mqtt"]["connected"], true, "{}", api["mqtt"]);
+    assert_eq!(api["mqtt"]["broker"], format!("localhost:{tls_port}"));
+    // The buzzer button's command arrives over TLS too.
+    let before = api["buzzer"]["beeps_total"].as_u64().unwrap();
+    broker.publish(COMMAND, &["beep"]);
+    host.wait_api("the MQTT press to beep", WAIT, |a| {
+        a["buzzer"]["beeps_total"].as_u64() > Some(before)
+    });
+    // A clean stop says goodbye over TLS as well.
+    assert!(host.stop().success());
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
+}
+
+#[test]
+fn tls_without_ca_file_uses_the_system_trust_store() {
+    let dir = temp_dir("mqtt-tls-system");
+    let ca = make_ca(&dir, "good");
+    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+    let tls_port = free_port();
+    let broker = Broker::start_with_tls(
+        &dir,
+        free_port(),
+        None,
+        &[TlsListener {
+            port: tls_port,
+            cert: &cert,
+            key: &key,
+        }],
+    );
+    let sub = Subscriber::start(broker.port);
+    let edit = |c: &mut toml::Table| {
+        let m = table(c, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("host".into(), "localhost".into());
+        m.insert("port".into(), i64::from(tls_port).into());
+        m.insert("tls".into(), true.into());
+        m.insert("device_id".into(), "test".into());
+    };
+    // The real system store does not know the test CA ...
+    let host = TestHost::start_with(edit);
+    let api = host.wait_api("the TLS error in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not trusted"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(error.contains("the system trust store"), "{error}");
+    drop(host);
+    // ... and one that does (SSL_CERT_FILE replaces /etc/ssl/certs, as
+    // for OpenSSL) connects.
+    let ca = ca.display().to_string();
+    let host = TestHost::start_with_env(edit, &[("SSL_CERT_FILE", &ca)]);
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    assert_eq!(host.api()["mqtt"]["connected"], true);
+}
+
+#[test]
+fn tls_refuses_an_untrusted_or_misnamed_broker_without_falling_back() {
+    let dir = temp_dir("mqtt-tls-bad");
+    make_ca(&dir, "good");
+    let wrong_ca = make_ca(&dir, "other");
+    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+    let (named_cert, named_key) = make_server_cert(&dir, "good", "elsewhere", "DNS:broker.example");
+    let (tls_port, named_port) = (free_port(), free_port());
+    let broker = Broker::start_with_tls(
+        &dir,
+        free_port(),
+        None,
+        &[
+            TlsListener {
+                port: tls_port,
+                cert: &cert,
+                key: &key,
+            },
+            TlsListener {
+                port: named_port,
+                cert: &named_cert,
+                key: &named_key,
+            },
+        ],
+    );
+    let sub = Subscriber::start(broker.port);
+
+    // Signed by a CA the host was not told to trust.
+    let untrusted = tls_host(tls_port, &wrong_ca, "127.0.0.1");
+    let api = untrusted.wait_api("the TLS error in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not trusted"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("MQTT broker 127.0.0.1:{tls_port}"))
+            && error.contains("mqtt.ca_file"),
+        "the error names the broker and what to fix: {error}"
+    );
+    assert_eq!(api["mqtt"]["connected"], false);
+    assert_eq!(api["mqtt"]["connects"], 0);
+    let log = untrusted.log();
+    assert!(log.contains("certificate is not trusted"), "{log}");
+    // Still serving, still retrying (with backoff), never in plain text.
+    assert_eq!(untrusted.get("/healthz").status, 200);
+    wait_until("a second attempt", WAIT, || {
+        (untrusted
+            .log()
+            .matches("certificate is not trusted")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+
+    // Trusted, but issued for another name.
+    let misnamed = tls_host(named_port, &dir.join("good-ca.pem"), "127.0.0.1");
+    let api = misnamed.wait_api("the name mismatch in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid for `127.0.0.1`"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("broker.example"),
+        "names what the certificate is for: {error}"
+    );
+
+    // TLS to a plain MQTT port: said so, not retried in plain text.
+    let plain = tls_host(broker.port, &dir.join("good-ca.pem"), "127.0.0.1");
+    let api = plain.wait_api("the handshake failure in /api", WAIT, |a| {
+        a["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("TLS handshake failed"))
+    });
+    let error = api["mqtt"]["last_error"].as_str().unwrap();
+    assert!(error.contains("mqtt.port"), "{error}");
+
+    // None of them ever got to MQTT: nothing from them at the broker.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sub.count(AVAILABILITY), 0, "a refused host published");
+    for host in [&untrusted, &misnamed, &plain] {
+        assert_eq!(host.api()["mqtt"]["connects"], 0);
+    }
+}
+
+/// Rewrites the host's config file the way an editor does (a rename).
+fn edit_config(host: &TestHost, edit: impl FnOnce(&mut toml::Table)) {
+    let text = std::fs::read_to_string(&host.config_path).expect("the host's config is readable");
+    let mut config: toml::Table = text.parse().expect("the host's config is TOML");
+    edit(&mut config);
+    let tmp = host.config_path.with_extension("toml.tmp");
+    std::fs::write(&tmp, toml::to_string(&config).unwrap()).unwrap();
+    std::fs::rename(&tmp, &host.config_path).unwrap();
+}
+
+#[test]
+fn mqtt_changes_apply_live() {
+    let dir = temp_dir("mqtt-live");
+    let first = Broker::start(&dir, free_port(), None);
+    let dir2 = temp_dir("mqtt-live-2");
+    let second = Broker::start(&dir2, free_port(), Some(("pi", "secret")));
+    let sub1 = Subscriber::start(first.port);
+    let host = mqtt_host(first.port, |_| {});
+    sub1.wait(AVAILABILITY, |_, p| p == "online");
+
+    sub1.wait(
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        |_, p| !p.is_empty(),
+    );
+
+    // Another broker, with credentials, another prefix and device id: no
+    // restart.
+    let sub2 = Subscriber::start_with_login(second.port, "pi", "secret");
+    edit_config(&host, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("port".into(), i64::from(second.port).into());
+        m.insert("username".into(), "pi".into());
+        m.insert("password".into(), "secret".into());
+        m.insert("topic_prefix".into(), "fleet/kitchen".into());
+        m.insert("device_id".into(), "kitchen".into());
+    });
+    // The old broker hears the old device's entities withdrawn (else Home
+    // Assistant keeps a dead twin) and a clean goodbye (not the last will) ...
+    for topic in [
+        "homeassistant/sensor/test/dht22_gpio_4_temperature/config",
+        "homeassistant/sensor/test/plugin_dht22_status/config",
+        "homeassistant/button/test/buzzer_beep/config",
+    ] {
+        sub1.wait(topic, |_, p| p.is_empty());
+    }
+    sub1.wait(AVAILABILITY, |_, p| p == "offline");
+    // ... and the new one the host under its new prefix and id.
+    sub2.wait("fleet/kitchen/availability", |_, p| p == "online");
+    let button = sub2.json("homeassistant/button/kitchen/buzzer_beep/config");
+    assert_eq!(button["command_topic"], "fleet/kitchen/buzzer/set");
+    sub2.wait("fleet/kitchen/state", |_, p| {
+        p.contains("dht22_gpio_4_temperature")
+    });
+    let api = host.wait_api("the new broker in /api", WAIT, |a| {
+        a["mqtt"]["broker"] == format!("127.0.0.1:{}", second.port)
+            && a["mqtt"]["connected"] == true
+    });
+    assert_eq!(api["mqtt"]["last_error"], "", "{}", api["mqtt"]);
+    assert!(
+        !host.log().contains("apply at the next start"),
+        "{}",
+        host.log()
+    );
+
+    // Disabled: offline, and MQTT leaves /api.
+    edit_config(&host, |c| {
+        table(c, &["mqtt"]).insert("enabled".into(), false.into());
+    });
+    sub2.wait("fleet/kitchen/availability", |_, p| p == "offline");
+    host.wait_api("MQTT gone from /api", WAIT, |a| a.get("mqtt").is_none());
+
+    // An invalid [mqtt] edit keeps the running config (here: MQTT off).
+    edit_config(&host, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("tls".into(), true.into());
+        m.insert("ca_file".into(), "no-such-ca.pem".into());
+    });
+    let health = wait_until("the config error in /healthz", WAIT, || {
+        let h = host.get("/healthz").json();
+        h.to_string().contains("no-such-ca.pem").then_some(h)
+    });
+    assert!(health.to_string().contains("mqtt.ca_file"), "{health}");
+    assert!(host.api().get("mqtt").is_none());
+
+    // Enabled again on the first broker.
+    edit_config(&host, |c| {
+        let m = table(c, &["mqtt"]);
+        m.insert("enabled".into(), true.into());
+        m.insert("tls".into(), false.into());
+        m.remove("ca_file");
+        m.insert("port".into(), i64::from(first.port).into());
+        m.remove("username");
+        m.remove("password");
+        m.remove("topic_prefix");
+        m.insert("device_id".into(), "test".into());
+    });
+    wait_until("a second `online` on the first broker", WAIT, || {
+        (sub1
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, p)| t == AVAILABILITY && p == "online")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+}
+
+#[test]
+fn removed_plugins_and_their_entities_leave_home_assistant() {
+    let dir = temp_dir("mqtt-cleanup");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, add_telemetry_plugin);
+    let config = |key: &str| format!("homeassistant/sensor/test/{key}/config");
+    let gone = [
+        config("telem_answer"),
+        config("plugin_telem_status"),
+        config("dht22_gpio_4_temperature"),
+        config("dht22_gpio_4_humidity"),
+        config("plugin_dht22_status"),
+    ];
+    for topic in &gone {
+        sub.wait(topic, |_, p| !p.is_empty());
+    }
+    sub.wait(&config("bme680_i2c_0x77_pressure"), |_, p| !p.is_empty());
+
+    // `telem` disabled, `dht22` removed from the config.
+    edit_config(&host, |c| {
+        table(c, &["plugins", "telem"]).insert("enabled".into(), false.into());
+        table(c, &["plugins"]).remove("dht22");
+    });
+    for topic in &gone {
+        sub.wait(topic, |_, p| p.is_empty());
+    }
+    assert!(
+        host.api()["telemetry"].get("telem").is_none(),
+        "the disabled plugin's values left /api"
+    );
+    // The broker keeps no config for them, and keeps the others.
+    let late = Subscriber::start(broker.port);
+    late.wait(&config("bme680_i2c_0x77_pressure"), |retained, p| {
+        retained && !p.is_empty()
+    });
+    late.wait(AVAILABILITY, |retained, _| retained);
+    std::thread::sleep(Duration::from_millis(500));
+    for topic in &gone {
+        assert_eq!(late.count(topic), 0, "{topic} is still retained");
+    }
+    // Nothing else was withdrawn: only those and the readings `telem`
+    // made as a sensor plugin (`telemetry-0`).
+    let withdrawn: Vec<String> = sub
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t, p)| t.ends_with("/config") && p.is_empty())
+        .map(|(_, t, _)| t.clone())
+        .filter(|t| !gone.contains(t) && !t.contains("/telemetry_0_"))
+        .collect();
+    assert!(withdrawn.is_empty(), "withdrawn too: {withdrawn:?}");
+    assert!(host.log().contains("withdrew the Home Assistant entity"));
 }

@@ -304,11 +304,17 @@ impl TestHost {
     }
 
     pub fn start_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
+        Self::start_with_env(edit, &[])
+    }
+
+    /// Like [`TestHost::start_with`], with these environment variables.
+    pub fn start_with_env(edit: impl FnOnce(&mut toml::Table), env: &[(&str, &str)]) -> TestHost {
         warm_cache();
         let dir = temp_dir("host");
         let mut config = base_config(&dir);
         edit(&mut config);
-        let host = Self::spawn(&dir, &config);
+        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
+        let host = Self::spawn_args(&dir, &config, turn, &[], env);
         host.wait_loaded();
         host
     }
@@ -375,6 +381,7 @@ impl TestHost {
             .arg("--config")
             .arg(&path)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "WHP_BUILD_PLUGINS",
                 Path::new(ROOT).join("scripts/build-plugins.sh"),
