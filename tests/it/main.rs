@@ -5,6 +5,7 @@ mod drivers;
 mod first_plugin;
 mod hardware;
 mod host;
+mod httpd;
 mod mqtt;
 mod recycle;
 mod reload;
