@@ -33,6 +33,9 @@ done
 for pkg in chromium chromium-driver wrk prometheus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# The HTTP abuse test (tests/it/httpd.rs) loads /api with wrk, Debian's
+# HTTP benchmarking tool, while hostile clients hold connections.
+command -v wrk >/dev/null || missing+=(wrk)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt-get)"
     apt_install "${missing[@]}"

@@ -23,7 +23,7 @@ use crate::control::Control;
 use crate::hardware::bme680::Bme680Settings;
 use crate::hardware::pi::{BuzzerKind, LedDriver, PiBackend, PiOptions};
 use crate::hardware::{Backend, Hardware, HardwareOptions, ProbePlan, SimBackend};
-use crate::http::{AppState, HttpServer};
+use crate::http::{self, AppState, HttpServer};
 use crate::mqtt::Service as MqttService;
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Command, Shared};
@@ -197,7 +197,12 @@ impl Host {
         let (commands, command_rx) = crossbeam_channel::bounded(16);
         let channel = (commands.clone(), command_rx);
         let listen = config.host.listen;
-        let workers = config.host.http_workers;
+        let limits = http::Limits {
+            workers: config.host.http_workers,
+            max_connections: config.host.http_max_connections,
+            request_timeout: Duration::from_millis(config.host.http_request_timeout_ms),
+            idle_timeout: Duration::from_millis(config.host.http_idle_timeout_ms),
+        };
         let auth = crate::http::auth::Auth::load(&config)?;
         let control = Arc::new(Control::new(hardware.handle()));
         let mqtt = MqttService::new(shared.clone(), control.clone(), hardware_name.clone());
@@ -231,7 +236,7 @@ impl Host {
         };
         let mut state = AppState::new(shared, hardware.handle(), control, hardware_name, auth);
         state.mqtt = Some(mqtt.clone());
-        let http = HttpServer::start(listen, workers, Arc::new(state))?;
+        let http = HttpServer::start(listen, limits, Arc::new(state))?;
         log::info!("listening on http://{}", http.addr);
         log::info!("{control_note}");
         Ok(Host {

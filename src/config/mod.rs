@@ -92,8 +92,17 @@ pub struct HostSection {
     pub state_dir: PathBuf,
     /// Where compiled plugins are cached; default `<state_dir>/cache`.
     pub cache_dir: Option<PathBuf>,
-    /// Threads answering HTTP requests.
+    /// HTTP requests routed at once.
     pub http_workers: usize,
+    /// Open HTTP connections at most; past it the longest-waiting idle or
+    /// slow one is closed for a newcomer, or the newcomer gets `503`.
+    pub http_max_connections: usize,
+    /// A request must arrive whole (head and body) this long after its
+    /// first byte, or it gets `408`.
+    pub http_request_timeout_ms: u64,
+    /// A keep-alive connection is closed after waiting this long for its
+    /// next request.
+    pub http_idle_timeout_ms: u64,
     /// Whether control endpoints (buzzer, simulated hardware) answer:
     /// `token` (default) requires the control token, `off` refuses them.
     pub control: ControlMode,
@@ -120,6 +129,9 @@ impl Default for HostSection {
             state_dir: PathBuf::from("../var"),
             cache_dir: None,
             http_workers: 4,
+            http_max_connections: 128,
+            http_request_timeout_ms: 10_000,
+            http_idle_timeout_ms: 5_000,
             control: ControlMode::Token,
             control_token: None,
         }
@@ -592,6 +604,23 @@ impl Config {
                 "host.http_workers".into(),
                 "must be between 1 and 64".into(),
             ));
+        }
+        if !(1..=4096).contains(&self.host.http_max_connections) {
+            return Err((
+                "host.http_max_connections".into(),
+                "must be between 1 and 4096 (each open connection holds a small thread)".into(),
+            ));
+        }
+        for (key, value) in [
+            (
+                "host.http_request_timeout_ms",
+                self.host.http_request_timeout_ms,
+            ),
+            ("host.http_idle_timeout_ms", self.host.http_idle_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&value) {
+                return Err((key.into(), "must be between 100 and 600000 ms".into()));
+            }
         }
         if let Some(token) = &self.host.control_token {
             if let Err(why) = crate::http::auth::check_token_text(token) {

@@ -1,9 +1,9 @@
-//! The HTTP surface: tiny_http workers around a pure router.
+//! The HTTP surface: our own small HTTP/1.1 server ([`server`]) around a
+//! pure router.
 //!
-//! N worker threads share one `tiny_http::Server` and block in `recv()`.
-//! Each request is read into a bounded [`Request`] and answered by
-//! [`handle`], a plain function from request to [`Response`] that the tests
-//! call without sockets. Nothing here waits on a plugin: the dashboard page
+//! The server reads each request into a bounded [`Request`] (see the limits
+//! in [`server`]) and answers it with [`handle`], a plain function from
+//! request to [`Response`] that the tests call without sockets. Nothing here waits on a plugin: the dashboard page
 //! comes from the scheduler's cache, readings from its last round, and
 //! hardware requests time out on their own.
 
@@ -11,13 +11,11 @@ mod api;
 pub mod auth;
 mod fallback;
 mod metrics;
+pub mod server;
 mod shell;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::control::Control;
@@ -28,6 +26,8 @@ use crate::scheduler::Shared;
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 /// Longest request target accepted.
 pub const MAX_URL_BYTES: usize = 2048;
+
+pub use server::{Limits, Server as HttpServer};
 
 /// Everything a request handler can see.
 pub struct AppState {
@@ -206,138 +206,4 @@ fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
             ),
         },
     }
-}
-
-/// The running server and its workers.
-pub struct HttpServer {
-    server: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
-    pub addr: SocketAddr,
-}
-
-impl HttpServer {
-    /// Binds `listen` and starts `workers` threads.
-    pub fn start(
-        listen: SocketAddr,
-        workers: usize,
-        state: Arc<AppState>,
-    ) -> anyhow::Result<HttpServer> {
-        let server = tiny_http::Server::http(listen)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (is another program using the port? choose another with --listen)"))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| anyhow::anyhow!("listening on a non-IP address"))?;
-        let server = Arc::new(server);
-        let workers = (0..workers)
-            .map(|i| {
-                let server = server.clone();
-                let state = state.clone();
-                std::thread::Builder::new()
-                    .name(format!("http-{i}"))
-                    .spawn(move || worker(&server, &state))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(HttpServer {
-            server,
-            workers,
-            addr,
-        })
-    }
-
-    /// Stops accepting and joins the workers.
-    pub fn stop(mut self) {
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-    }
-}
-
-fn worker(server: &tiny_http::Server, state: &AppState) {
-    while let Ok(mut raw) = server.recv() {
-        let response = match read_request(&mut raw) {
-            Ok(request) => handle(&request, state),
-            Err(response) => response,
-        };
-        let head_only = *raw.method() == tiny_http::Method::Head;
-        let _ = raw.respond(to_tiny(response, head_only));
-    }
-}
-
-/// Reads a tiny_http request into our bounded form.
-fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
-    let url = raw.url();
-    if url.len() > MAX_URL_BYTES {
-        return Err(Response::error(
-            414,
-            format!("request target longer than {MAX_URL_BYTES} bytes"),
-        ));
-    }
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let (path, query) = (path.to_string(), query.to_string());
-    if raw.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(Response::error(
-            413,
-            format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        ));
-    }
-    let content_type = raw
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Content-Type"))
-        .map(|h| h.value.as_str().to_string());
-    let headers = raw
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    // One byte more than allowed tells a chunked body that is too large.
-    if raw
-        .as_reader()
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut body)
-        .is_err()
-    {
-        return Err(Response::error(400, "could not read the request body"));
-    }
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Response::error(
-            413,
-            format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        ));
-    }
-    Ok(Request {
-        method: raw.method().as_str().to_string(),
-        path,
-        query,
-        content_type,
-        headers,
-        body,
-    })
-}
-
-fn to_tiny(response: Response, head_only: bool) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let body = if head_only { Vec::new() } else { response.body };
-    let mut out = tiny_http::Response::from_data(body).with_status_code(response.status);
-    let mut add = |name: &str, value: &str| {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(h);
-        }
-    };
-    add("Content-Type", response.content_type);
-    add("Cache-Control", "no-store");
-    add("X-Content-Type-Options", "nosniff");
-    for (name, value) in &response.headers {
-        add(name, value);
-    }
-    out
 }

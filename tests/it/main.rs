@@ -6,6 +6,7 @@ mod drivers;
 mod first_plugin;
 mod hardware;
 mod host;
+mod httpd;
 mod metrics;
 mod mqtt;
 mod recycle;
