@@ -193,8 +193,12 @@ fn keep_alive_serves_several_requests_on_one_connection_and_head_has_no_body() {
 
     // 100-continue: the server asks for the body, then answers.
     s.write_all(
-        b"POST /api/sim HTTP/1.1\r\nContent-Type: application/json\r\n\
-          Content-Length: 31\r\nExpect: 100-continue\r\n\r\n",
+        format!(
+            "POST /api/sim HTTP/1.1\r\nContent-Type: application/json\r\n\
+             Authorization: Bearer {}\r\nContent-Length: 31\r\nExpect: 100-continue\r\n\r\n",
+            crate::support::TEST_TOKEN
+        )
+        .as_bytes(),
     )
     .unwrap();
     let mut interim = [0u8; 25];
