@@ -251,7 +251,7 @@ fn framing(request: &Request) -> Result<(usize, bool), Response> {
             }
         }
     }
-    if let Some(coding) = values("transfer-encoding").last() {
+    if let Some(coding) = values("transfer-encoding").next_back() {
         if length.is_some() {
             return Err(Response::error(
                 400,
@@ -296,7 +296,7 @@ fn framing(request: &Request) -> Result<(usize, bool), Response> {
             format!("request body larger than {MAX_BODY_BYTES} bytes"),
         ));
     }
-    let expect_continue = match values("expect").last() {
+    let expect_continue = match values("expect").next_back() {
         None => false,
         Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
         Some(v) => {
