@@ -11,4 +11,5 @@ scripts/setup.sh
 scripts/build-plugins.sh
 cargo build --locked --bin wasi-python-host
 echo "==> starting (the dashboard is at the address logged below, http://127.0.0.1:3000/ by default; Ctrl-C stops)"
+echo "    Beep buttons: log in at /login with the token printed by: target/debug/wasi-python-host token"
 exec target/debug/wasi-python-host --config config/host.toml "$@"
