@@ -603,14 +603,14 @@ fn tls_host(port: u16, ca_file: &Path, host: &str) -> TestHost {
     })
 }
 
-#[test]
-fn tls_connects_verifies_the_broker_and_publishes() {
-    let dir = temp_dir("mqtt-tls");
-    make_ca(&dir, "good");
-    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
+/// A broker with a plain listener and a TLS one whose certificate, signed
+/// by CA `good` (made first), is valid for localhost and 127.0.0.1.
+/// Returns the broker and its TLS port.
+fn broker_with_good_tls(dir: &Path) -> (Broker, u16) {
+    let (cert, key) = make_server_cert(dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
     let tls_port = free_port();
     let broker = Broker::start_with_tls(
-        &dir,
+        dir,
         free_port(),
         None,
         &[TlsListener {
@@ -619,6 +619,14 @@ fn tls_connects_verifies_the_broker_and_publishes() {
             key: &key,
         }],
     );
+    (broker, tls_port)
+}
+
+#[test]
+fn tls_connects_verifies_the_broker_and_publishes() {
+    let dir = temp_dir("mqtt-tls");
+    make_ca(&dir, "good");
+    let (broker, tls_port) = broker_with_good_tls(&dir);
     // The subscriber is on the broker's plain listener; the host knows
     // only the TLS port, so what it sees came over TLS.
     let sub = Subscriber::start(broker.port);
@@ -646,18 +654,7 @@ fn tls_connects_verifies_the_broker_and_publishes() {
 fn tls_without_ca_file_uses_the_system_trust_store() {
     let dir = temp_dir("mqtt-tls-system");
     let ca = make_ca(&dir, "good");
-    let (cert, key) = make_server_cert(&dir, "good", "server", "DNS:localhost,IP:127.0.0.1");
-    let tls_port = free_port();
-    let broker = Broker::start_with_tls(
-        &dir,
-        free_port(),
-        None,
-        &[TlsListener {
-            port: tls_port,
-            cert: &cert,
-            key: &key,
-        }],
-    );
+    let (broker, tls_port) = broker_with_good_tls(&dir);
     let sub = Subscriber::start(broker.port);
     let edit = |c: &mut toml::Table| {
         let m = table(c, &["mqtt"]);
