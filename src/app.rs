@@ -33,8 +33,6 @@ use crate::scheduler::{self, Command, Shared};
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub hardware: Option<HardwareMode>,
-    /// `--dev`: rebuild plugins from their Python sources on change.
-    pub dev: bool,
 }
 
 /// Reads the config and applies command-line overrides.
@@ -49,7 +47,6 @@ pub fn load_config(
     if let Some(hardware) = overrides.hardware {
         config.host.hardware = hardware;
     }
-    config.dev = overrides.dev;
     Ok(config)
 }
 
@@ -165,7 +162,7 @@ pub struct Host {
     scheduler: Option<std::thread::JoinHandle<()>>,
     commands: crossbeam_channel::Sender<Command>,
     hardware: Hardware,
-    _runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
 }
 
 impl Host {
@@ -192,7 +189,7 @@ impl Host {
             )
         })?;
         let runtime = Arc::new(Runtime::new(&config.cache_dir())?);
-        let services = HostServices::new(hardware.handle(), state_dir.clone());
+        let services = HostServices::new(hardware.handle(), state_dir.clone(), runtime.interrupt());
         let shared = Shared::new();
         let (commands, command_rx) = crossbeam_channel::bounded(16);
         let channel = (commands.clone(), command_rx);
@@ -246,7 +243,7 @@ impl Host {
             scheduler: Some(scheduler),
             commands,
             hardware,
-            _runtime: runtime,
+            runtime,
         })
     }
 
@@ -262,6 +259,8 @@ impl Host {
         // Before the scheduler: `offline` goes out while readings are current.
         self.mqtt.shutdown();
         if let Some(scheduler) = self.scheduler.take() {
+            // Whatever a plugin is doing (a long call, a wait), it ends now.
+            self.runtime.interrupt_all();
             let _ = self.commands.send(Command::Stop);
             let _ = scheduler.join();
         }
@@ -278,7 +277,8 @@ impl Drop for Host {
 /// What `precompile` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct PrecompileOptions {
-    /// Plugins to compile; empty means every enabled plugin.
+    /// Component plugins to compile besides the runtime; empty means every
+    /// enabled one.
     pub names: Vec<String>,
     /// Build artifacts for another machine (`aarch64-unknown-linux-gnu`,
     /// `armv7-unknown-linux-gnueabihf`, `pulley32`) instead of this one.
@@ -287,8 +287,9 @@ pub struct PrecompileOptions {
     pub out: Option<PathBuf>,
 }
 
-/// Compiles the enabled plugins (or those named) into the artifact cache,
-/// so the next start loads them in milliseconds. Prints one line per plugin.
+/// Compiles the shared Python runtime and the enabled component plugins
+/// (or those named) into the artifact cache, so the next start compiles
+/// nothing. Prints one line per artifact. Source plugins need no compiling.
 ///
 /// With a target, compiles for that machine's engine into `out` (default:
 /// `precompiled/<target>`) under the names its cache looks up: copy the
@@ -302,29 +303,41 @@ pub fn precompile(
     let config = load_config(&config_path, &overrides)?;
     let names = &options.names;
     for name in names {
-        if !config.plugins.contains_key(name) {
-            anyhow::bail!("plugin `{name}` is not in {}", config_path.display());
+        match config.plugins.get(name) {
+            None => anyhow::bail!("plugin `{name}` is not in {}", config_path.display()),
+            Some(p) if p.component.is_none() => anyhow::bail!(
+                "plugin `{name}` is Python source: it needs no compiling (the runtime runs it)"
+            ),
+            Some(_) => {}
         }
     }
-    let selected = config
+    let components: Vec<(String, PathBuf)> = config
         .plugins
         .iter()
         .filter(|(name, plugin)| names.contains(name) || (names.is_empty() && plugin.enabled))
-        .map(|(name, _)| name.clone());
+        .filter_map(|(name, _)| Some((name.clone(), config.component_file(name)?)))
+        .collect();
     if let Some(target) = &options.target {
         let out = options
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("precompiled").join(target));
-        return precompile_for_target(&config, target, &out, selected.collect());
+        return precompile_for_target(&config, target, &out, components);
     }
     let cache_dir = options.out.clone().unwrap_or_else(|| config.cache_dir());
     let runtime = Runtime::new(&cache_dir)?;
-    for name in selected {
-        let file = config.plugin_file(&name);
+    let started = std::time::Instant::now();
+    let python = runtime.python(&config.runtime_file())?;
+    println!(
+        "python runtime {}: ready in {:.2} s ({})",
+        &python.digest[..12],
+        started.elapsed().as_secs_f64(),
+        config.runtime_file().display()
+    );
+    for (name, file) in components {
         let started = std::time::Instant::now();
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("failed to read plugin {}", file.display()))?;
+        let bytes =
+            crate::plugins::files::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
         let (_, source) = runtime
             .cache()
             .load_or_compile_with_source(runtime.engine(), &bytes)
@@ -347,7 +360,7 @@ fn precompile_for_target(
     config: &Config,
     triple: &str,
     out: &std::path::Path,
-    plugins: Vec<String>,
+    components: Vec<(String, PathBuf)>,
 ) -> anyhow::Result<()> {
     use crate::runtime::{engine_config_for, ArtifactCache, EngineTarget};
     let target = EngineTarget::for_triple(triple)?;
@@ -360,12 +373,6 @@ fn precompile_for_target(
                 target.name
             )
         })?;
-    log::debug!("wasmtime's own compatibility hash for {triple}: {:016x}", {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        h.finish()
-    });
     let cache = ArtifactCache::new(out, &target)
         .with_context(|| format!("failed to create {}", out.display()))?;
     println!(
@@ -373,19 +380,35 @@ fn precompile_for_target(
         target.descriptor(),
         out.display()
     );
-    for name in plugins {
-        let file = config.plugin_file(&name);
+    let missing_backend = |e: anyhow::Error, what: &str| {
+        // A backend missing from this build shows up at the first compile.
+        e.context(format!(
+            "failed to compile {what} for {triple} (a host built without \
+             `--features precompile-all-targets` only compiles for itself and Pulley)"
+        ))
+    };
+    let started = std::time::Instant::now();
+    let runtime_file = config.runtime_file();
+    let (path, fresh) =
+        crate::runtime::python::precompile_into(&engine, &cache, &target, &runtime_file)
+            .map_err(|e| missing_backend(e, "the Python runtime"))?;
+    println!(
+        "python runtime: {} in {:.2} s -> {}",
+        if fresh {
+            "compiled"
+        } else {
+            "already precompiled"
+        },
+        started.elapsed().as_secs_f64(),
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    for (name, file) in components {
         let started = std::time::Instant::now();
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("failed to read plugin {}", file.display()))?;
-        let (path, fresh) = cache.precompile_into(&engine, &bytes).map_err(|e| {
-            // A backend missing from this build shows up at the first compile.
-            e.context(format!(
-                "failed to compile plugin {} for {triple} (a host built without \
-                 `--features precompile-all-targets` only compiles for itself and Pulley)",
-                file.display()
-            ))
-        })?;
+        let bytes =
+            crate::plugins::files::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
+        let (path, fresh) = cache
+            .precompile_into(&engine, &bytes)
+            .map_err(|e| missing_backend(e, &format!("plugin {}", file.display())))?;
         println!(
             "{name}: {} in {:.2} s -> {}",
             if fresh {
@@ -405,7 +428,7 @@ fn precompile_for_target(
     _config: &Config,
     triple: &str,
     _out: &std::path::Path,
-    _plugins: Vec<String>,
+    _components: Vec<(String, PathBuf)>,
 ) -> anyhow::Result<()> {
     anyhow::bail!(
         "cannot precompile for `{triple}`: this is a runtime-only build (no compiler); \
@@ -413,15 +436,28 @@ fn precompile_for_target(
     )
 }
 
-/// `check`: prints a component's imports and exports and what the config
-/// grants it, and whether the host would load it. Returns that verdict.
+/// `check`: shows what a plugin is and whether the host would load it,
+/// without starting the host. `target` names a configured plugin (its
+/// source is loaded into the shared runtime exactly as the host would, on
+/// simulated hardware: a SyntaxError or an ungranted import shows here), or
+/// a component file. Returns the verdict.
 pub fn check(
     config_path: PathBuf,
     overrides: Overrides,
-    file: &std::path::Path,
+    target: &str,
     name: Option<String>,
 ) -> anyhow::Result<bool> {
     let config = load_config(&config_path, &overrides)?;
+    let file = std::path::Path::new(target);
+    if config.plugins.contains_key(target) && name.is_none() {
+        return check_plugin(&config, target);
+    }
+    if !target.ends_with(".wasm") {
+        anyhow::bail!(
+            "`{target}` is neither a plugin in {} nor a component file (.wasm)",
+            config_path.display()
+        );
+    }
     let name = name.unwrap_or_else(|| {
         file.file_stem()
             .and_then(|s| s.to_str())
@@ -430,21 +466,13 @@ pub fn check(
     });
     let runtime = Runtime::new(&config.cache_dir())?;
     let bytes =
-        std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+        crate::plugins::files::read_limited(file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
     println!("file:     {} ({} KiB)", file.display(), bytes.len() / 1024);
     let component = runtime
         .cache()
         .load_or_compile(runtime.engine(), &bytes)
         .with_context(|| format!("{} is not a loadable WebAssembly component", file.display()))?;
     let report = crate::capabilities::describe(runtime.engine(), &component);
-    match crate::runtime::Kind::of(runtime.engine(), &component) {
-        Ok(kind) => println!(
-            "kind:     {} (entry point `{}`)",
-            kind.interface(),
-            kind.interface()
-        ),
-        Err(e) => println!("kind:     none: {e:#}"),
-    }
     println!("imports:");
     for i in &report.imports {
         println!("  {i}");
@@ -457,35 +485,108 @@ pub fn check(
         println!("config:   {} has no [plugins.{name}]: it would not be loaded (use --name to pick the entry)", config_path.display());
         return Ok(false);
     };
+    print_grants(&config, &name);
+    let missing =
+        crate::capabilities::ungranted_imports(runtime.engine(), &component, &plugin.grants);
+    let exports = crate::runtime::check_exports(runtime.engine(), &component, plugin.kind());
+    if !missing.is_empty() {
+        let mut wanted = plugin.grants.interfaces.clone();
+        wanted.extend(missing.iter().cloned());
+        println!(
+            "verdict:  refused: imports {} without a grant; to allow, set in [plugins.{name}.grants]: interfaces = [{}]",
+            missing.join(", "),
+            wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+        );
+        Ok(false)
+    } else if let Err(e) = exports {
+        println!("verdict:  refused: {e:#}");
+        Ok(false)
+    } else {
+        println!("verdict:  loads as `{name}`");
+        Ok(true)
+    }
+}
+
+fn print_grants(config: &Config, name: &str) {
+    let Some(plugin) = config.plugins.get(name) else {
+        return;
+    };
     let g = &plugin.grants;
     println!(
+        "kind:     {} (entry point `{}`)",
+        plugin.kind().name(),
+        plugin.kind().interface()
+    );
+    println!(
         "grants in [plugins.{name}.grants] of {}:",
-        config_path.display()
+        config.source.display()
     );
     println!("  interfaces      = {:?}", g.interfaces);
     println!("  dht22_pins      = {:?}", g.dht22_pins);
     println!("  i2c_addresses   = {:?}", g.i2c_addresses);
     println!("  leds            = {:?}", g.leds);
     println!("  state_quota     = {:?}", g.state_quota_bytes);
-    let missing = crate::capabilities::ungranted_imports(runtime.engine(), &component, g);
-    let kind_ok = crate::runtime::Kind::of(runtime.engine(), &component).is_ok();
-    if missing.is_empty() && kind_ok {
-        println!("verdict:  loads as `{name}`");
-        Ok(true)
-    } else {
-        if !missing.is_empty() {
-            let mut wanted = g.interfaces.clone();
-            wanted.extend(missing.iter().cloned());
-            println!(
-                "verdict:  refused: imports {} without a grant; to allow, set in [plugins.{name}.grants]: interfaces = [{}]",
-                missing.join(", "),
-                wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
-            );
-        } else {
-            println!("verdict:  refused: no usable entry point");
+}
+
+/// `check NAME`: loads a configured plugin as the host would.
+fn check_plugin(config: &Config, name: &str) -> anyhow::Result<bool> {
+    println!(
+        "plugin:   {name} ({})",
+        config.plugin_origin(name).display()
+    );
+    if config.component_file(name).is_none() {
+        let sources = crate::plugins::files::read_sources(
+            name,
+            &config.plugin_dir(name),
+            &config.common_dir(),
+        )?;
+        println!("version:  {}", sources.version);
+        println!("modules:");
+        for m in &sources.modules {
+            println!("  {:<20} {} ({} bytes)", m.name, m.path, m.source.len());
         }
-        Ok(false)
     }
+    print_grants(config, name);
+    // Simulated hardware and a throwaway state folder: checking must not
+    // touch devices or the plugin's real state.
+    let mut hardware = Hardware::start(
+        Box::new(SimBackend::new(
+            config.hardware.sim.seed,
+            config.hardware.sim.dht22_pins.clone(),
+            config.hardware.sim.bme680_addresses.clone(),
+        )),
+        HardwareOptions::default(),
+    )?;
+    let scratch =
+        std::env::temp_dir().join(format!("wasi-python-host-check-{}", std::process::id()));
+    let runtime = Runtime::new(&config.cache_dir())?;
+    let services = HostServices::new(hardware.handle(), scratch.clone(), runtime.interrupt());
+    let registry = crate::plugins::Registry::default();
+    let started = std::time::Instant::now();
+    let loaded = crate::plugins::load(name, config, &runtime, &services, &registry);
+    let verdict = match loaded {
+        Ok(plugin) => {
+            println!(
+                "verdict:  loads as `{name}` (version {}, {} ms)",
+                plugin.version,
+                started.elapsed().as_millis()
+            );
+            true
+        }
+        Err(e) => {
+            println!("verdict:  refused: {e:#}");
+            if let Some(crate::plugins::LoadFailure(f)) = e.downcast_ref() {
+                if !f.detail.is_empty() {
+                    println!("{}", f.detail);
+                }
+            }
+            false
+        }
+    };
+    drop(services);
+    hardware.shutdown();
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(verdict)
 }
 
 /// `new`: scaffolds `plugins/NAME/` and prints (or, with `add`, appends to
@@ -546,7 +647,8 @@ pub fn new_plugin(
         ),
     }
     println!(
-        "next: scripts/build-plugins.sh {name}   (a running host loads it by itself)\n      scripts/test-plugins.sh {}",
+        "next: edit {}/app.py (a running host loads each saved version by itself)\n      scripts/test-plugins.sh {}",
+        made.dir.display(),
         made.dir.display()
     );
     Ok(())

@@ -1,8 +1,8 @@
 //! The one `bindgen!` over `wit/plugin.wit`.
 //!
-//! Bindings are generated from the `host` world, which imports every
-//! capability and exports every entry point; each plugin's world is a subset
-//! of it. Imports are linked one interface at a time (see `capabilities`), and
+//! Bindings are generated from the `host` world, which is the shared Python
+//! runtime's: it imports every capability and exports every entry point plus
+//! the runtime's `loader`; each plugin component's world is a subset of it. Imports are linked one interface at a time (see `capabilities`), and
 //! exports are looked up one interface at a time (see `runtime`), so a plugin
 //! only needs the pieces its own world has.
 
@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::wasi_python_host::plugin::{
-    bme680_logic, dashboard, dht22_logic, pi_monitor_logic,
+    bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic,
 };
 pub use wasi_python_host::plugin::{
     buzzer_controller, gpio_provider, led_controller, log, settings, state, system, telemetry,

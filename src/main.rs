@@ -8,22 +8,26 @@ use wasi_python_host::app::{self, Overrides};
 
 const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the host
        wasi-python-host precompile [OPTIONS] [--target TRIPLE] [--out DIR] [PLUGIN...]
-                                                    compile plugins into the artifact cache,
-                                                    or for another machine (TRIPLE such as
+                                                    compile the Python runtime (and component
+                                                    plugins) into the artifact cache, or for
+                                                    another machine (TRIPLE such as
                                                     aarch64-unknown-linux-gnu or
                                                     armv7-unknown-linux-gnueabihf) into DIR
                                                     (default precompiled/TRIPLE), named as
                                                     that machine's cache_dir expects
+       wasi-python-host check [OPTIONS] NAME      load plugin NAME as the host would and say
+                                                    whether it loads (SyntaxError, grants, ...)
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
-                                                    show a plugin's imports, exports and grants
+                                                    show a component's imports, exports and grants
        wasi-python-host probe [OPTIONS]           check the configured devices
        wasi-python-host token [OPTIONS]           print the control token (buzzer and other
                                                     control endpoints; browsers log in at /login)
        wasi-python-host new NAME [--kind sensor|actuator|dashboard] [--led N] [--add] [--config PATH]
                                                     scaffold plugins/NAME with a test and its config entry
 
-Runs Python plugins (WebAssembly components) against the configured hardware
-and serves the dashboard and JSON API. `probe` reads every configured sensor
+Runs Python plugins (Python source on a shared CPython compiled to
+WebAssembly, one sandboxed instance per plugin) against the configured
+hardware and serves the dashboard and JSON API. `probe` reads every configured sensor
 once, checks the LED strip and buzzer drivers, prints what it found (or what
 to fix) and exits 0 when every device answered, 1 otherwise.
 
@@ -31,8 +35,7 @@ options:
   --config PATH        host configuration (default: config/host.toml)
   --listen ADDR:PORT   HTTP address, overrides host.listen
   --hardware MODE      auto, sim or pi, overrides host.hardware
-  --dev                development: also watch plugins/*/ *.py and rebuild a changed plugin
-                       with scripts/build-plugins.sh (then it hot-reloads)
+  --dev                accepted for older scripts; Python sources always hot-reload
   -h, --help           this text
   -V, --version        the version";
 
@@ -40,7 +43,7 @@ enum Command {
     Run,
     Precompile(app::PrecompileOptions),
     Check {
-        file: Option<PathBuf>,
+        target: Option<String>,
         name: Option<String>,
     },
     Probe,
@@ -69,7 +72,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         Some("check") => {
             args.next();
             Command::Check {
-                file: None,
+                target: None,
                 name: None,
             }
         }
@@ -116,7 +119,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 std::process::exit(0);
             }
             "--config" => parsed.config = PathBuf::from(value("--config")?),
-            "--dev" if matches!(parsed.command, Command::Run) => parsed.overrides.dev = true,
+            // Once it rebuilt components on a source change; saving a
+            // plugin's .py now reloads it in every mode.
+            "--dev" if matches!(parsed.command, Command::Run) => {}
             "--listen" => {
                 let v = value("--listen")?;
                 parsed.overrides.listen = Some(v.parse().map_err(|_| {
@@ -173,8 +178,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 } => *name = Some(other.to_string()),
                 Command::Precompile(o) => o.names.push(other.to_string()),
                 Command::Check {
-                    file: file @ None, ..
-                } => *file = Some(PathBuf::from(other)),
+                    target: target @ None,
+                    ..
+                } => *target = Some(other.to_string()),
                 _ => return Err(format!("unexpected argument `{other}`")),
             },
             other => return Err(format!("unknown option `{other}`")),
@@ -201,14 +207,14 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Run => app::run(args.config, args.overrides),
         Command::Precompile(options) => app::precompile(args.config, args.overrides, &options),
-        Command::Check { file: None, .. } => {
-            eprintln!("error: check needs a PLUGIN.wasm\n\n{USAGE}");
+        Command::Check { target: None, .. } => {
+            eprintln!("error: check needs a plugin NAME or a PLUGIN.wasm\n\n{USAGE}");
             return ExitCode::from(2);
         }
         Command::Check {
-            file: Some(file),
+            target: Some(target),
             name,
-        } => match app::check(args.config, args.overrides, &file, name) {
+        } => match app::check(args.config, args.overrides, &target, name) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),

@@ -7,9 +7,18 @@
 //! granted interface, every argument (pin, address, LED) is checked against
 //! the grant before anything reaches the hardware thread.
 //!
+//! Every plugin's linker holds the real implementation of exactly the
+//! interfaces it is granted and, for every other contract interface the
+//! component imports (the shared Python runtime imports them all), a stub
+//! per function that traps with the name of the interface and the config
+//! line that would grant it. Deny by default thus holds at link level, also
+//! for a plugin that finds a way around the runtime's import check.
+//!
 //! WASI is linked for every plugin because componentize-py's CPython imports
 //! it, but its context grants nothing: no preopened folders, no environment,
-//! no arguments, no sockets, stdin closed.
+//! no arguments, no sockets, stdin closed. Its one blocking call, a clock
+//! wait (`time.sleep`), is served by [`sleep`] so no wait can outlive the
+//! call's deadline or delay a shutdown.
 
 pub mod buzzer;
 pub mod gpio;
@@ -17,6 +26,7 @@ pub mod leds;
 pub mod log;
 pub mod rate;
 pub mod settings;
+pub mod sleep;
 pub mod state;
 pub mod system;
 pub mod telemetry;
@@ -26,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -34,6 +45,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::config::{Grants, Limits, PluginConfig};
 use crate::contract;
 use crate::hardware::HardwareHandle;
+use crate::runtime::{FailureKind, Interrupt};
 
 /// Bytes of a plugin's stdout/stderr kept per call (Python tracebacks land
 /// in stderr).
@@ -47,6 +59,10 @@ pub struct PluginCtx {
     pub limits: TrackedLimits,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+    /// When the call in progress must end; `None` between calls.
+    pub deadline: Option<Instant>,
+    /// The host's shutdown signal: ends waits at once.
+    pub interrupt: Arc<Interrupt>,
     pub gpio: gpio::Gpio,
     pub leds: leds::Leds,
     pub buzzer: buzzer::Buzzer,
@@ -79,15 +95,22 @@ pub struct HostServices {
     pub resources: Arc<Mutex<std::collections::HashMap<String, Resources>>>,
     /// Values plugins publish through `telemetry`; the scheduler collects them.
     pub telemetry: Arc<telemetry::Board>,
+    /// The runtime's shutdown signal, for every plugin context.
+    pub interrupt: Arc<Interrupt>,
 }
 
 impl HostServices {
-    pub fn new(hardware: HardwareHandle, state_dir: std::path::PathBuf) -> HostServices {
+    pub fn new(
+        hardware: HardwareHandle,
+        state_dir: std::path::PathBuf,
+        interrupt: Arc<Interrupt>,
+    ) -> HostServices {
         HostServices {
             hardware,
             state_dir,
             resources: Arc::default(),
             telemetry: Arc::default(),
+            interrupt,
         }
     }
 
@@ -202,6 +225,8 @@ impl PluginShared {
             limits,
             stdout,
             stderr,
+            deadline: None,
+            interrupt: services.interrupt.clone(),
             gpio: gpio::Gpio::new(&self.grants, services.hardware.clone(), refuse.clone()),
             leds: leds::Leds::new(
                 &self.grants,
@@ -314,12 +339,20 @@ impl Refuser {
 }
 
 /// Builds the linker for a plugin with these grants: WASI (which grants
-/// nothing) plus exactly the granted contract interfaces.
-pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> anyhow::Result<Linker<PluginCtx>> {
+/// nothing, and whose clock waits end by the call's deadline), the granted
+/// contract interfaces, and a trapping stub for every function of every
+/// other contract interface `component` imports.
+pub fn linker(
+    engine: &wasmtime::Engine,
+    plugin: &str,
+    grants: &Grants,
+    component: &wasmtime::component::Component,
+) -> anyhow::Result<Linker<PluginCtx>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(anyhow::Error::from)
         .context("failed to link WASI")?;
+    sleep::add_to_linker(&mut linker)?;
     contract::types::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
     for interface in &grants.interfaces {
         match interface.as_str() {
@@ -359,7 +392,60 @@ pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> anyhow::Result<Link
             other => bail!("unknown interface `{other}` in grants"),
         }
     }
+    add_denied_stubs(&mut linker, engine, plugin, grants, component)?;
     Ok(linker)
+}
+
+/// Links a trapping stub for each function of each contract interface that
+/// `component` imports and `grants` does not allow.
+fn add_denied_stubs(
+    linker: &mut Linker<PluginCtx>,
+    engine: &wasmtime::Engine,
+    plugin: &str,
+    grants: &Grants,
+    component: &wasmtime::component::Component,
+) -> anyhow::Result<()> {
+    let prefix = format!("{}/", contract::PACKAGE);
+    for (name, item) in component.component_type().imports(engine) {
+        let Some(interface) = name
+            .strip_prefix(&prefix)
+            .map(|i| i.split('@').next().unwrap_or(i))
+        else {
+            continue;
+        };
+        if interface == "types" || grants.allows(interface) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut wanted = grants.interfaces.clone();
+        wanted.push(interface.to_string());
+        let message = format!(
+            "{interface} is not granted to plugin `{plugin}`; to allow it, set in \
+             [plugins.{plugin}.grants]: interfaces = [{}]",
+            wanted
+                .iter()
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut root = linker.root();
+        let mut stubs = root.instance(name)?;
+        for (func, item) in instance.exports(engine) {
+            if !matches!(item.ty, ComponentItem::ComponentFunc(_)) {
+                continue;
+            }
+            let message = message.clone();
+            stubs.func_new(func, move |_, _, _, _| {
+                Err(wasmtime::Error::new(crate::runtime::HostTrap {
+                    kind: FailureKind::NotGranted,
+                    message: message.clone(),
+                }))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A component's imports and exports by name, for `check`.

@@ -74,10 +74,19 @@ pub struct Config {
     /// The file this was read from; resolved paths are relative to its folder.
     #[serde(skip)]
     pub source: PathBuf,
-    /// Development mode (`--dev`, not a file setting): the host rebuilds a
-    /// plugin when its Python sources change.
+    /// [`text_digest`] of the text this was parsed from: tells whether the
+    /// file on disk is still what is running.
     #[serde(skip)]
-    pub dev: bool,
+    pub text_digest: String,
+}
+
+/// A digest of a config file's text (SHA-256, hex).
+pub fn text_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -85,8 +94,13 @@ pub struct Config {
 pub struct HostSection {
     pub listen: SocketAddr,
     pub hardware: HardwareMode,
-    /// Folder holding `<name>/<name>.wasm` for every plugin.
+    /// Folder holding `<name>/app.py` for every plugin, and `common/`, the
+    /// modules every plugin may import.
     pub plugins_dir: PathBuf,
+    /// The shared Python runtime component (built by
+    /// scripts/build-runtime.sh). A device that has it precompiled in its
+    /// cache (scripts/deploy.sh puts it there) needs no file here.
+    pub runtime: PathBuf,
     /// Writable folder for plugin state (and the artifact cache, unless
     /// `cache_dir` says otherwise).
     pub state_dir: PathBuf,
@@ -126,6 +140,7 @@ impl Default for HostSection {
             listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
             hardware: HardwareMode::Auto,
             plugins_dir: PathBuf::from("../plugins"),
+            runtime: PathBuf::from("../runtime/python-runtime.wasm"),
             state_dir: PathBuf::from("../var"),
             cache_dir: None,
             http_workers: 4,
@@ -467,6 +482,17 @@ pub struct Limits {
     pub recycle: bool,
 }
 
+impl Limits {
+    /// The limits of a version's first load: see [`FIRST_LOAD_FACTOR`].
+    pub fn first_load(&self) -> Limits {
+        Limits {
+            fuel: self.fuel.saturating_mul(FIRST_LOAD_FACTOR),
+            deadline_ms: (self.deadline_ms * FIRST_LOAD_FACTOR).min(MAX_DEADLINE_MS),
+            ..*self
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -507,9 +533,18 @@ impl LimitOverrides {
 pub struct PluginConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Component file; default `<plugins_dir>/<name>/<name>.wasm`.
+    /// What the plugin is: the entry point the host calls. Required; an
+    /// `Option` only so that a missing one gets a better message than
+    /// serde's (see [`Config::validate`]). The config decides, never the
+    /// plugin: a plugin cannot make itself the dashboard by exporting it.
     #[serde(default)]
-    pub file: Option<PathBuf>,
+    pub kind: Option<PluginKind>,
+    /// A componentize-py component to run instead of Python source in the
+    /// shared runtime (the escape hatch for a plugin that needs more than the
+    /// runtime's standard library). Default: none, the plugin is the Python
+    /// source in `<plugins_dir>/<name>/`.
+    #[serde(default)]
+    pub component: Option<PathBuf>,
     /// How often the scheduler calls `poll`. Ignored for the dashboard,
     /// which renders when the data changes.
     #[serde(default = "default_interval")]
@@ -525,6 +560,57 @@ pub struct PluginConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// `plugins.NAME.kind`: which entry point of the contract the plugin
+/// implements, and so what the host calls and what it does with the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// `dht22-logic.poll`: temperature and humidity readings.
+    Dht22,
+    /// `bme680-logic.poll`: air readings with an IAQ score.
+    Bme680,
+    /// `pi-monitor-logic.poll`: the device's own health.
+    PiMonitor,
+    /// `dashboard.render`: the HTML page.
+    Dashboard,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 4] = [
+        PluginKind::Dht22,
+        PluginKind::Bme680,
+        PluginKind::PiMonitor,
+        PluginKind::Dashboard,
+    ];
+
+    /// The value in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginKind::Dht22 => "dht22",
+            PluginKind::Bme680 => "bme680",
+            PluginKind::PiMonitor => "pi-monitor",
+            PluginKind::Dashboard => "dashboard",
+        }
+    }
+
+    /// The contract interface the plugin exports.
+    pub fn interface(self) -> &'static str {
+        match self {
+            PluginKind::Dht22 => "dht22-logic",
+            PluginKind::Bme680 => "bme680-logic",
+            PluginKind::PiMonitor => "pi-monitor-logic",
+            PluginKind::Dashboard => "dashboard",
+        }
+    }
+}
+
+impl PluginConfig {
+    /// The plugin's kind; validation guarantees there is one.
+    pub fn kind(&self) -> PluginKind {
+        self.kind.unwrap_or(PluginKind::Dashboard)
+    }
 }
 
 fn default_interval() -> u64 {
@@ -560,8 +646,25 @@ pub const INTERFACES: &[&str] = &[
     "telemetry",
 ];
 
+/// Folders of the plugins folder that are not plugins: the modules every
+/// plugin shares, and the test kit.
+pub const RESERVED_PLUGIN_NAMES: &[&str] = &["common", "testing"];
+
 /// State quota when a plugin is granted `state` without naming one.
 pub const DEFAULT_STATE_QUOTA_BYTES: u64 = 64 * 1024;
+
+/// The smallest fuel budget a config may set.
+pub const MIN_FUEL: u64 = 10_000_000;
+
+/// The first load of a plugin version (on the loader thread, off the
+/// schedule) compiles its Python, which takes far longer than a call: it
+/// runs with this many times the call's fuel and deadline (the deadline at
+/// most [`MAX_DEADLINE_MS`]). Every later load has cached bytecode and the
+/// call's own limits.
+pub const FIRST_LOAD_FACTOR: u64 = 10;
+
+/// The longest call deadline a config may set.
+pub const MAX_DEADLINE_MS: u64 = 60_000;
 
 /// The fastest poll rate the scheduler accepts.
 pub const MIN_INTERVAL_MS: u64 = 50;
@@ -587,6 +690,7 @@ impl Config {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
         config.source = path.to_path_buf();
+        config.text_digest = text_digest(text);
         if let Some(ca) = config.mqtt.ca_file.take() {
             config.mqtt.ca_file = Some(config.resolve(&ca));
         }
@@ -648,6 +752,30 @@ impl Config {
                 return Err((
                     format!("plugins.{name}"),
                     "plugin names may use only letters, digits, `_` and `-`".into(),
+                ));
+            }
+            if plugin.kind.is_none() {
+                return Err((
+                    key("kind"),
+                    format!(
+                        "missing: say what the plugin is with kind = \"...\", one of {} \
+                         (the entry point the host calls)",
+                        PluginKind::ALL
+                            .iter()
+                            .map(|k| format!("\"{}\"", k.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            if RESERVED_PLUGIN_NAMES.contains(&name.as_str()) {
+                return Err((
+                    format!("plugins.{name}"),
+                    format!(
+                        "`{name}` is the name of a folder of {} that is not a plugin: choose \
+                         another name",
+                        self.host.plugins_dir.display()
+                    ),
                 ));
             }
             if plugin.interval_ms < MIN_INTERVAL_MS {
@@ -770,12 +898,32 @@ impl Config {
         }
     }
 
-    /// The component file of plugin `name`.
-    pub fn plugin_file(&self, name: &str) -> PathBuf {
-        match self.plugins.get(name).and_then(|p| p.file.as_ref()) {
-            Some(file) => self.resolve(file),
-            None => self.plugins_dir().join(name).join(format!("{name}.wasm")),
-        }
+    /// The folder of plugin `name`'s Python source.
+    pub fn plugin_dir(&self, name: &str) -> PathBuf {
+        self.plugins_dir().join(name)
+    }
+
+    /// The modules every plugin may import: `<plugins_dir>/common`.
+    pub fn common_dir(&self) -> PathBuf {
+        self.plugins_dir().join("common")
+    }
+
+    /// The component file of plugin `name`, when it is a component plugin.
+    pub fn component_file(&self, name: &str) -> Option<PathBuf> {
+        let file = self.plugins.get(name)?.component.as_ref()?;
+        Some(self.resolve(file))
+    }
+
+    /// What plugin `name` is loaded from, for logs and status: its
+    /// component, or its folder of Python source.
+    pub fn plugin_origin(&self, name: &str) -> PathBuf {
+        self.component_file(name)
+            .unwrap_or_else(|| self.plugin_dir(name))
+    }
+
+    /// The shared Python runtime component.
+    pub fn runtime_file(&self) -> PathBuf {
+        self.resolve(&self.host.runtime)
     }
 
     /// The limits plugin `name` runs with.
@@ -792,16 +940,19 @@ impl Config {
 }
 
 fn check_limits(key: &str, limits: &Limits) -> Result<(), (String, String)> {
-    if limits.fuel < 1_000_000 {
+    if limits.fuel < MIN_FUEL {
         return Err((
             format!("{key}.fuel"),
-            "must be at least 1000000: a Python call needs ~130000 just to return".into(),
+            format!(
+                "must be at least {MIN_FUEL}: loading a plugin's Python into a fresh instance \
+                 (after a failure, or every call with recycle) takes 2-7 million, a poll ~130000"
+            ),
         ));
     }
-    if limits.deadline_ms < 10 || limits.deadline_ms > 60_000 {
+    if limits.deadline_ms < 10 || limits.deadline_ms > MAX_DEADLINE_MS {
         return Err((
             format!("{key}.deadline_ms"),
-            "must be between 10 and 60000".into(),
+            format!("must be between 10 and {MAX_DEADLINE_MS}"),
         ));
     }
     if limits.max_result_kb == 0 {

@@ -1,14 +1,17 @@
 //! Loaded plugins: their versions, health, backoff and quarantine.
 //!
-//! A [`Plugin`] lives on the scheduler thread and owns its compiled
-//! component and (at most) one live instance. A failed call throws the
+//! A plugin is a folder of Python source run on the shared Python runtime
+//! (one compiled CPython, one instance per plugin), or, as an escape hatch,
+//! a componentize-py component of its own. A [`Plugin`] lives on the
+//! scheduler thread and owns its prepared component and (at most) one live
+//! instance. A failed call throws the
 //! instance away, puts the plugin's actuators in their safe state and
 //! schedules a retry with exponential backoff; too many failures in a window
 //! quarantine the plugin until it is reloaded or re-enabled. What the rest of
 //! the host may know about a plugin is published in the [`Registry`].
 
+pub mod files;
 pub mod histogram;
-mod optimize;
 pub mod reload;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,9 +23,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::capabilities::{self, HostServices, PluginShared};
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, PluginKind};
 use crate::hardware::unix_time_ms;
-use crate::runtime::{Instance, Kind, PluginFailure, Runtime, Tier};
+use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
 use histogram::Histogram;
 
 /// First retry delay after a failure; doubles per consecutive failure.
@@ -52,14 +55,15 @@ pub enum Health {
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginStatus {
     pub name: String,
+    /// The entry point the plugin serves (`dht22-logic`, `dashboard`, ...).
     pub kind: Option<&'static str>,
     pub status: Health,
+    /// Its folder of Python source, or its component file.
     pub file: String,
-    /// First 12 hex digits of the component's SHA-256.
+    /// First 12 hex digits of the SHA-256 of its sources (or component).
     pub version: String,
-    /// The compiler of the running build: "winch" (quick, until the
-    /// optimized build replaces it), "cranelift" or "pulley".
-    pub tier: Option<&'static str>,
+    /// "python" (source on the shared runtime) or "component".
+    pub source: Option<&'static str>,
     pub loaded_at_ms: u64,
     pub calls: u64,
     pub failures: u64,
@@ -99,7 +103,7 @@ impl PluginStatus {
             status,
             file,
             version: String::new(),
-            tier: None,
+            source: None,
             loaded_at_ms: 0,
             calls: 0,
             failures: 0,
@@ -129,111 +133,110 @@ pub type Registry = Arc<RwLock<BTreeMap<String, PluginStatus>>>;
 /// A loaded plugin on the scheduler thread.
 pub struct Plugin {
     pub name: String,
-    pub kind: Kind,
+    pub kind: PluginKind,
     pub interval: Duration,
     pub limits: Limits,
     shared: PluginShared,
-    prepared: crate::runtime::Prepared,
+    prepared: Prepared,
     instance: Option<Instance>,
     /// When the plugin may be called again after a failure.
     retry_at: Option<Instant>,
     consecutive_failures: u32,
     recent_failures: VecDeque<Instant>,
     quarantined: bool,
+    /// The failure of the last call, while it is the latest outcome.
+    last_failure: Option<PluginFailure>,
     registry: Registry,
     services: HostServices,
-    /// First 12 hex digits of the component's SHA-256.
+    /// First 12 hex digits of the SHA-256 of its sources (or component).
     pub version: String,
-    /// Which compiler built the code this version runs.
-    pub tier: Tier,
-    pub file: PathBuf,
+    /// Its folder of Python source, or its component file.
+    pub origin: PathBuf,
     /// Whether dropping this plugin puts its actuators in the safe state:
     /// yes when it is unloaded, no when a newer version replaced it.
     safe_on_drop: bool,
 }
 
-/// A plugin just loaded, with what the loader needs to optimize it later.
-pub struct Loaded {
-    pub plugin: Plugin,
-    /// The component's SHA-256 (hex).
-    pub digest: String,
-    /// The component itself, for the optimized build of a quick one.
-    pub wasm: Vec<u8>,
-}
-
-/// Loads plugin `name` as configured: reads its component, takes its
-/// artifact from the cache or compiles it (Winch first when there is no
-/// optimized artifact, see [`Runtime::component`]), checks its imports
-/// against its grants, and prepares it for fast instantiation.
+/// Loads plugin `name` as configured and makes its first instance, so a
+/// version that cannot even start (a SyntaxError, an import it is not
+/// granted, no entry point, a trap while importing) is refused here, off
+/// the scheduler thread, with the reason. A source plugin is read from its
+/// folder and loaded into a fresh instance of the shared Python runtime; a
+/// component plugin is compiled (or taken from the cache) and checked
+/// against its grants.
 pub fn load(
     name: &str,
     config: &Config,
     runtime: &Runtime,
     services: &HostServices,
     registry: &Registry,
-) -> anyhow::Result<Loaded> {
-    let file: PathBuf = config.plugin_file(name);
-    let bytes = std::fs::read(&file).with_context(|| {
-        format!(
-            "failed to read plugin {}: build it with scripts/build-plugins.sh",
-            file.display()
-        )
-    })?;
-    check_header(&bytes).with_context(|| format!("{} is not a plugin", file.display()))?;
-    let digest = crate::runtime::cache_digest(&bytes);
-    let (component, tier) = runtime
-        .component(&bytes, &digest)
-        .with_context(|| format!("failed to compile plugin {}", file.display()))?;
-    let plugin = build(
-        name, config, runtime, services, registry, &component, tier, &digest,
-    )?;
-    Ok(Loaded {
-        plugin,
-        digest,
-        wasm: bytes,
-    })
-}
-
-/// Makes plugin `name` from its compiled `component` (built by `tier`):
-/// checks its imports against its grants, links and prepares it.
-#[allow(clippy::too_many_arguments)]
-pub fn build(
-    name: &str,
-    config: &Config,
-    runtime: &Runtime,
-    services: &HostServices,
-    registry: &Registry,
-    component: &wasmtime::component::Component,
-    tier: Tier,
-    digest: &str,
 ) -> anyhow::Result<Plugin> {
     let plugin_config = config
         .plugins
         .get(name)
         .with_context(|| format!("plugin `{name}` is not in the config"))?;
-    let file: PathBuf = config.plugin_file(name);
-    let version = digest[..12].to_string();
-    // Artifacts only run on the Engine that made them: link with its own.
-    let engine = runtime.engine_for(tier);
-    let missing = capabilities::ungranted_imports(engine, component, &plugin_config.grants);
-    if !missing.is_empty() {
-        let mut wanted = plugin_config.grants.interfaces.clone();
-        wanted.extend(missing.iter().cloned());
-        anyhow::bail!(
-            "plugin `{name}` imports {} but its config does not grant {}; to allow it, set in [plugins.{name}.grants]: interfaces = [{}]",
-            missing.join(", "),
-            if missing.len() == 1 { "it" } else { "them" },
-            wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
-        );
-    }
-    let linker = capabilities::linker(engine, &plugin_config.grants)?;
-    let prepared = crate::runtime::Prepared::new(engine, component, &linker)
-        .with_context(|| format!("plugin `{name}` ({}) cannot be linked", file.display()))?;
+    let grants = &plugin_config.grants;
+    let kind = plugin_config.kind();
+    let engine = runtime.engine();
+    let (pre, program, version, origin) = match config.component_file(name) {
+        None => {
+            let dir = config.plugin_dir(name);
+            let sources = files::read_sources(name, &dir, &config.common_dir())?;
+            let python = runtime.python(&config.runtime_file())?;
+            let linker = capabilities::linker(engine, name, grants, &python.component)?;
+            let pre = linker
+                .instantiate_pre(&python.component)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("plugin `{name}` cannot be linked"))?;
+            let program = Program::new(
+                name,
+                sources
+                    .modules
+                    .into_iter()
+                    .map(|m| (m.name, m.path, m.source)),
+                grants.interfaces.clone(),
+                python.bytecode.clone(),
+            );
+            (pre, Some(program), sources.version, dir)
+        }
+        Some(file) => {
+            let bytes = files::read_limited(&file, files::MAX_COMPONENT_BYTES)
+                .with_context(|| format!("cannot load plugin `{name}`"))?;
+            files::check_component_header(&bytes)
+                .with_context(|| format!("{} is not a plugin", file.display()))?;
+            let digest = crate::runtime::cache_digest(&bytes);
+            let component = runtime
+                .component(&bytes, &digest)
+                .with_context(|| format!("failed to compile plugin {}", file.display()))?;
+            drop(bytes);
+            let missing = capabilities::ungranted_imports(engine, &component, grants);
+            if !missing.is_empty() {
+                let mut wanted = grants.interfaces.clone();
+                wanted.extend(missing.iter().cloned());
+                anyhow::bail!(
+                    "plugin `{name}` imports {} but its config does not grant {}; to allow it, set in [plugins.{name}.grants]: interfaces = [{}]",
+                    missing.join(", "),
+                    if missing.len() == 1 { "it" } else { "them" },
+                    wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let linker = capabilities::linker(engine, name, grants, &component)?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("plugin `{name}` ({}) cannot be linked", file.display())
+                })?;
+            (pre, None, digest[..12].to_string(), file)
+        }
+    };
+    let prepared = Prepared::new(pre, kind, program)
+        .with_context(|| format!("plugin `{name}` ({}) is not usable", origin.display()))?;
     let limits = config.limits_for(name);
     let shared = PluginShared::new(name, plugin_config, limits, services)?;
-    let plugin = Plugin {
+    let mut plugin = Plugin {
         name: name.to_string(),
-        kind: prepared.kind,
+        kind,
         interval: Duration::from_millis(plugin_config.interval_ms),
         limits,
         shared,
@@ -243,42 +246,55 @@ pub fn build(
         consecutive_failures: 0,
         recent_failures: VecDeque::new(),
         quarantined: false,
+        last_failure: None,
         registry: registry.clone(),
         services: services.clone(),
         version,
-        tier,
-        file,
+        origin,
         safe_on_drop: true,
     };
+    let started = Instant::now();
+    let uncompiled = plugin.prepared.uncompiled();
+    // The first load compiles the Python (the loader thread's time, not the
+    // schedule's): it gets the first-load budget.
+    plugin.start(&limits.first_load()).map_err(|failure| {
+        // The first instance never served: nothing to put in a safe state.
+        plugin.safe_on_drop = false;
+        LoadFailure(failure)
+    })?;
+    let fuel = plugin.instance.as_ref().map_or(0, |i| i.last_fuel);
     log::info!(
-        "plugin `{name}` loaded: {} ({}), version {}, {} build",
-        plugin.kind.interface(),
-        plugin.file.display(),
+        "plugin `{name}` loaded: {} ({}), version {}, {} in {} ms{}",
+        kind.interface(),
+        plugin.origin.display(),
         plugin.version,
-        tier.as_str()
+        if plugin.prepared.is_source() {
+            "Python source"
+        } else {
+            "component"
+        },
+        started.elapsed().as_millis(),
+        match uncompiled {
+            0 if plugin.prepared.is_source() => format!(" (bytecode cached, {fuel} fuel)"),
+            n if plugin.prepared.is_source() => format!(" ({n} modules compiled, {fuel} fuel)"),
+            _ => String::new(),
+        }
     );
     Ok(plugin)
 }
 
-/// The first 12 hex digits of the SHA-256 of a component: its version.
-pub fn version_of(bytes: &[u8]) -> String {
-    crate::runtime::cache_digest(bytes)[..12].to_string()
-}
+/// A plugin version that failed while loading into its first instance;
+/// its failure (with the traceback) is kept for `/api/plugins`.
+#[derive(Debug)]
+pub struct LoadFailure(pub PluginFailure);
 
-/// Refuses what cannot be a component before spending time compiling it:
-/// an empty or half-written file, a core module, something else entirely.
-fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
-    match bytes.get(..8) {
-        None => anyhow::bail!("only {} bytes (empty or still being written?)", bytes.len()),
-        Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
-        Some([0x00, b'a', b's', b'm', ..]) => {
-            anyhow::bail!(
-                "a core WebAssembly module, not a component: build it with componentize-py"
-            )
-        }
-        Some(_) => anyhow::bail!("not WebAssembly (no \\0asm header)"),
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)
     }
 }
+
+impl std::error::Error for LoadFailure {}
 
 impl Plugin {
     /// Publishes this version as the plugin's running one.
@@ -290,9 +306,13 @@ impl Plugin {
             s.kind = Some(self.kind.interface());
             s.status = Health::Running;
             s.version = self.version.clone();
-            s.tier = Some(self.tier.as_str());
+            s.source = Some(if self.prepared.is_source() {
+                "python"
+            } else {
+                "component"
+            });
             s.loaded_at_ms = unix_time_ms();
-            s.file = self.file.display().to_string();
+            s.file = self.origin.display().to_string();
             s.interval_ms = self.interval.as_millis() as u64;
             s.last_error.clear();
             s.last_error_kind = None;
@@ -302,33 +322,22 @@ impl Plugin {
 
     /// Records a note (a failed reload, a rollback) as the last error
     /// without changing the plugin's health.
-    pub fn note_error(&self, kind: &'static str, message: String) {
+    pub fn note_error(&self, kind: &'static str, message: String, detail: String) {
         self.publish(|s| {
             s.last_error = message;
             s.last_error_kind = Some(kind);
-            s.last_error_detail.clear();
+            s.last_error_detail = detail;
         });
+    }
+
+    /// The last failure of this version, if its last call failed.
+    pub fn last_failure(&self) -> Option<&PluginFailure> {
+        self.last_failure.as_ref()
     }
 
     /// Whether the last call failed.
     pub fn failing(&self) -> bool {
         self.consecutive_failures > 0
-    }
-
-    /// Takes over `older`'s failure bookkeeping (backoff, quarantine):
-    /// for a faster build of the same version, which must not wipe out
-    /// what the same code did.
-    pub fn inherit(&mut self, older: &Plugin) {
-        self.retry_at = older.retry_at;
-        self.consecutive_failures = older.consecutive_failures;
-        self.recent_failures = older.recent_failures.clone();
-        self.quarantined = older.quarantined;
-    }
-
-    /// Publishes the tier of a build that replaced another of the same
-    /// version; nothing else about the plugin changed.
-    pub fn announce_tier(&self) {
-        self.publish(|s| s.tier = Some(self.tier.as_str()));
     }
 
     /// Drops a version that a newer one replaced, leaving the actuators to
@@ -366,6 +375,20 @@ impl Plugin {
         !self.quarantined && self.retry_at.is_none_or(|t| now >= t)
     }
 
+    /// Makes a new instance, loading the plugin's source into it under
+    /// `limits`.
+    fn start(&mut self, limits: &Limits) -> Result<(), PluginFailure> {
+        let ctx = self.shared.context(&self.services);
+        self.instance = Some(self.prepared.instantiate(ctx, limits)?);
+        Ok(())
+    }
+
+    /// Whether this version was quarantined: a rollback must never bring
+    /// such a version back.
+    pub fn quarantined(&self) -> bool {
+        self.quarantined
+    }
+
     /// Runs `f` on a live instance (creating one if needed), with the
     /// plugin's limits, and records the outcome.
     pub fn call<R>(
@@ -373,13 +396,10 @@ impl Plugin {
         f: impl FnOnce(&mut Instance, &Limits) -> Result<R, PluginFailure>,
     ) -> Option<R> {
         if self.instance.is_none() {
-            let ctx = self.shared.context(&self.services);
-            match self.prepared.instantiate(ctx, &self.limits) {
-                Ok(i) => self.instance = Some(i),
-                Err(failure) => {
-                    self.fail(failure);
-                    return None;
-                }
+            let limits = self.limits;
+            if let Err(failure) = self.start(&limits) {
+                self.fail(failure);
+                return None;
             }
         }
         let instance = self.instance.as_mut().expect("instance was just created");
@@ -392,7 +412,7 @@ impl Plugin {
             instance.memory_bytes()
         };
         let call_kind = match self.kind {
-            Kind::Dashboard => "render",
+            PluginKind::Dashboard => "render",
             _ => "poll",
         };
         let denied = self
@@ -418,6 +438,7 @@ impl Plugin {
                 if recycle {
                     self.instance = None;
                 }
+                self.last_failure = None;
                 if self.consecutive_failures > 0 {
                     log::info!("plugin `{}` recovered", self.name);
                     self.consecutive_failures = 0;
@@ -478,6 +499,7 @@ impl Plugin {
             log::error!("plugin `{}` output:\n{}", self.name, failure.detail);
         }
         let kind = failure.kind;
+        self.last_failure = Some(failure.clone());
         self.publish(|s| {
             s.failures += 1;
             *s.failures_by_kind.entry(kind.as_str()).or_insert(0) += 1;

@@ -1,37 +1,41 @@
-//! The loader thread: first load, then hot reload of plugin files and of
-//! the config file.
+//! The loader thread: first load, then hot reload of plugin sources,
+//! component plugins and the config file.
 //!
-//! inotify watches the folder of every plugin file and of the config file
+//! inotify watches the folder of every plugin (its Python source, or its
+//! component), the shared modules' folder and the config file's folder
 //! (folders, not files: editors and `scp` replace files by renaming, which
-//! a watch on the old inode would miss). Only finished writes count
-//! (`IN_CLOSE_WRITE`, `IN_MOVED_TO`), and a burst of them is debounced until
-//! the folder has been quiet for [`DEBOUNCE`]. A changed file is checked,
-//! compiled (or taken from the artifact cache) and prepared here, off the
-//! scheduler thread, and only then sent to the scheduler to be swapped in
-//! between two calls. A file that is not a valid plugin is never loaded: the
-//! running version stays and the error goes to the log and the plugin's
-//! status; the next good write is picked up.
+//! a watch on the old inode would miss). The watch starts before the first
+//! load and the config is compared with what was read at start, so an edit
+//! made while the host is starting is never lost. Only finished writes,
+//! renames and deletions count, and a burst of them is debounced until the
+//! folder has been quiet for [`DEBOUNCE`].
 //!
-//! A changed config is parsed and validated first; an invalid edit keeps
-//! the running config. A valid one is applied plugin by plugin: disabled
-//! plugins are unloaded, enabled ones loaded, and any plugin whose entry
-//! changed (interval, limits, grants, settings, file) is reloaded.
+//! A changed plugin is loaded here, off the scheduler thread — for a source
+//! plugin that is a fresh instance of the shared Python runtime importing
+//! the new source, milliseconds, with no compiler involved — and only then
+//! sent to the scheduler to be swapped in between two calls, on trial. A
+//! version that does not load (a SyntaxError, an import it may not make)
+//! never replaces the running one: the error, with its file and line, goes
+//! to the log and the plugin's status, and is cleared when the source is
+//! fixed (also when the fix restores the running text).
 //!
-//! A component with no cached optimized artifact is loaded from its quick
-//! (Winch) build and handed to the [`Optimizer`]; when the Cranelift build
-//! is ready it comes back here as [`Event::Optimized`] and is sent to the
-//! scheduler as [`Command::Upgrade`], which swaps it in between two calls.
+//! A changed config is applied only once the file has stayed the same for
+//! [`CONFIG_SETTLE`] (a save in several writes is not read half-way), and
+//! only if it is valid: an invalid, empty or truncated file, or a deleted
+//! one, keeps the running config, and `/healthz` says why. A valid one is
+//! applied plugin by plugin; every plugin it removes, disables, enables or
+//! reconfigures is logged by name.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 
-use super::optimize::{Optimized, Optimizer, Outcome};
-use super::{build, load, version_of, Health, PluginStatus, Registry};
+use super::{files, load, Health, LoadFailure, PluginStatus, Registry};
 use crate::capabilities::HostServices;
 use crate::config::Config;
 use crate::runtime::Runtime;
@@ -41,14 +45,12 @@ use crate::scheduler::Command;
 pub const DEBOUNCE: Duration = Duration::from_millis(40);
 /// Longest a steady stream of events can postpone acting.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
+/// How long the config file must stay unchanged before a change applies.
+pub const CONFIG_SETTLE: Duration = Duration::from_millis(200);
 
-/// What wakes the loader up.
-pub enum Event {
-    /// A file in a watched folder was written or renamed into place.
-    File(PathBuf),
-    /// The background compile of an optimized build finished.
-    Optimized(Optimized),
-}
+/// What wakes the loader up: a file in a watched folder was written,
+/// renamed into place or removed.
+pub struct FileEvent(PathBuf);
 
 /// Called with the new config after a valid config change was applied to
 /// the plugins (the MQTT service follows `[mqtt]` this way).
@@ -57,45 +59,29 @@ pub type ConfigHook = Box<dyn Fn(&Config) + Send>;
 /// Everything the loader needs.
 pub struct Loader {
     pub config: Config,
-    pub runtime: std::sync::Arc<Runtime>,
+    pub runtime: Arc<Runtime>,
     pub services: HostServices,
     pub registry: Registry,
     pub commands: Sender<Command>,
     /// The version of each plugin last handed to the scheduler.
     versions: HashMap<String, String>,
-    /// Plugins last handed over as a quick build, with their component's
-    /// SHA-256: they get the optimized build when it is ready.
-    quick: HashMap<String, String>,
-    /// The background compile of optimized builds (with a quick tier).
-    optimizer: Option<Optimizer>,
-    events: Receiver<Event>,
-    events_tx: Sender<Event>,
-    /// Set when the config file on disk is invalid, for `/healthz`.
-    pub config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    events: Receiver<FileEvent>,
+    events_tx: Sender<FileEvent>,
+    /// Set while the config file on disk is unusable, for `/healthz`.
+    pub config_error: Arc<std::sync::RwLock<Option<String>>>,
     hooks: Vec<ConfigHook>,
 }
 
 impl Loader {
     pub fn new(
         config: Config,
-        runtime: std::sync::Arc<Runtime>,
+        runtime: Arc<Runtime>,
         services: HostServices,
         registry: Registry,
         commands: Sender<Command>,
-        config_error: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+        config_error: Arc<std::sync::RwLock<Option<String>>>,
     ) -> Loader {
         let (events_tx, events) = crossbeam_channel::unbounded();
-        let optimizer = if runtime.has_quick_tier() {
-            Optimizer::start(runtime.clone(), events_tx.clone())
-                .inspect_err(|e| {
-                    log::error!(
-                        "cannot start the background compile thread: {e}; quick builds stay"
-                    )
-                })
-                .ok()
-        } else {
-            None
-        };
         Loader {
             config,
             runtime,
@@ -103,8 +89,6 @@ impl Loader {
             registry,
             commands,
             versions: HashMap::new(),
-            quick: HashMap::new(),
-            optimizer,
             events,
             events_tx,
             config_error,
@@ -118,9 +102,17 @@ impl Loader {
         self
     }
 
-    /// Loads every enabled plugin, then watches for changes until the
-    /// scheduler goes away.
+    /// Watches the files, loads every enabled plugin, then reloads on
+    /// changes until the scheduler goes away.
     pub fn run(mut self) {
+        // Watch first: whatever changes from here on is seen.
+        let watcher = match Watcher::start(&self.config, self.events_tx.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                log::error!("hot reload is off: cannot watch files with inotify: {e}");
+                None
+            }
+        };
         self.register_configured();
         let names: Vec<String> = self.enabled().collect();
         for name in names {
@@ -131,15 +123,21 @@ impl Loader {
         if self.commands.send(Command::LoadingDone).is_err() {
             return;
         }
-        let watcher = match Watcher::start(&self.config, self.events_tx.clone()) {
-            Ok(watcher) => Some(watcher),
-            Err(e) => {
-                // Optimized builds still arrive, so keep going.
-                log::error!("hot reload is off: cannot watch files with inotify: {e}");
-                None
-            }
+        let Some(mut watcher) = watcher else {
+            return;
         };
-        self.watch(watcher);
+        // The config was read before the watch began: an edit in between
+        // has no event, so compare.
+        if self.config_changed_on_disk() {
+            log::info!("config changed while the host was starting");
+            self.apply_config_change(&mut watcher);
+        }
+        loop {
+            let Some(changed) = next_burst(&self.events, &self.commands) else {
+                return;
+            };
+            self.files_changed(&changed, &mut watcher);
+        }
     }
 
     fn enabled(&self) -> impl Iterator<Item = String> + '_ {
@@ -150,34 +148,53 @@ impl Loader {
             .map(|(n, _)| n.clone())
     }
 
+    fn config_changed_on_disk(&self) -> bool {
+        std::fs::read_to_string(&self.config.source)
+            .is_ok_and(|text| crate::config::text_digest(&text) != self.config.text_digest)
+    }
+
     /// Lists every configured plugin in the registry: loading or disabled.
     fn register_configured(&self) {
-        if let Ok(mut registry) = self.registry.write() {
-            registry.retain(|name, _| self.config.plugins.contains_key(name));
-            for (name, p) in &self.config.plugins {
-                let health = if p.enabled {
-                    Health::Loading
-                } else {
-                    Health::Disabled
-                };
-                let entry = registry.entry(name.clone()).or_insert_with(|| {
-                    PluginStatus::new(
-                        name,
-                        self.config.plugin_file(name).display().to_string(),
-                        health,
-                        p.interval_ms,
-                    )
-                });
-                if !p.enabled {
-                    entry.status = Health::Disabled;
-                }
+        let mut registry = self.registry.write().expect("plugin registry lock");
+        registry.retain(|name, _| self.config.plugins.contains_key(name));
+        for (name, p) in &self.config.plugins {
+            let health = if p.enabled {
+                Health::Loading
+            } else {
+                Health::Disabled
+            };
+            let entry = registry.entry(name.clone()).or_insert_with(|| {
+                PluginStatus::new(
+                    name,
+                    self.config.plugin_origin(name).display().to_string(),
+                    health,
+                    p.interval_ms,
+                )
+            });
+            if !p.enabled {
+                entry.status = Health::Disabled;
             }
+        }
+    }
+
+    /// Records a load error in the plugin's status.
+    fn set_error(&self, name: &str, kind: &'static str, message: String, detail: String) {
+        let running = self.versions.contains_key(name);
+        let mut registry = self.registry.write().expect("plugin registry lock");
+        if let Some(s) = registry.get_mut(name) {
+            if !running {
+                s.status = Health::LoadFailed;
+            }
+            s.last_error = message;
+            s.last_error_kind = Some(kind);
+            s.last_error_detail = detail;
         }
     }
 
     /// Loads `name` and hands it to the scheduler. Returns false when the
     /// scheduler has gone away.
     fn load_and_send(&mut self, name: &str, trial: bool) -> bool {
+        let started = Instant::now();
         let loaded = load(
             name,
             &self.config,
@@ -187,150 +204,39 @@ impl Loader {
         );
         release_freed_memory();
         match loaded {
-            Ok(loaded) => {
-                let plugin = loaded.plugin;
+            Ok(plugin) => {
+                log::debug!(
+                    "plugin `{name}`: version {} ready to swap in {} ms",
+                    plugin.version,
+                    started.elapsed().as_millis()
+                );
                 self.versions
                     .insert(name.to_string(), plugin.version.clone());
-                let quick = plugin.tier.is_quick();
-                let sent = self
-                    .commands
+                self.commands
                     .send(Command::Install {
                         plugin: Box::new(plugin),
                         trial,
                     })
-                    .is_ok();
-                if quick {
-                    self.quick.insert(name.to_string(), loaded.digest.clone());
-                    self.sync_wanted();
-                    if let Some(o) = &mut self.optimizer {
-                        o.request(&loaded.digest, loaded.wasm);
-                    }
-                } else {
-                    self.forget_quick(name);
-                }
-                sent
+                    .is_ok()
             }
             Err(e) => {
                 let running = self.versions.contains_key(name);
+                let (detail, kind) = match e.downcast_ref::<LoadFailure>() {
+                    Some(LoadFailure(f)) => (f.detail.clone(), f.kind.as_str()),
+                    None => (String::new(), "load"),
+                };
                 let message = if running {
                     format!("reload failed, the running version stays: {e:#}")
                 } else {
                     format!("{e:#}")
                 };
                 log::error!("plugin `{name}`: {message}");
-                if let Ok(mut registry) = self.registry.write() {
-                    if let Some(s) = registry.get_mut(name) {
-                        if !running {
-                            s.status = Health::LoadFailed;
-                        }
-                        s.last_error = message;
-                        s.last_error_kind = Some(if running { "reload" } else { "load" });
-                    }
+                if !detail.is_empty() {
+                    log::error!("plugin `{name}` traceback:\n{detail}");
                 }
+                let kind = if running { "reload" } else { kind };
+                self.set_error(name, kind, message, detail);
                 true
-            }
-        }
-    }
-
-    /// Tells the optimizer which components are still wanted.
-    fn sync_wanted(&self) {
-        if let Some(o) = &self.optimizer {
-            o.set_wanted(self.quick.values().cloned().collect());
-        }
-    }
-
-    /// `name` no longer runs a quick build (replaced, disabled).
-    fn forget_quick(&mut self, name: &str) {
-        if self.quick.remove(name).is_some() {
-            self.sync_wanted();
-        }
-    }
-
-    /// An optimized build is ready (or failed): every plugin still running
-    /// the quick build of that component gets it through the scheduler.
-    fn optimized(&mut self, done: Optimized) {
-        if let Some(o) = &mut self.optimizer {
-            o.finished(&done.digest);
-        }
-        let mut names: Vec<String> = self
-            .quick
-            .iter()
-            .filter(|(_, d)| **d == done.digest)
-            .map(|(n, _)| n.clone())
-            .collect();
-        names.sort();
-        let tier = self.runtime.tier().as_str();
-        match done.outcome {
-            Outcome::Skipped(wasm) => {
-                // Wanted again since it was skipped: ask again.
-                if !names.is_empty() {
-                    if let Some(o) = &mut self.optimizer {
-                        o.request(&done.digest, wasm);
-                    }
-                }
-            }
-            Outcome::Failed(why) => {
-                for name in names {
-                    let message = format!(
-                        "the optimized ({tier}) build of version {} failed, so the quick \
-                         (winch) build keeps running: {why}",
-                        &done.digest[..12]
-                    );
-                    log::error!("plugin `{name}`: {message}");
-                    if let Ok(mut registry) = self.registry.write() {
-                        if let Some(s) = registry.get_mut(&name) {
-                            s.last_error = message;
-                            s.last_error_kind = Some("optimize");
-                        }
-                    }
-                    self.forget_quick(&name);
-                }
-            }
-            Outcome::Ready(component) => {
-                for name in names {
-                    log::info!(
-                        "plugin `{name}`: optimized ({tier}) build of version {} ready after {:.1} s",
-                        &done.digest[..12],
-                        done.took.as_secs_f64()
-                    );
-                    let built = build(
-                        &name,
-                        &self.config,
-                        &self.runtime,
-                        &self.services,
-                        &self.registry,
-                        &component,
-                        self.runtime.tier(),
-                        &done.digest,
-                    );
-                    match built {
-                        Ok(plugin) => {
-                            let _ = self.commands.send(Command::Upgrade(Box::new(plugin)));
-                        }
-                        Err(e) => log::error!(
-                            "plugin `{name}`: the optimized ({tier}) build cannot be used, the \
-                             quick (winch) build keeps running: {e:#}"
-                        ),
-                    }
-                    self.forget_quick(&name);
-                }
-            }
-        }
-    }
-
-    fn watch(&mut self, mut watcher: Option<Watcher>) {
-        loop {
-            let Some(burst) = next_burst(&self.events, &self.commands) else {
-                return;
-            };
-            let changed = burst.files;
-            if !changed.is_empty() {
-                if let Some(w) = &mut watcher {
-                    self.files_changed(&changed, w);
-                }
-            }
-            for done in burst.optimized {
-                self.optimized(done);
             }
         }
     }
@@ -338,119 +244,133 @@ impl Loader {
     fn files_changed(&mut self, changed: &HashSet<PathBuf>, watcher: &mut Watcher) {
         let config_file = canonical(&self.config.source);
         if changed.iter().any(|p| Some(p) == config_file.as_ref()) {
-            self.apply_config_change();
-            watcher.rewatch(&self.config);
+            self.apply_config_change(watcher);
         }
-        if self.config.dev {
-            for name in self.changed_sources(changed) {
-                self.rebuild(&name);
-            }
-        }
-        let files = plugin_files(&self.config);
+        let common = canonical_dir(&self.config.common_dir());
+        let mut names: Vec<String> = Vec::new();
         for path in changed {
-            for name in files.get(path).into_iter().flatten() {
-                self.reload_file(name);
+            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let dir = path.parent().map(Path::to_path_buf);
+            for (name, origin) in self.watched_plugins() {
+                let hit = match &origin {
+                    Origin::Component(file) => file == path,
+                    Origin::Source(plugin_dir) => {
+                        files::is_plugin_module(file_name)
+                            && (dir.as_ref() == Some(plugin_dir)
+                                || (dir.is_some() && dir == common))
+                    }
+                };
+                if hit && !names.contains(&name) {
+                    names.push(name);
+                }
             }
+        }
+        names.sort();
+        for name in names {
+            self.reload(&name);
         }
     }
 
-    /// Plugins whose Python sources (a `.py` beside the component, not a
-    /// test) are among `changed`.
-    fn changed_sources(&self, changed: &HashSet<PathBuf>) -> Vec<String> {
-        let mut names: Vec<String> = plugin_files(&self.config)
-            .into_iter()
-            .filter(|(file, _)| {
-                changed.iter().any(|p| {
-                    p.parent() == file.parent()
-                        && p.extension().is_some_and(|x| x == "py")
-                        && !p
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("test_"))
-                })
+    /// Enabled plugins with what they are loaded from (canonical paths).
+    fn watched_plugins(&self) -> Vec<(String, Origin)> {
+        self.enabled()
+            .filter_map(|name| {
+                let origin = match self.config.component_file(&name) {
+                    Some(file) => Origin::Component(canonical(&file)?),
+                    None => Origin::Source(canonical_dir(&self.config.plugin_dir(&name))?),
+                };
+                Some((name, origin))
             })
-            .flat_map(|(_, names)| names)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+            .collect()
     }
 
-    /// `--dev`: rebuilds plugin `name` with scripts/build-plugins.sh. The
-    /// new component lands in the watched folder and is reloaded like any
-    /// other new file; a failed build keeps the running version and puts
-    /// the builder's message (a SyntaxError with its line) in the plugin's
-    /// status, where the dashboard shows it.
-    fn rebuild(&mut self, name: &str) {
-        let file = self.config.plugin_file(name);
-        let Some(dir) = file.parent() else { return };
-        let Some(plugins) = dir.parent() else { return };
-        let script = std::env::var_os("WHP_BUILD_PLUGINS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| plugins.join("..").join("scripts").join("build-plugins.sh"));
-        log::info!(
-            "plugin `{name}`: sources changed, rebuilding with {}",
-            script.display()
-        );
-        let out = std::process::Command::new(&script)
-            .arg("--dir")
-            .arg(plugins)
-            .arg(dir.file_name().unwrap_or_default())
-            .output();
-        let message = match out {
-            Ok(out) if out.status.success() => {
-                log::info!("plugin `{name}`: rebuilt");
+    /// A file of plugin `name` changed: load the new version on trial,
+    /// unless it is the running one.
+    fn reload(&mut self, name: &str) {
+        let version = match self.version_on_disk(name) {
+            Ok(v) => v,
+            Err(e) => {
+                // Deleted, unreadable, too large: the running version stays.
+                let message = format!("{e:#}; the running version stays");
+                log::warn!("plugin `{name}`: {message}");
+                self.set_error(name, "reload", message, String::new());
                 return;
             }
-            Ok(out) => build_error(
-                &String::from_utf8_lossy(&out.stdout),
-                &String::from_utf8_lossy(&out.stderr),
-            ),
-            Err(e) => format!("cannot run {}: {e}", script.display()),
         };
-        log::error!("plugin `{name}`: build failed, the running version stays: {message}");
-        if let Ok(mut registry) = self.registry.write() {
-            if let Some(s) = registry.get_mut(name) {
-                s.last_error = format!("build failed, the running version stays: {message}");
-                s.last_error_kind = Some("build");
-            }
-        }
-    }
-
-    fn reload_file(&mut self, name: &str) {
-        let file = self.config.plugin_file(name);
-        let Ok(bytes) = std::fs::read(&file) else {
-            // Deleted or moved away: the running version stays.
-            log::warn!(
-                "plugin `{name}`: {} is gone; the running version stays",
-                file.display()
-            );
-            return;
-        };
-        if self.versions.get(name) == Some(&version_of(&bytes)) {
+        if self.versions.get(name) == Some(&version) {
+            // Back to the running text: an error about another version no
+            // longer applies.
+            self.clear_reload_error(name);
             return;
         }
-        log::info!("plugin `{name}`: {} changed, reloading", file.display());
+        log::info!("plugin `{name}`: changed, loading version {version}");
         self.load_and_send(name, true);
     }
 
-    fn apply_config_change(&mut self) {
-        let new = match Config::load(&self.config.source) {
-            Ok(c) => c,
+    /// The version of plugin `name` as it is on disk now.
+    fn version_on_disk(&self, name: &str) -> anyhow::Result<String> {
+        match self.config.component_file(name) {
+            Some(file) => {
+                let bytes = files::read_limited(&file, files::MAX_COMPONENT_BYTES)?;
+                Ok(crate::runtime::cache_digest(&bytes)[..12].to_string())
+            }
+            None => Ok(files::read_sources(
+                name,
+                &self.config.plugin_dir(name),
+                &self.config.common_dir(),
+            )?
+            .version),
+        }
+    }
+
+    fn clear_reload_error(&self, name: &str) {
+        let mut registry = self.registry.write().expect("plugin registry lock");
+        if let Some(s) = registry.get_mut(name) {
+            if s.last_error_kind == Some("reload") {
+                log::info!("plugin `{name}`: the running version's source is back; error cleared");
+                s.last_error.clear();
+                s.last_error_kind = None;
+                s.last_error_detail.clear();
+            }
+        }
+    }
+
+    fn report_config_error(&self, message: String) {
+        log::error!("config change ignored, the running config stays: {message}");
+        *self.config_error.write().expect("config error lock") = Some(message);
+    }
+
+    /// Applies the config file on disk, once it has settled, if it is valid.
+    fn apply_config_change(&mut self, watcher: &mut Watcher) {
+        let path = self.config.source.clone();
+        let text = match settled_text(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.report_config_error(format!(
+                    "{} was deleted; restore it (the host keeps running the config it read last)",
+                    path.display()
+                ));
+                return;
+            }
             Err(e) => {
-                log::error!("config change ignored, the running config stays: {e}");
-                if let Ok(mut err) = self.config_error.write() {
-                    *err = Some(e.to_string());
-                }
+                self.report_config_error(format!("cannot read {}: {e}", path.display()));
                 return;
             }
         };
-        if let Ok(mut err) = self.config_error.write() {
-            *err = None;
+        let mut new = match Config::parse(&text, &path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.report_config_error(e.to_string());
+                return;
+            }
+        };
+        *self.config_error.write().expect("config error lock") = None;
+        if new.text_digest == self.config.text_digest {
+            return;
         }
         // Settings read only at start.
-        let mut new = new;
-        new.dev = self.config.dev;
         new.host.listen = self.config.host.listen;
         new.host.hardware = self.config.host.hardware;
         if new.host != self.config.host || new.hardware != self.config.hardware {
@@ -460,27 +380,32 @@ impl Loader {
         }
         let old = std::mem::replace(&mut self.config, new);
         self.register_configured();
-        let mut names: Vec<&String> = old
+        watcher.rewatch(&self.config);
+        let names: std::collections::BTreeSet<String> = old
             .plugins
             .keys()
             .chain(self.config.plugins.keys())
+            .cloned()
             .collect();
-        names.sort();
-        names.dedup();
-        let names: Vec<String> = names.into_iter().cloned().collect();
         for name in names {
-            let was = old.plugins.get(&name).filter(|p| p.enabled);
-            let now = self.config.plugins.get(&name).filter(|p| p.enabled);
+            let before = old.plugins.get(&name);
+            let after = self.config.plugins.get(&name);
+            let was = before.filter(|p| p.enabled);
+            let now = after.filter(|p| p.enabled);
             match (was, now) {
                 (Some(_), None) => {
-                    log::info!("config change: plugin `{name}` disabled");
+                    if after.is_none() {
+                        log::warn!(
+                            "config change: plugin `{name}` removed (no [plugins.{name}] any more)"
+                        );
+                    } else {
+                        log::warn!("config change: plugin `{name}` disabled (enabled = false)");
+                    }
                     self.versions.remove(&name);
-                    self.forget_quick(&name);
                     let _ = self.commands.send(Command::Remove(name.clone()));
-                    if let Ok(mut registry) = self.registry.write() {
-                        if let Some(s) = registry.get_mut(&name) {
-                            s.status = Health::Disabled;
-                        }
+                    let mut registry = self.registry.write().expect("plugin registry lock");
+                    if let Some(s) = registry.get_mut(&name) {
+                        s.status = Health::Disabled;
                     }
                 }
                 (None, Some(_)) => {
@@ -503,10 +428,31 @@ impl Loader {
     }
 }
 
-/// Hands memory freed by a load (the 18 MiB component, Cranelift's working
-/// set on a compile) back to the OS. glibc otherwise keeps freed memory in
-/// the loading thread's malloc arena: measured, tens of MiB of RSS per
-/// loaded plugin, the difference between fitting a Pi Zero or not.
+/// What a plugin is loaded from, for matching file events.
+enum Origin {
+    Component(PathBuf),
+    Source(PathBuf),
+}
+
+/// The file's text once it has stayed the same for [`CONFIG_SETTLE`] (at
+/// most [`DEBOUNCE_MAX`]; then the latest text).
+fn settled_text(path: &Path) -> std::io::Result<String> {
+    let started = Instant::now();
+    let mut text = std::fs::read_to_string(path)?;
+    loop {
+        std::thread::sleep(CONFIG_SETTLE);
+        let again = std::fs::read_to_string(path)?;
+        if again == text || started.elapsed() >= DEBOUNCE_MAX {
+            return Ok(again);
+        }
+        text = again;
+    }
+}
+
+/// Hands memory freed by a load back to the OS. glibc otherwise keeps freed
+/// memory in the loading thread's malloc arena: measured, tens of MiB of RSS
+/// after a component compile, the difference between fitting a Pi Zero 2 W
+/// or not.
 pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
@@ -515,36 +461,8 @@ pub(super) fn release_freed_memory() {
     }
 }
 
-/// The useful part of a failed build's output: the Python error with its
-/// file and line when there is one, else the last lines.
-fn build_error(stdout: &str, stderr: &str) -> String {
-    let all = format!("{stdout}\n{stderr}");
-    let lines: Vec<&str> = all
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    // componentize-py's own summary: "SyntaxError: ... (app.py, line 21)".
-    if let Some(l) = lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("Error: ") && l.contains(", line "))
-    {
-        return l.trim().to_string();
-    }
-    if let Some(i) = lines
-        .iter()
-        .rposition(|l| l.trim_start().starts_with("File \""))
-    {
-        let location = lines[i].trim();
-        let error = lines[i + 1..]
-            .iter()
-            .find(|l| l.contains("Error") || l.contains("error"))
-            .map(|l| l.trim())
-            .unwrap_or("");
-        return format!("{location}: {error}");
-    }
-    lines[lines.len().saturating_sub(3)..].join(" | ")
+fn canonical_dir(dir: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(dir).ok()
 }
 
 fn canonical(path: &Path) -> Option<PathBuf> {
@@ -557,17 +475,30 @@ fn canonical(path: &Path) -> Option<PathBuf> {
     Some(std::fs::canonicalize(dir).ok()?.join(path.file_name()?))
 }
 
-/// Each enabled plugin's file (canonical path) → the plugins using it.
-fn plugin_files(config: &Config) -> BTreeMap<PathBuf, Vec<String>> {
-    let mut files: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+/// Every folder the host watches for `config`: the config file's, the
+/// shared modules', and each enabled plugin's (its source folder, or its
+/// component's folder).
+fn watched_dirs(config: &Config) -> BTreeMap<PathBuf, ()> {
+    let mut dirs = BTreeMap::new();
+    if let Some(p) = canonical(&config.source).and_then(|p| p.parent().map(Path::to_path_buf)) {
+        dirs.insert(p, ());
+    }
+    if let Some(common) = canonical_dir(&config.common_dir()) {
+        dirs.insert(common, ());
+    }
     for (name, p) in &config.plugins {
-        if p.enabled {
-            if let Some(path) = canonical(&config.plugin_file(name)) {
-                files.entry(path).or_default().push(name.clone());
-            }
+        if !p.enabled {
+            continue;
+        }
+        let dir = match config.component_file(name) {
+            Some(file) => canonical(&file).and_then(|f| f.parent().map(Path::to_path_buf)),
+            None => canonical_dir(&config.plugin_dir(name)),
+        };
+        if let Some(dir) = dir {
+            dirs.insert(dir, ());
         }
     }
-    files
+    dirs
 }
 
 /// inotify on the folders that hold plugin files and the config file.
@@ -578,8 +509,8 @@ struct Watcher {
 
 impl Watcher {
     /// Starts watching; changed paths are sent to `tx`.
-    fn start(config: &Config, tx: Sender<Event>) -> std::io::Result<Watcher> {
-        let mut inotify = Inotify::init()?;
+    fn start(config: &Config, tx: Sender<FileEvent>) -> anyhow::Result<Watcher> {
+        let mut inotify = Inotify::init().context("inotify_init")?;
         let dirs: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
         let mut watcher = Watcher {
             watches: inotify.watches(),
@@ -595,41 +526,36 @@ impl Watcher {
                 while let Ok(events) = inotify.read_events_blocking(&mut buffer) {
                     for event in events {
                         let Some(name) = event.name else { continue };
-                        let dir = dirs.lock().ok().and_then(|d| d.get(&event.wd).cloned());
+                        let dir = dirs
+                            .lock()
+                            .expect("watch table lock")
+                            .get(&event.wd)
+                            .cloned();
                         if let Some(dir) = dir {
-                            if tx.send(Event::File(dir.join(name))).is_err() {
+                            if tx.send(FileEvent(dir.join(name))).is_err() {
                                 return;
                             }
                         }
                     }
                 }
-            })?;
+            })
+            .context("cannot start the inotify thread")?;
         Ok(watcher)
     }
 
     /// Watches every folder the config points at (again after a config
     /// change: new folders are added, known ones kept).
     fn rewatch(&mut self, config: &Config) {
-        let mut wanted: HashSet<PathBuf> = HashSet::new();
-        if let Some(p) = canonical(&config.source).and_then(|p| p.parent().map(Path::to_path_buf)) {
-            wanted.insert(p);
-        }
-        for path in plugin_files(config).keys() {
-            if let Some(dir) = path.parent() {
-                wanted.insert(dir.to_path_buf());
-            }
-        }
-        let Ok(mut dirs) = self.dirs.lock() else {
-            return;
-        };
-        for dir in wanted {
+        let mut dirs = self.dirs.lock().expect("watch table lock");
+        for dir in watched_dirs(config).into_keys() {
             if dirs.values().any(|d| d == &dir) {
                 continue;
             }
-            match self
-                .watches
-                .add(&dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)
-            {
+            let mask = WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::DELETE;
+            match self.watches.add(&dir, mask) {
                 Ok(wd) => {
                     dirs.insert(wd, dir);
                 }
@@ -639,30 +565,19 @@ impl Watcher {
     }
 }
 
-/// What the loader acts on in one go.
-struct Burst {
-    files: HashSet<PathBuf>,
-    optimized: Vec<Optimized>,
-}
-
 /// Waits for a burst of file changes and returns the changed paths once
-/// the burst has been quiet for [`DEBOUNCE`]; a finished optimized build
-/// is returned at once (with any file changes already seen). `None` when
-/// the scheduler has gone away.
-fn next_burst(events: &Receiver<Event>, commands: &Sender<Command>) -> Option<Burst> {
-    let mut burst = Burst {
-        files: HashSet::new(),
-        optimized: Vec::new(),
-    };
+/// the burst has been quiet for [`DEBOUNCE`]. `None` when the scheduler has
+/// gone away.
+fn next_burst(
+    events: &Receiver<FileEvent>,
+    commands: &Sender<Command>,
+) -> Option<HashSet<PathBuf>> {
+    let mut burst = HashSet::new();
     loop {
         match events.recv_timeout(Duration::from_secs(5)) {
-            Ok(Event::File(path)) => {
-                burst.files.insert(path);
+            Ok(FileEvent(path)) => {
+                burst.insert(path);
                 break;
-            }
-            Ok(Event::Optimized(done)) => {
-                burst.optimized.push(done);
-                return Some(burst);
             }
             // Wake up now and then to notice a stopped scheduler.
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
@@ -678,10 +593,9 @@ fn next_burst(events: &Receiver<Event>, commands: &Sender<Command>) -> Option<Bu
     let started = Instant::now();
     while started.elapsed() < DEBOUNCE_MAX {
         match events.recv_timeout(DEBOUNCE) {
-            Ok(Event::File(path)) => {
-                burst.files.insert(path);
+            Ok(FileEvent(path)) => {
+                burst.insert(path);
             }
-            Ok(Event::Optimized(done)) => burst.optimized.push(done),
             Err(_) => break,
         }
     }

@@ -31,8 +31,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 
 pub struct ArtifactCache {
     dir: PathBuf,
-    /// The tier of this cache's artifacts, for logs (`winch`, `cranelift`).
-    tier: super::Tier,
+    /// What makes this cache's artifacts, for logs (`cranelift`, `pulley`).
+    compiler: &'static str,
     engine_tag: String,
     engine_descriptor: String,
     max_bytes: u64,
@@ -66,7 +66,7 @@ impl ArtifactCache {
         }
         Ok(ArtifactCache {
             dir: dir.to_path_buf(),
-            tier: target.tier(),
+            compiler: target.engine_name(),
             engine_tag: target.tag(),
             engine_descriptor: target.descriptor(),
             max_bytes: DEFAULT_MAX_BYTES,
@@ -142,7 +142,7 @@ impl ArtifactCache {
             if super::CAN_COMPILE {
                 log::warn!(
                     "discarding cached {} artifact {}: {e:#}",
-                    self.tier.as_str(),
+                    self.compiler,
                     path.display()
                 );
                 self.remove(digest);
@@ -159,9 +159,9 @@ impl ArtifactCache {
         let started = std::time::Instant::now();
         let artifact = engine.precompile_component(wasm)?;
         log::info!(
-            "compiled {} KiB of WebAssembly with {} in {:.1} s",
+            "compiled {} KiB of WebAssembly for {} in {:.1} s",
             wasm.len() / 1024,
-            self.tier.as_str(),
+            self.compiler,
             started.elapsed().as_secs_f64()
         );
         match self.store(&path, &artifact) {
@@ -363,7 +363,6 @@ mod tests {
         let here = EngineTarget {
             name: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
             wasmtime_target: None,
-            quick: false,
         };
         let native_triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
         if cfg!(all(

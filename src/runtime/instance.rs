@@ -1,92 +1,66 @@
 //! One plugin instance: a Store, the export it serves, and calls under limits.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
+use super::bytecode::BytecodeCache;
 use crate::capabilities::PluginCtx;
+use crate::config::{Limits, PluginKind};
+use crate::contract::{self, bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic};
 
 /// Lines of guest output logged per call; the rest are counted.
 const MAX_FORWARDED_LINES: usize = 50;
-use crate::config::Limits;
-use crate::contract::{self, bme680_logic, dashboard, dht22_logic, pi_monitor_logic};
 
-/// What a plugin is, from the entry point it exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Dht22,
-    Bme680,
-    PiMonitor,
-    Dashboard,
-}
-
-impl Kind {
-    const ALL: [(Kind, &'static str); 4] = [
-        (Kind::Dht22, "dht22-logic"),
-        (Kind::Bme680, "bme680-logic"),
-        (Kind::PiMonitor, "pi-monitor-logic"),
-        (Kind::Dashboard, "dashboard"),
-    ];
-
-    pub fn interface(self) -> &'static str {
-        Kind::ALL
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("")
-    }
-
-    /// The kind a component is, from its exports; exactly one entry point.
-    pub fn of(engine: &Engine, component: &Component) -> anyhow::Result<Kind> {
-        let prefix = format!("{}/", contract::PACKAGE);
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let found: Vec<Kind> = exports
-            .iter()
-            .filter_map(|name| {
-                let iface = name.strip_prefix(&prefix)?;
-                let (iface, version) = iface.split_once('@').unwrap_or((iface, ""));
-                let kind = Kind::ALL.iter().find(|(_, n)| *n == iface)?.0;
-                Some((kind, version))
-            })
-            .map(|(kind, version)| {
-                if version != contract::VERSION {
-                    bail!(
-                        "the plugin was built against contract {}@{version}, this host implements {}@{}: rebuild it with this host's wit/ folder",
-                        contract::PACKAGE,
-                        contract::PACKAGE,
-                        contract::VERSION
-                    );
-                }
-                Ok(kind)
-            })
-            .collect::<anyhow::Result<_>>()?;
-        match found.as_slice() {
-            [kind] => Ok(*kind),
-            [] => {
-                bail!(
-                "the component exports none of this host's entry points ({}); its exports are: {}",
-                Kind::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", "),
-                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
-            )
+/// Checks that a component plugin exports the entry point its config says
+/// it is (`kind`), built against this host's contract version. What else it
+/// exports does not matter: the host only ever calls that one.
+pub fn check_exports(
+    engine: &Engine,
+    component: &Component,
+    kind: PluginKind,
+) -> anyhow::Result<()> {
+    let prefix = format!("{}/", contract::PACKAGE);
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let found = exports.iter().find_map(|name| {
+        let (iface, version) = name.strip_prefix(&prefix)?.split_once('@')?;
+        (iface == kind.interface()).then_some(version)
+    });
+    match found {
+        Some(version) if version == contract::VERSION => Ok(()),
+        Some(version) => bail!(
+            "the plugin was built against contract {}@{version}, this host implements {}@{}: \
+             rebuild it with this host's wit/ folder",
+            contract::PACKAGE,
+            contract::PACKAGE,
+            contract::VERSION
+        ),
+        None => bail!(
+            "the component does not export `{}`, the entry point of kind = \"{}\" in its \
+             config; its exports are: {}",
+            kind.interface(),
+            kind.name(),
+            if exports.is_empty() {
+                "none".to_string()
+            } else {
+                exports.join(", ")
             }
-            _ => bail!(
-                "the component exports more than one entry point; a plugin must export exactly one"
-            ),
-        }
+        ),
     }
 }
 
 /// Why a call failed, in the words a user needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// The call ran past its wall-clock deadline.
+    /// The call ran past its wall-clock deadline (or asked to wait past it).
     Timeout,
     /// The call used its whole fuel budget.
     OutOfFuel,
@@ -94,6 +68,11 @@ pub enum FailureKind {
     OutOfMemory,
     /// Python raised and did not catch an exception.
     PythonException,
+    /// The plugin's source could not be loaded (a SyntaxError, an import
+    /// of something it may not import, no entry point).
+    Load,
+    /// The plugin called an interface it is not granted.
+    NotGranted,
     /// The call recursed past the stack limit.
     StackOverflow,
     /// Any other WebAssembly trap.
@@ -113,6 +92,8 @@ impl FailureKind {
             FailureKind::OutOfFuel => "out_of_fuel",
             FailureKind::OutOfMemory => "out_of_memory",
             FailureKind::PythonException => "python_exception",
+            FailureKind::Load => "load",
+            FailureKind::NotGranted => "not_granted",
             FailureKind::StackOverflow => "stack_overflow",
             FailureKind::Trap => "trap",
             FailureKind::BadResult => "bad_result",
@@ -138,11 +119,115 @@ impl fmt::Display for PluginFailure {
     }
 }
 
-/// A compiled plugin ready to instantiate quickly (~1 ms, copy-on-write).
-#[derive(Clone)]
+impl std::error::Error for PluginFailure {}
+
+/// A trap the host raises on purpose inside a host call (an ungranted
+/// interface, a wait past the deadline); `classify` names it.
+#[derive(Debug)]
+pub struct HostTrap {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl fmt::Display for HostTrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HostTrap {}
+
+/// A plugin's Python source, for the shared runtime to load into each new
+/// instance, with the bytecode the runtime compiled from it once.
+pub struct Program {
+    /// The plugin's name, for messages.
+    pub plugin: String,
+    modules: Vec<loader::Module>,
+    /// The contract interfaces the plugin is granted; importing any other
+    /// fails at load.
+    granted: Vec<String>,
+    bytecode: Arc<BytecodeCache>,
+}
+
+impl Program {
+    /// `modules` as (import name, traceback path, source), with whatever
+    /// bytecode `bytecode` has for them.
+    pub fn new(
+        plugin: &str,
+        modules: impl IntoIterator<Item = (String, String, String)>,
+        granted: Vec<String>,
+        bytecode: Arc<BytecodeCache>,
+    ) -> Program {
+        let modules = modules
+            .into_iter()
+            .map(|(name, path, source)| loader::Module {
+                bytecode: bytecode.get(&path, &source),
+                name,
+                path,
+                source,
+            })
+            .collect();
+        Program {
+            plugin: plugin.to_string(),
+            modules,
+            granted,
+            bytecode,
+        }
+    }
+
+    /// Modules of this program that have no cached bytecode yet.
+    pub fn uncompiled(&self) -> usize {
+        self.modules.iter().filter(|m| m.bytecode.is_none()).count()
+    }
+
+    /// Keeps what the runtime compiled, here and in the cache.
+    fn remember(&mut self, compiled: Vec<loader::Compiled>) {
+        for c in compiled {
+            if let Some(m) = self.modules.iter_mut().find(|m| m.name == c.name) {
+                self.bytecode.put(&m.path, &m.source, &c.bytecode);
+                m.bytecode = Some(c.bytecode);
+            }
+        }
+    }
+
+    /// A load error in the words of the host's config.
+    fn failure(&self, e: loader::LoadError) -> PluginFailure {
+        let name = &self.plugin;
+        let message = match e.failure {
+            loader::Failure::NotGranted => {
+                let missing: Vec<&str> = e.message.split(", ").collect();
+                let mut wanted = self.granted.clone();
+                wanted.extend(missing.iter().map(|s| s.to_string()));
+                format!(
+                    "plugin `{name}` imports {} but its config does not grant {}; to allow {}, \
+                     set in [plugins.{name}.grants]: interfaces = [{}]",
+                    e.message,
+                    if missing.len() == 1 { "it" } else { "them" },
+                    if missing.len() == 1 { "it" } else { "them" },
+                    wanted
+                        .iter()
+                        .map(|i| format!("\"{i}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+            _ => e.message,
+        };
+        PluginFailure {
+            kind: FailureKind::Load,
+            message,
+            detail: e.traceback,
+        }
+    }
+}
+
+/// A plugin ready to instantiate quickly (~1 ms, copy-on-write): its
+/// component (the shared runtime, or its own) linked with its grants, and
+/// for a source plugin the program to load into each new instance.
 pub struct Prepared {
     pre: InstancePre<PluginCtx>,
-    pub kind: Kind,
+    pub kind: PluginKind,
+    program: Option<Program>,
 }
 
 enum Guest {
@@ -164,69 +249,104 @@ pub struct Instance {
 }
 
 impl Prepared {
+    /// `pre` is `component` linked for the plugin. A component plugin must
+    /// export `kind`'s entry point; a source plugin (with `program`) runs on
+    /// the shared runtime, which exports every one.
     pub fn new(
-        engine: &Engine,
-        component: &Component,
-        linker: &Linker<PluginCtx>,
+        pre: InstancePre<PluginCtx>,
+        kind: PluginKind,
+        program: Option<Program>,
     ) -> anyhow::Result<Prepared> {
-        let kind = Kind::of(engine, component)?;
-        let pre = linker.instantiate_pre(component)?;
-        Ok(Prepared { pre, kind })
+        if program.is_none() {
+            check_exports(pre.engine(), pre.component(), kind)?;
+        }
+        Ok(Prepared { pre, kind, program })
     }
 
-    pub fn instantiate(&self, ctx: PluginCtx, limits: &Limits) -> Result<Instance, PluginFailure> {
+    pub fn is_source(&self) -> bool {
+        self.program.is_some()
+    }
+
+    /// Modules of a source plugin the runtime will have to compile at the
+    /// next load (0 when its bytecode is cached, and for a component).
+    pub fn uncompiled(&self) -> usize {
+        self.program.as_ref().map_or(0, Program::uncompiled)
+    }
+
+    /// A new instance, with the plugin's program loaded into it when it has
+    /// one. Loading runs under the plugin's limits like any call.
+    pub fn instantiate(
+        &mut self,
+        ctx: PluginCtx,
+        limits: &Limits,
+    ) -> Result<Instance, PluginFailure> {
         let engine = self.pre.engine().clone();
         let mut store = Store::new(&engine, ctx);
         store.limiter(|c| &mut c.limits);
-        // Instantiation runs no Python (componentize-py pre-initialises), but
-        // give it the same bounds as a call anyway.
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
             limits.deadline_ms,
         )));
-        let _running = super::running();
+        let running = super::running();
         let instance = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(e, &store, limits))?;
-        let guest = (|| -> anyhow::Result<Guest> {
-            Ok(match self.kind {
-                Kind::Dht22 => Guest::Dht22(
-                    dht22_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
-                ),
-                Kind::Bme680 => Guest::Bme680(
-                    bme680_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
-                ),
-                Kind::PiMonitor => Guest::PiMonitor(
-                    pi_monitor_logic::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
-                ),
-                Kind::Dashboard => Guest::Dashboard(
-                    dashboard::GuestIndices::new(&self.pre)?.load(&mut store, &instance)?,
-                ),
-            })
-        })()
-        .map_err(|e| PluginFailure {
+        let entry = |e: wasmtime::Error| PluginFailure {
             kind: FailureKind::Host,
             message: format!("entry point not usable: {e:#}"),
             detail: String::new(),
-        })?;
-        Ok(Instance {
+        };
+        let guest = match self.kind {
+            PluginKind::Dht22 => dht22_logic::GuestIndices::new(&self.pre)
+                .and_then(|g| g.load(&mut store, &instance))
+                .map(Guest::Dht22),
+            PluginKind::Bme680 => bme680_logic::GuestIndices::new(&self.pre)
+                .and_then(|g| g.load(&mut store, &instance))
+                .map(Guest::Bme680),
+            PluginKind::PiMonitor => pi_monitor_logic::GuestIndices::new(&self.pre)
+                .and_then(|g| g.load(&mut store, &instance))
+                .map(Guest::PiMonitor),
+            PluginKind::Dashboard => dashboard::GuestIndices::new(&self.pre)
+                .and_then(|g| g.load(&mut store, &instance))
+                .map(Guest::Dashboard),
+        }
+        .map_err(entry)?;
+        let loader = match &self.program {
+            Some(_) => Some(
+                loader::GuestIndices::new(&self.pre)
+                    .and_then(|g| g.load(&mut store, &instance))
+                    .map_err(entry)?,
+            ),
+            None => None,
+        };
+        drop(running);
+        let mut live = Instance {
             store,
             guest,
             last_fuel: 0,
             last_duration: Duration::ZERO,
             forwarded: [0, 0],
-        })
+        };
+        if let (Some(program), Some(loader)) = (&mut self.program, loader) {
+            let kind = self.kind.interface();
+            let modules = &program.modules;
+            let granted = &program.granted;
+            let loaded = live.call(limits, |_, store| {
+                loader.call_load(store, modules, "app", kind, granted)
+            })?;
+            match loaded {
+                Ok(compiled) => program.remember(compiled),
+                Err(e) => return Err(program.failure(e)),
+            }
+        }
+        Ok(live)
     }
 }
 
 impl Instance {
     pub fn ctx(&self) -> &PluginCtx {
         self.store.data()
-    }
-
-    pub fn ctx_mut(&mut self) -> &mut PluginCtx {
-        self.store.data_mut()
     }
 
     fn call<R>(
@@ -242,14 +362,24 @@ impl Instance {
                 .set_fuel(limits.fuel)
                 .map_err(|e| host_failure(e.into()))?;
         }
+        let deadline = Duration::from_millis(limits.deadline_ms);
         self.store
-            .set_epoch_deadline(super::deadline_ticks(Duration::from_millis(
-                limits.deadline_ms,
-            )));
-        let _running = super::running();
+            .set_epoch_deadline(super::deadline_ticks(deadline));
         let started = Instant::now();
+        self.store.data_mut().deadline = Some(started + deadline);
+        // After the deadline is set: a shutdown that starts from here on
+        // moves the epoch past it, so this call ends at once.
+        if self.store.data().interrupt.stopping() {
+            return Err(PluginFailure {
+                kind: FailureKind::Host,
+                message: "the host is shutting down".into(),
+                detail: String::new(),
+            });
+        }
+        let _running = super::running();
         let result = f(&self.guest, &mut self.store);
         self.last_duration = started.elapsed();
+        self.store.data_mut().deadline = None;
         self.last_fuel = match self.store.get_fuel() {
             Ok(left) if metered => limits.fuel.saturating_sub(left),
             _ => 0,
@@ -426,6 +556,13 @@ fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -
     let flooded = [&store.data().stdout, &store.data().stderr]
         .iter()
         .any(|p| p.contents().len() + 4096 >= cap);
+    if let Some(trap) = error.downcast_ref::<HostTrap>() {
+        return PluginFailure {
+            kind: trap.kind,
+            message: trap.message.clone(),
+            detail: traceback.unwrap_or(stderr),
+        };
+    }
     let (kind, message) = match error.downcast_ref::<Trap>() {
         _ if flooded => (
             FailureKind::OutputFlood,

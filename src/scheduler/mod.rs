@@ -21,11 +21,12 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::capabilities::HostServices;
 use crate::config::Config;
+use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::Rgb;
 use crate::hardware::unix_time_ms;
 use crate::plugins::{self, Plugin, PluginStatus, Registry};
-use crate::runtime::{Kind, Runtime};
+use crate::runtime::Runtime;
 pub use readings::{Readings, SensorReading, SystemReading, TelemetryValue};
 
 /// The dashboard is re-rendered at least this often, so plugin health on
@@ -88,11 +89,6 @@ pub enum Command {
         plugin: Box<Plugin>,
         trial: bool,
     },
-    /// The optimized build of the version a plugin runs the quick build
-    /// of: swapped in between two calls, keeping the plugin's schedule,
-    /// trial and failure bookkeeping (it is the same code). Dropped if the
-    /// plugin runs another version by now.
-    Upgrade(Box<Plugin>),
     /// Unload a plugin (disabled or removed in the config).
     Remove(String),
     /// The loader has gone through every configured plugin.
@@ -132,14 +128,33 @@ impl Slot {
         }
         if self.plugin.failing() {
             let old = self.previous.take().expect("previous checked above");
+            if old.quarantined() {
+                // Never back to a version that failed too often itself: the
+                // new one keeps its slot, with its own backoff.
+                log::error!(
+                    "plugin `{}`: version {} failed on its first calls; version {} stays \
+                     released (it was quarantined)",
+                    self.plugin.name,
+                    self.plugin.version,
+                    old.version
+                );
+                old.retire();
+                return;
+            }
             let bad = std::mem::replace(&mut self.plugin, old);
+            let (why, detail) = bad
+                .last_failure()
+                .map(|f| (format!(": {}", f.message), f.detail.clone()))
+                .unwrap_or_default();
             let message = format!(
-                "version {} failed on its first calls; rolled back to version {}",
+                "version {} failed on its first calls{why}; rolled back to version {}",
                 bad.version, self.plugin.version
             );
             log::error!("plugin `{}`: {message}", self.plugin.name);
             self.plugin.announce();
-            self.plugin.note_error("rollback", message);
+            // The failing version's traceback stays visible: it is what the
+            // author needs to fix it.
+            self.plugin.note_error("rollback", message, detail);
             self.next_due = Instant::now();
             bad.retire();
             return;
@@ -245,42 +260,12 @@ impl Scheduler {
             }
         }
         slot.plugin.announce();
-        if slot.plugin.kind == Kind::Dashboard {
+        if slot.plugin.kind == PluginKind::Dashboard {
             self.dashboard = Some(slot);
             self.rendered_at = None;
         } else {
             self.polled.push(slot);
         }
-    }
-
-    fn upgrade(&mut self, mut plugin: Plugin) {
-        let slot = match self.dashboard.as_mut() {
-            Some(d) if d.plugin.name == plugin.name => Some(d),
-            _ => self
-                .polled
-                .iter_mut()
-                .find(|s| s.plugin.name == plugin.name),
-        };
-        let Some(slot) = slot.filter(|s| s.plugin.version == plugin.version) else {
-            log::info!(
-                "plugin `{}`: optimized build of version {} dropped: no longer running",
-                plugin.name,
-                plugin.version
-            );
-            plugin.retire();
-            return;
-        };
-        plugin.inherit(&slot.plugin);
-        let quick = std::mem::replace(&mut slot.plugin, plugin);
-        log::info!(
-            "plugin `{}`: the optimized ({}) build of version {} replaces the quick ({}) build",
-            slot.plugin.name,
-            slot.plugin.tier.as_str(),
-            slot.plugin.version,
-            quick.tier.as_str()
-        );
-        slot.plugin.announce_tier();
-        quick.retire();
     }
 
     fn remove(&mut self, name: &str) {
@@ -289,7 +274,7 @@ impl Scheduler {
             self.services.telemetry.remove(name);
             if let Ok(mut r) = self.shared.readings.write() {
                 r.sensors.remove(name);
-                if slot.plugin.kind == Kind::PiMonitor {
+                if slot.plugin.kind == PluginKind::PiMonitor {
                     r.system = None;
                 }
                 r.generation = r.generation.wrapping_add(1);
@@ -297,7 +282,7 @@ impl Scheduler {
             if let Ok(mut h) = self.shared.history.lock() {
                 h.remove_plugin(name);
             }
-            if slot.plugin.kind == Kind::Dashboard {
+            if slot.plugin.kind == PluginKind::Dashboard {
                 if let Ok(mut p) = self.shared.page.write() {
                     *p = None;
                 }
@@ -352,7 +337,6 @@ impl Scheduler {
                 .min(Instant::now() + MAX_SLEEP);
             match commands.recv_deadline(next) {
                 Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
-                Ok(Command::Upgrade(plugin)) => self.upgrade(*plugin),
                 Ok(Command::Remove(name)) => self.remove(&name),
                 Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
                 Ok(Command::Ping) => {}
@@ -400,7 +384,7 @@ impl Scheduler {
 fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
     let name = plugin.name.clone();
     match plugin.kind {
-        Kind::Dht22 => plugin
+        PluginKind::Dht22 => plugin
             .call(|i, l| i.poll_dht22(l))
             .map(|rs| {
                 store_sensors(
@@ -412,7 +396,7 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
                 )
             })
             .unwrap_or(false),
-        Kind::Bme680 => plugin
+        PluginKind::Bme680 => plugin
             .call(|i, l| i.poll_bme680(l))
             .map(|rs| {
                 store_sensors(
@@ -424,7 +408,7 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
                 )
             })
             .unwrap_or(false),
-        Kind::PiMonitor => plugin
+        PluginKind::PiMonitor => plugin
             .call(|i, l| i.poll_pi_monitor(l))
             .map(|s| {
                 let reading = SystemReading::from_stats(s);
@@ -440,7 +424,7 @@ fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
                 changed
             })
             .unwrap_or(false),
-        Kind::Dashboard => false,
+        PluginKind::Dashboard => false,
     }
 }
 

@@ -13,5 +13,4 @@ mod recycle;
 mod reload;
 mod sandbox;
 mod support;
-mod tiers;
 mod web;

@@ -440,10 +440,16 @@ fn wrong_password_is_reported_and_http_keeps_serving() {
 }
 
 fn add_telemetry_plugin(config: &mut toml::Table) {
-    let file = Path::new(crate::support::ROOT).join("tests/plugins/telemetry/telemetry.wasm");
     let mut interfaces = crate::support::SENSOR_INTERFACES.to_vec();
     interfaces.push("telemetry");
-    crate::support::add_plugin(config, "telem", &file, 500, &interfaces);
+    crate::support::add_plugin(
+        config,
+        "telem",
+        &crate::support::test_plugin("telemetry"),
+        "dht22",
+        500,
+        &interfaces,
+    );
 }
 
 #[test]

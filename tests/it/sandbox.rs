@@ -44,7 +44,7 @@ const ATTACKS: &[Attack] = &[
     ),
     (
         "fuel",
-        &[("fuel", 5_000_000), ("deadline_ms", 20_000)],
+        &[("fuel", 20_000_000), ("deadline_ms", 20_000)],
         &["out_of_fuel"],
         "fuel",
     ),
@@ -265,11 +265,19 @@ fn an_ungranted_interface_is_refused_at_load() {
     let p = host.plugin("hostile");
     assert_eq!(p["status"], "load_failed", "{p}");
     let err = p["last_error"].as_str().unwrap();
-    assert!(err.contains("plugin `hostile` imports led-controller, buzzer-controller, state but its config does not grant them"), "{err}");
+    // Every ungranted interface the source imports, in the order it
+    // imports them, refused before the first call, with the line to add.
     assert!(
-        err.contains("[plugins.hostile.grants]: interfaces = [\"gpio-provider\", \"log\", \"settings\", \"led-controller\", \"buzzer-controller\", \"state\"]"),
+        err.contains(
+            "plugin `hostile` imports buzzer-controller, led-controller but its config does not grant them"
+        ),
         "{err}"
     );
+    assert!(
+        err.contains("[plugins.hostile.grants]: interfaces = [\"gpio-provider\", \"log\", \"settings\", \"buzzer-controller\", \"led-controller\"]"),
+        "{err}"
+    );
+    assert_eq!(p["last_error_kind"], "load", "{p}");
     well_behaved_are_running(&host);
 }
 

@@ -31,25 +31,55 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
-/// The artifact cache every test host shares, so each plugin is compiled
-/// once per test run (and once per machine while the sources don't change).
+/// The artifact cache every test host shares, so the Python runtime is
+/// compiled once per test run (and once per machine while it does not
+/// change).
 pub fn shared_cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifact-cache")
 }
 
-/// The shipped config/host.toml, pointed at the repo's plugins, a private
-/// state dir and the shared cache.
+/// The shared Python runtime, built by scripts/build-runtime.sh.
+pub fn runtime_wasm() -> PathBuf {
+    Path::new(ROOT).join("runtime/python-runtime.wasm")
+}
+
+/// The plugins every test host runs: the shipped ones.
+pub const SHIPPED: &[&str] = &["dht22", "bme680", "pi_monitor", "dashboard"];
+
+/// Copies the Python modules (`*.py`, tests included: they are never
+/// loaded) of folder `from` into `to`.
+pub fn copy_sources(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("plugin folder is writable");
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let path = entry.expect("readable folder").path();
+        if path.extension().is_some_and(|x| x == "py") {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).expect("copy a module");
+        }
+    }
+}
+
+/// The shipped config/host.toml, pointed at a private copy of the shipped
+/// plugins (`<state_dir>/plugins`, so a test can edit them), a private
+/// state dir, the repo's runtime and the shared cache.
 pub fn base_config(state_dir: &Path) -> toml::Table {
     let text = std::fs::read_to_string(Path::new(ROOT).join("config/host.toml"))
         .expect("config/host.toml is readable");
     let mut config: toml::Table = text.parse().expect("config/host.toml is valid TOML");
+    let plugins = state_dir.join("plugins");
+    for name in SHIPPED.iter().chain(&["common"]) {
+        copy_sources(
+            &Path::new(ROOT).join("plugins").join(name),
+            &plugins.join(name),
+        );
+    }
     let host = config
         .get_mut("host")
         .and_then(|h| h.as_table_mut())
         .expect("config/host.toml has a [host] table");
+    host.insert("plugins_dir".into(), plugins.display().to_string().into());
     host.insert(
-        "plugins_dir".into(),
-        Path::new(ROOT).join("plugins").display().to_string().into(),
+        "runtime".into(),
+        runtime_wasm().display().to_string().into(),
     );
     host.insert("state_dir".into(), state_dir.display().to_string().into());
     host.insert(
@@ -65,31 +95,18 @@ pub fn base_config(state_dir: &Path) -> toml::Table {
 /// The control token every test host is configured with.
 pub const TEST_TOKEN: &str = "test-control-token-0123456789";
 
-/// The hostile test plugin (tests/plugins/hostile), built by scripts/test.sh.
-pub fn hostile_wasm() -> PathBuf {
-    Path::new(ROOT).join("tests/plugins/hostile/hostile.wasm")
+/// A test plugin's source folder (tests/plugins/NAME).
+pub fn test_plugin(name: &str) -> PathBuf {
+    Path::new(ROOT).join("tests/plugins").join(name)
 }
 
-/// Fails with a clear message when the plugins were not built.
-pub fn require_plugins() {
-    let mut files: Vec<PathBuf> = ["dht22", "bme680", "pi_monitor", "dashboard"]
-        .iter()
-        .map(|name| {
-            Path::new(ROOT)
-                .join("plugins")
-                .join(name)
-                .join(format!("{name}.wasm"))
-        })
-        .collect();
-    files.push(hostile_wasm());
-    for file in files {
-        assert!(
-            file.exists(),
-            "{} is missing: build the plugins first with scripts/build-plugins.sh and \
-             scripts/build-plugins.sh --dir tests/plugins (scripts/test.sh does both)",
-            file.display()
-        );
-    }
+/// Fails with a clear message when the runtime was not built.
+pub fn require_runtime() {
+    assert!(
+        runtime_wasm().exists(),
+        "{} is missing: build it first with scripts/build-runtime.sh (scripts/test.sh does)",
+        runtime_wasm().display()
+    );
 }
 
 /// The interfaces of the `dht22-plugin` world the test plugins use.
@@ -102,22 +119,39 @@ pub const SENSOR_INTERFACES: &[&str] = &[
     "settings",
 ];
 
-/// Adds plugin `name` from component `file`, granted `interfaces`, the
-/// DHT22 on GPIO 4 and LED 3 of the shipped 8-LED strip.
+/// The folder of plugin `name` in `config`'s plugins folder.
+pub fn plugin_dir(config: &toml::Table, name: &str) -> PathBuf {
+    let dir = config["host"]["plugins_dir"]
+        .as_str()
+        .expect("host.plugins_dir is set");
+    Path::new(dir).join(name)
+}
+
+/// Adds plugin `name` of `kind`, its source copied from folder `source`,
+/// granted `interfaces`, the DHT22 on GPIO 4 and LED 3 of the shipped
+/// 8-LED strip.
 pub fn add_plugin(
     config: &mut toml::Table,
     name: &str,
-    file: &Path,
+    source: &Path,
+    kind: &str,
     interval_ms: i64,
     interfaces: &[&str],
 ) {
-    assert!(
-        file.exists(),
-        "{} is missing: run scripts/build-plugins.sh --dir tests/plugins (scripts/test.sh does)",
-        file.display()
-    );
+    copy_sources(source, &plugin_dir(config, name));
+    grant(config, name, kind, interval_ms, interfaces);
+}
+
+/// Adds the entry of plugin `name` (whose code is already in place).
+pub fn grant(
+    config: &mut toml::Table,
+    name: &str,
+    kind: &str,
+    interval_ms: i64,
+    interfaces: &[&str],
+) {
     let plugin = table(config, &["plugins", name]);
-    plugin.insert("file".into(), file.display().to_string().into());
+    plugin.insert("kind".into(), kind.into());
     plugin.insert("interval_ms".into(), interval_ms.into());
     let grants = table(config, &["plugins", name, "grants"]);
     grants.insert(
@@ -140,7 +174,8 @@ pub fn add_hostile(
     add_plugin(
         config,
         name,
-        &hostile_wasm(),
+        &test_plugin("hostile"),
+        "dht22",
         interval_ms,
         SENSOR_INTERFACES,
     );
@@ -151,14 +186,13 @@ pub fn add_hostile(
     }
 }
 
-/// Compiles the shipped plugins into the shared cache once per test run.
+/// Compiles the Python runtime into the shared cache once per test run.
 pub fn warm_cache() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        require_plugins();
+        require_runtime();
         let dir = temp_dir("precompile");
-        let mut config = base_config(&dir);
-        add_hostile(&mut config, "hostile", "ok", 1000, &[]);
+        let config = base_config(&dir);
         let config = write_config(&dir, &config);
         let out = Command::new(BIN)
             .args(["precompile", "--config"])
@@ -328,15 +362,6 @@ impl TestHost {
         host
     }
 
-    /// Like [`TestHost::start_in`], with `--dev`.
-    pub fn start_dev_in(dir: &Path, config: toml::Table) -> TestHost {
-        warm_cache();
-        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
-        let host = Self::spawn_args(dir, &config, turn, &["--dev"], &[]);
-        host.wait_loaded();
-        host
-    }
-
     /// Like [`TestHost::start_in`], with extra environment variables.
     pub fn start_in_with_env(dir: &Path, config: toml::Table, env: &[(&str, &str)]) -> TestHost {
         warm_cache();
@@ -381,11 +406,6 @@ impl TestHost {
             .arg("--config")
             .arg(&path)
             .args(args)
-            .envs(env.iter().copied())
-            .env(
-                "WHP_BUILD_PLUGINS",
-                Path::new(ROOT).join("scripts/build-plugins.sh"),
-            )
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

@@ -1,0 +1,60 @@
+"""The standard-library modules a plugin may import: the one place the
+list lives.
+
+componentize-py puts no standard library on a file system at run time: a
+module can be imported inside the runtime only if it was imported while the
+runtime was built (its pre-initialisation snapshot). So the runtime imports
+every module named here at build time; a plugin that imports anything else
+(that is not one of its own modules) fails to load with the module's name
+and this list. Adding a module: add it here, rebuild the runtime
+(scripts/build-runtime.sh), and mention it in plugins/README.md (a test
+checks that the README lists exactly these).
+
+Built-in modules of the runtime's CPython (sys, builtins, marshal, _io, ...)
+need no entry: they are always there.
+"""
+
+STDLIB = (
+    "abc",
+    "array",
+    "base64",
+    "binascii",
+    "bisect",
+    "calendar",
+    "cmath",
+    "collections",
+    "collections.abc",
+    "colorsys",
+    "contextlib",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "fractions",
+    "functools",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "io",
+    "itertools",
+    "json",
+    "math",
+    "numbers",
+    "operator",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "struct",
+    "textwrap",
+    "time",
+    "traceback",
+    "types",
+    "typing",
+    "urllib.parse",
+    "warnings",
+    "weakref",
+    "zlib",
+)
