@@ -10,8 +10,9 @@ and this list. Adding a module: add it here, rebuild the runtime
 (scripts/build-runtime.sh), and mention it in plugins/README.md (a test
 checks that the README lists exactly these).
 
-Built-in modules of the runtime's CPython (sys, builtins, marshal, _io, ...)
-need no entry: they are always there.
+Nothing else is importable, built-in modules included: the list is the
+whole of what a plugin gets from the standard library (submodules that a
+listed module imports itself, such as `os.path`, come with it).
 """
 
 STDLIB = (
@@ -43,11 +44,13 @@ STDLIB = (
     "math",
     "numbers",
     "operator",
+    "os",
     "random",
     "re",
     "statistics",
     "string",
     "struct",
+    "sys",
     "textwrap",
     "time",
     "traceback",
