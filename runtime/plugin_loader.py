@@ -99,6 +99,7 @@ class _Sources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.builtins = plugin_builtins
         self.compiled = []  # (name, bytecode) compiled here, for the cache
         self.imported = []  # modules the plugin imported, in order
+        self.objects = {}  # name -> the module object made here
         for m in modules:
             # Tracebacks show the plugin's lines (mtime None: never stale).
             lines = m.source.splitlines(keepends=True)
@@ -115,6 +116,7 @@ class _Sources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         m = self.modules[module.__name__]
         self.imported.append(m)
+        self.objects[m.name] = module
         module.__file__ = m.path
         module.__builtins__ = self.builtins
         exec(self.code(m), module.__dict__)
@@ -136,7 +138,8 @@ class _Sources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 class _Refuser(importlib.abc.MetaPathFinder):
-    """Last on the import path: the bindings of an ungranted interface."""
+    """Early on the import path (before any finder that could find the
+    bindings' files): the bindings of an ungranted interface."""
 
     def __init__(self, denied):
         self.denied = denied  # bindings module name -> interface
@@ -166,30 +169,41 @@ def _import_policy(own, stdlib):
     return plugin_import
 
 
-def ungranted_imports(modules, denied):
-    """Every ungranted interface `modules` import anywhere, in the order
-    they appear: the import that failed is only the first, and the user
-    should get the whole list in one go."""
+def _imported_names(module):
+    """The module names a module's source imports, in source order."""
+    try:
+        tree = ast.parse(module.source, module.path)
+    except SyntaxError:
+        return []
     found = []
-    for m in modules:
-        try:
-            tree = ast.parse(m.source, m.path)
-        except SyntaxError:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "wit_world.imports":
-                names = [f"wit_world.imports.{a.name}" for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            found.extend((node.lineno, node.col_offset, denied[n]) for n in names if n in denied)
-    ordered = []
-    for _, _, interface in sorted(found):
-        if interface not in ordered:
-            ordered.append(interface)
+        found.extend((node.lineno, node.col_offset, n) for n in names)
+    return [n for _, _, n in sorted(found)]
+
+
+def ungranted_imports(modules, main, denied):
+    """Every ungranted interface the plugin's code imports, following its
+    imports of its own modules from `main`, in the order they appear: the
+    import that failed is only the first, and the user should get the whole
+    list in one go."""
+    by_name = {m.name: m for m in modules}
+    ordered, seen, todo = [], set(), [main]
+    while todo:
+        name = todo.pop(0)
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        for imported in _imported_names(by_name[name]):
+            if imported in denied and denied[imported] not in ordered:
+                ordered.append(denied[imported])
+            elif imported in by_name:
+                todo.append(imported)
     return ordered
 
 
@@ -228,21 +242,31 @@ class Loaded:
     """A loaded plugin: its main module, the object serving its entry point,
     and the bytecode compiled while loading."""
 
-    def __init__(self, module, entry, compiled, finders, names):
-        self.module = module
-        self.entry = entry
-        self.compiled = compiled
-        self._finders = finders
-        self._names = names
+    def __init__(self, sources, refuser):
+        self.module = None
+        self.entry = None
+        self.compiled = sources.compiled
+        self._sources = sources
+        self._refuser = refuser
+
+    @property
+    def finder(self):
+        """The finder serving the plugin's modules."""
+        return self._sources
+
+    def modules(self):
+        """The plugin's modules imported so far, by name."""
+        return dict(self._sources.objects)
 
     def unload(self):
         """Forgets the plugin's modules and finders (the test kit loads many
         plugins in one process; the runtime never unloads)."""
-        for f in self._finders:
+        for f in (self._sources, self._refuser):
             if f in sys.meta_path:
                 sys.meta_path.remove(f)
-        for name in self._names:
-            sys.modules.pop(name, None)
+        for name, module in self._sources.objects.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
 
 
 # Names a plugin module may not take: the standard library's (the plugin
@@ -275,14 +299,18 @@ def load(modules, main, kind, base, granted, stdlib):
     plugin_builtins["__import__"] = _import_policy({m.name for m in modules}, frozenset(stdlib))
     sources = _Sources(modules, plugin_builtins)
     refuser = _Refuser(denied)
+    sys.meta_path.insert(0, refuser)
     sys.meta_path.insert(0, sources)
-    sys.meta_path.append(refuser)
+    # A fresh import of every module of the plugin (the test kit may hold
+    # another plugin's modules of the same names).
+    for m in modules:
+        sys.modules.pop(m.name, None)
     paths = {m.path for m in modules}
 
     def fail(failure, message, error):
         return LoadFailure(failure, message, plugin_traceback(error, paths))
 
-    loaded = Loaded(None, None, sources.compiled, [sources, refuser], [m.name for m in modules])
+    loaded = Loaded(sources, refuser)
     try:
         loaded.module = importlib.import_module(main)
         loaded.entry = entry_class(loaded.module, base, kind)()
@@ -296,7 +324,7 @@ def load(modules, main, kind, base, granted, stdlib):
             where = f" ({e.filename}, line {e.lineno})" if e.filename else ""
             raise fail(SYNTAX, f"{type(e).__name__}: {e.msg}{where}", e) from e
         if isinstance(e, NotGrantedError):
-            interfaces = ungranted_imports(sources.imported, denied) or [e.interface]
+            interfaces = ungranted_imports(modules, main, denied) or [e.interface]
             raise fail(NOT_GRANTED, ", ".join(interfaces), e) from e
         if isinstance(e, UnknownModuleError):
             raise fail(UNKNOWN_MODULE, _last_line(e), e) from e

@@ -1,6 +1,7 @@
 //! `wasi-python-host new NAME --kind sensor|actuator|dashboard`: a plugin
-//! folder that already builds, runs and has a test, plus the config entry
-//! it needs.
+//! folder that already runs and has a test, plus the config entry it needs.
+//! There is nothing to build: a running host loads `app.py` as soon as it
+//! is saved.
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +94,7 @@ pub fn config_entry(name: &str, kind: Kind, led: u8) -> String {
     match kind {
         Kind::Sensor | Kind::Actuator => format!(
             r#"[plugins.{name}]
+kind = "dht22"
 interval_ms = 2000
 [plugins.{name}.grants]
 interfaces = ["gpio-provider", "led-controller", "buzzer-controller", "state", "log", "settings"]
@@ -106,6 +108,7 @@ led = {led}
         ),
         Kind::Dashboard => format!(
             r#"[plugins.{name}]
+kind = "dashboard"
 [plugins.{name}.grants]
 interfaces = ["log", "settings"]
 [plugins.{name}.settings]
@@ -118,11 +121,11 @@ title = "{}"
 
 fn app_py(_name: &str, kind: Kind) -> String {
     match kind {
-        Kind::Sensor => r#"# wit-world: dht22-plugin
-"""{NAME}: reads the DHT22 and raises an alert when it is too warm.
+        Kind::Sensor => r#""""{NAME}: reads the DHT22 and raises an alert when it is too warm.
 
-Edit freely. Build with `scripts/build-plugins.sh {NAME}`; a running host picks
-up the new file by itself. Test without WebAssembly: `scripts/test-plugins.sh plugins/{NAME}`.
+Edit freely: a running host loads each saved version by itself (and keeps
+the last good one if this one fails). Test without WebAssembly:
+`scripts/test-plugins.sh plugins/{NAME}`.
 """
 
 from componentize_py_types import Err
@@ -157,12 +160,12 @@ class Dht22Logic(exports.Dht22Logic):
                              alert=LEVELS[level], message=message)]
 "#
         .to_string(),
-        Kind::Actuator => r#"# wit-world: dht22-plugin
-"""{NAME}: drives LED {LED} from the humidity: blue when the air is damp, off
+        Kind::Actuator => r#""""{NAME}: drives LED {LED} from the humidity: blue when the air is damp, off
 otherwise, and beeps once when it turns damp. Reports no readings of its own.
 
-Edit freely. Build with `scripts/build-plugins.sh {NAME}`; a running host picks
-up the new file by itself. Test without WebAssembly: `scripts/test-plugins.sh plugins/{NAME}`.
+Edit freely: a running host loads each saved version by itself (and keeps
+the last good one if this one fails). Test without WebAssembly:
+`scripts/test-plugins.sh plugins/{NAME}`.
 """
 
 from componentize_py_types import Err
@@ -192,12 +195,10 @@ class Dht22Logic(exports.Dht22Logic):
         return []
 "#
         .to_string(),
-        Kind::Dashboard => r#"# wit-world: dashboard-plugin
-"""{NAME}: a minimal dashboard page. The host calls render() when its data
+        Kind::Dashboard => r#""""{NAME}: a minimal dashboard page. The host calls render() when its data
 changes and serves the result at /.
 
-Edit freely. Build with `scripts/build-plugins.sh {NAME}`; a running host picks
-up the new file by itself.
+Edit freely: a running host loads each saved version by itself.
 """
 
 import html
@@ -308,10 +309,10 @@ fn readme(_name: &str, kind: Kind) -> String {
     };
     format!(
         "# {{NAME}}\n\nThis plugin {what}.\n\n\
-         * Build: `scripts/build-plugins.sh {{NAME}}` (a running host reloads it by itself).\n\
+         * Save `app.py` and a running host loads the new version by itself.\n\
          * Test without WebAssembly: `scripts/test-plugins.sh plugins/{{NAME}}`.\n\
-         * Check what it imports and what the config grants: \
-         `wasi-python-host check plugins/{{NAME}}/{{NAME}}.wasm`.\n\
+         * Check that the host would load it, and what the config grants it: \
+         `wasi-python-host check {{NAME}}`.\n\
          * Its config entry (grants, interval, settings) was printed by `wasi-python-host new`.\n"
     )
 }

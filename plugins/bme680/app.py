@@ -1,4 +1,3 @@
-# wit-world: bme680-plugin
 """BME680 plugin: temperature, humidity, pressure, gas and an indoor air
 quality score (see common/iaq.py), with alert logic, on LED 2.
 

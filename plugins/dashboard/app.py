@@ -1,4 +1,3 @@
-# wit-world: dashboard-plugin
 """Dashboard plugin: renders the host's web page.
 
 The host calls ``render(snapshot)`` whenever its data changes and serves the

@@ -1,4 +1,3 @@
-# wit-world: dht22-plugin
 """DHT22 plugin: temperature and humidity, with alert logic, on LED 1.
 
 Every poll reads the DHT22 through the host (which enforces the sensor's 2 s

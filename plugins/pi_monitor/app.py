@@ -1,4 +1,3 @@
-# wit-world: pi-monitor-plugin
 """Pi monitor plugin: CPU temperature, RAM use and uptime, on LED 0.
 
 A Raspberry Pi starts throttling at 80 °C (85 °C on a Pi 5), so the CPU

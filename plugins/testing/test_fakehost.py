@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 import fakehost
-from fakehost import (PLUGINS_DIR, BindingsError, ContractError, Fail, FakeHost, GrantError, Raw,
+from fakehost import (PLUGINS_DIR, BindingsError, ContractError, Fail, FakeHost, GrantError, LoadError, Raw,
                       color_name, toml_value)
 
 
@@ -263,10 +263,10 @@ def test_unknown_plugin(host):
     assert "dht22" in str(e.value)
 
 
-def author_plugin(tmp_path, body, world="dht22-plugin"):
+def author_plugin(tmp_path, body):
     d = tmp_path / "myplugin"
     d.mkdir()
-    (d / "app.py").write_text(f"# wit-world: {world}\n" + textwrap.dedent(body))
+    (d / "app.py").write_text(textwrap.dedent(body))
     return d
 
 
@@ -291,33 +291,68 @@ def test_a_new_plugin_outside_the_tree(host, tmp_path):
     assert (r.sensor_id, r.temperature) == ("mine", 20.0) and host.name == "myplugin"
 
 
-def test_export_class_name_is_checked(host, tmp_path):
+def test_export_class_name_is_checked(tmp_path):
     d = author_plugin(tmp_path, """
         class Dht22(object):
             pass
         """)
-    with pytest.raises(ImportError) as e:
+    host = FakeHost(kind="dht22")
+    with pytest.raises(LoadError) as e:
         host.load(d)
-    assert "Dht22Logic" in str(e.value)
+    assert e.value.failure == "no-entry-point"
+    assert "class Dht22Logic(exports.Dht22Logic)" in str(e.value)
+    host.close()
 
 
-def test_a_world_import_it_does_not_have_fails(host, tmp_path):
+def test_an_ungranted_import_fails_with_the_hosts_words(tmp_path):
     d = author_plugin(tmp_path, """
-        from wit_world.imports import system
-        class Dashboard:
-            pass
-        """, world="dashboard-plugin")
-    with pytest.raises(ImportError):
+        from wit_world import exports
+        from wit_world.imports import log, system
+        class Dashboard(exports.Dashboard):
+            def render(self, data):
+                return ""
+        """)
+    host = FakeHost(kind="dashboard", grants={"interfaces": ["log", "settings"]})
+    with pytest.raises(GrantError) as e:
         host.load(d)
+    assert e.value.message == (
+        'plugin `myplugin` imports system but its config does not grant it; to allow it, set in '
+        '[plugins.myplugin.grants]: interfaces = ["log", "settings", "system"]')
+    host.close()
 
 
-def test_missing_world_line(host, tmp_path):
-    d = tmp_path / "noworld"
+def test_only_the_allow_listed_standard_library(host, tmp_path):
+    d = author_plugin(tmp_path, """
+        import json
+        import sqlite3
+        """)
+    host.kind = "dht22"
+    with pytest.raises(LoadError) as e:
+        host.load(d)
+    assert e.value.failure == "unknown-module"
+    assert "No module named 'sqlite3'" in e.value.message and "json" in e.value.message
+
+
+def test_a_syntax_error_names_the_file_and_line(host, tmp_path):
+    d = author_plugin(tmp_path, """
+        x = 1
+        def broken(:
+            pass
+        """)
+    host.kind = "dht22"
+    with pytest.raises(LoadError) as e:
+        host.load(d)
+    assert e.value.failure == "syntax"
+    assert e.value.message == "SyntaxError: invalid syntax (myplugin/app.py, line 3)"
+
+
+def test_a_plugin_whose_kind_cannot_be_told_needs_one(host, tmp_path):
+    d = tmp_path / "nokind"
     d.mkdir()
     (d / "app.py").write_text("class X: pass\n")
-    with pytest.raises(BindingsError) as e:
+    with pytest.raises(LoadError) as e:
         host.load(d)
-    assert "wit-world" in str(e.value)
+    assert "FakeHost(kind=...)" in str(e.value)
 
 
 def test_no_componentize_py_says_run_setup(monkeypatch, tmp_path):

@@ -209,6 +209,10 @@ pub fn load(
                 .component(&bytes, &digest)
                 .with_context(|| format!("failed to compile plugin {}", file.display()))?;
             drop(bytes);
+            // What it is (and for which contract) before how it links: a
+            // plugin of another contract version fails to link, obscurely.
+            crate::runtime::check_exports(engine, &component, kind)
+                .with_context(|| format!("plugin `{name}` ({}) is not usable", file.display()))?;
             let missing = capabilities::ungranted_imports(engine, &component, grants);
             if !missing.is_empty() {
                 let mut wanted = grants.interfaces.clone();

@@ -1,12 +1,13 @@
 //! "Write your first plugin", followed step by step as plugins/README.md
 //! tells it: scaffold with `new --add` while the host runs, test the logic
-//! without WebAssembly, build, and see the reading in /api — no restart.
+//! without WebAssembly, and see the reading in /api — no build, no restart;
+//! then edit and save, a syntax error included.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{base_config, reading, table, temp_dir, wait_until, TestHost, BIN, ROOT};
+use crate::support::{base_config, reading, table, temp_dir, TestHost, BIN, ROOT};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("the command runs");
@@ -19,16 +20,86 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
-/// A state folder with an empty `plugins/` of its own, and a config whose
-/// `plugins_dir` points there.
-fn own_plugins_dir(label: &str) -> (std::path::PathBuf, std::path::PathBuf, toml::Table) {
-    let dir = temp_dir(label);
+#[test]
+fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
+    // A host with the shipped plugins (its own copy of plugins/).
+    let dir = temp_dir("first-plugin");
+    let config = base_config(&dir);
     let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let mut config = base_config(&dir);
-    table(&mut config, &["host"])
-        .insert("plugins_dir".into(), plugins.display().to_string().into());
-    (dir, plugins, config)
+    let host = TestHost::start_in(&dir, config);
+
+    // 1. Scaffold, adding the config entry to the running host's config.
+    let out = run(Command::new(BIN)
+        .args(["new", "greenhouse", "--kind", "sensor", "--add", "--config"])
+        .arg(&host.config_path));
+    assert!(out.contains("added [plugins.greenhouse]"), "{out}");
+    let app = plugins.join("greenhouse/app.py");
+    assert!(app.exists() && plugins.join("greenhouse/test_app.py").exists());
+
+    // 2. Its own tests pass without WebAssembly.
+    let out = run(
+        Command::new(Path::new(ROOT).join("scripts/test-plugins.sh"))
+            .arg(plugins.join("greenhouse")),
+    );
+    assert!(out.contains("2 passed"), "{out}");
+
+    // 3. Nothing to build: the host saw the new entry and loaded app.py.
+    let api = host.wait_api("the greenhouse reading", Duration::from_secs(30), |a| {
+        reading(a, "greenhouse").is_some()
+    });
+    let r = reading(&api, "greenhouse").unwrap();
+    assert_eq!(r["plugin"], "greenhouse");
+    assert!(r["temperature"].as_f64().unwrap() > 10.0, "{r}");
+    // Its LED (the first free one, 3) shows its level.
+    assert_eq!(api["leds"][3]["g"], 255, "{}", api["leds"]);
+    assert!(host
+        .log()
+        .contains("config change: plugin `greenhouse` enabled"));
+
+    // 4. Edit, save, see: a syntax error shows with its line while the
+    // last good version runs; the fix goes live.
+    let good = std::fs::read_to_string(&app).unwrap();
+    let broken = good.replacen(
+        "        pin = setting(\"pin\", 4)",
+        "        pin = setting(\"pin\", 4\n        oops = )",
+        1,
+    );
+    assert_ne!(broken, good);
+    std::fs::write(&app, &broken).unwrap();
+    let p = host.wait_plugin(
+        "greenhouse",
+        "the syntax error",
+        Duration::from_secs(30),
+        |p| p["last_error_kind"] == "reload",
+    );
+    let error = p["last_error"].as_str().unwrap();
+    // Python points at the line it gave up on or at the unclosed call.
+    let line = broken.lines().position(|l| l.contains("oops = )")).unwrap() + 1;
+    assert!(
+        error.contains("SyntaxError")
+            && (error.contains(&format!("(greenhouse/app.py, line {line})"))
+                || error.contains(&format!("(greenhouse/app.py, line {})", line - 1))),
+        "the error names the file and line {line} (or the one before): {error}"
+    );
+    assert_eq!(
+        p["status"], "running",
+        "the last good version keeps running: {p}"
+    );
+    // The dashboard shows it on the plugin card at its next render.
+    crate::support::wait_until(
+        "the error on the dashboard",
+        Duration::from_secs(15),
+        || host.get("/view").body.contains("SyntaxError").then_some(()),
+    );
+    std::fs::write(
+        &app,
+        good.replace("sensor_id=\"greenhouse\"", "sensor_id=\"greenhouse-v2\""),
+    )
+    .unwrap();
+    host.wait_api("the fixed version", Duration::from_secs(30), |a| {
+        reading(a, "greenhouse-v2").is_some()
+    });
+    assert_eq!(host.plugin("greenhouse")["last_error"], "");
 }
 
 #[test]

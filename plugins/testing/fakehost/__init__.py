@@ -10,14 +10,19 @@
         assert reading.alert.name == "ALARM"
         assert host.buzzer.calls == [(3, 200, 150)]
 
-`load` imports the plugin with the same `wit_world` modules componentize-py
-bundles into its component (generated from wit/ and cached in
-plugins/.bindings/), each import function replaced by a fake that behaves
-like the host's: the same results, the same `Err` exception and error texts,
-the same limits (state keys and quota, beep count, LED grants), settings as
-the same TOML text. What the fake does not model: timing (the DHT22's 2 s
-read interval, call deadlines, fuel), actuator rate limits, memory limits,
-and the log's line cap and rate limit.
+`load` imports the plugin the way the host's Python runtime does — with the
+runtime's own loader (runtime/plugin_loader.py): the plugin's modules and
+the shared ones in plugins/common, only the allow-listed standard library,
+only the interfaces it is granted, the entry point of its kind — and with
+the same `wit_world` modules the runtime has (generated from wit/ and
+cached in plugins/.bindings/), each import function replaced by a fake that
+behaves like the host's: the same results, the same `Err` exception and
+error texts, the same limits (state keys and quota, beep count, LED
+grants), settings as the same TOML text. A test in the host's suite
+(tests/it/testkit.rs) runs one plugin through both and compares every error
+text. What the fake does not model: timing (the DHT22's 2 s read interval,
+call deadlines, fuel), actuator rate limits, memory limits, and the log's
+line cap and rate limit.
 
 `host.reload()` is the host's hot reload or restart: a fresh import of the
 plugin (its Python globals are gone) with the same state store.
@@ -36,11 +41,18 @@ from . import _bindings
 from ._bindings import PLUGINS_DIR, ROOT, BindingsError
 from ._toml import Raw, toml_value
 
+# The runtime's own loader and allow-list, so the fake loads a plugin
+# exactly as the runtime does.
+if str(ROOT / "runtime") not in sys.path:
+    sys.path.append(str(ROOT / "runtime"))
+import allowlist  # noqa: E402
+import plugin_loader  # noqa: E402
+
 if not hasattr(typing, "Self"):  # the generated modules import it (CPython >= 3.11)
     typing.Self = typing.Any
 
 __all__ = ["FakeHost", "Fail", "Raw", "Err", "load_plugin", "toml_value", "color_name",
-           "BindingsError", "ContractError", "GrantError", "PLUGINS_DIR"]
+           "BindingsError", "ContractError", "GrantError", "LoadError", "PLUGINS_DIR", "KINDS"]
 
 COMMON_DIR = PLUGINS_DIR / "common"
 # Host limits mirrored here (src/capabilities, src/config).
@@ -55,9 +67,31 @@ class ContractError(TypeError):
     call would trap and the plugin's call would fail."""
 
 
-class GrantError(RuntimeError):
-    """The plugin's world imports an interface its grants do not allow; the
-    host would refuse to load it."""
+class LoadError(ImportError):
+    """The plugin does not load, for the reason the host would give:
+    `failure` is "syntax", "unknown-module", "not-granted",
+    "no-entry-point", "name-clash" or "exception"; `traceback` the
+    plugin's traceback (empty for some failures)."""
+
+    def __init__(self, failure, message, traceback=""):
+        super().__init__(message + (f"\n{traceback}" if traceback else ""))
+        self.failure = failure
+        self.message = message
+        self.traceback = traceback
+
+
+class GrantError(LoadError):
+    """The plugin imports an interface its grants do not allow; the host
+    refuses to load it with this message."""
+
+
+# A plugin's `kind` in host.toml -> the interface its entry point exports.
+KINDS = {
+    "dht22": "dht22-logic",
+    "bme680": "bme680-logic",
+    "pi-monitor": "pi-monitor-logic",
+    "dashboard": "dashboard",
+}
 
 
 class Fail:
@@ -82,16 +116,14 @@ def __getattr__(name):
 def _types_module(bindings=None):
     mod = sys.modules.get("componentize_py_types")
     if mod is None:
-        # Any world's copy will do: the file is the same for every world.
-        # It is kept for the whole session, so every plugin loaded and every
-        # fake raise the same Err class.
-        _add_path(bindings or _bindings.ensure(_bindings.any_world()))
+        # Kept for the whole session, so every plugin loaded and every fake
+        # raise the same Err class.
+        _add_path(bindings or _bindings.ensure(_bindings.RUNTIME_WORLD))
         mod = importlib.import_module("componentize_py_types")
     return mod
 
 
 _paths = []  # sys.path entries this module added
-_loaded_dirs = set()  # plugin folders loaded from, for _purge
 
 
 def _add_path(path):
@@ -112,26 +144,59 @@ def _set_paths(paths):
 
 
 def _purge():
-    """Forgets `app`, `wit_world` and the plugin-side modules (those of a
-    plugin folder or plugins/common, tests excepted) so the next import is
-    fresh."""
-    roots = {str(d) for d in _loaded_dirs} | {str(COMMON_DIR)}
-    roots |= {str(d) for d in PLUGINS_DIR.iterdir() if (d / "app.py").is_file()}
-    cache = str(_bindings.CACHE_DIR) + os.sep
-    for name, mod in list(sys.modules.items()):
-        if name == "componentize_py_types":
-            continue
-        if name in ("app", "wit_world") or name.startswith("wit_world."):
+    """Forgets `wit_world` (the fakes are installed on a fresh import) so
+    the next load starts clean; the plugin's own modules are forgotten by
+    the loader's `unload`."""
+    for name in list(sys.modules):
+        if name == "wit_world" or name.startswith("wit_world."):
             del sys.modules[name]
+
+
+def is_plugin_module(file_name):
+    """The host's rule (src/plugins/files.rs): a `.py` whose stem is an
+    identifier, not a test (`test_*.py`, `conftest.py`)."""
+    if not file_name.endswith(".py"):
+        return False
+    stem = file_name[:-3]
+    return stem.isidentifier() and stem.isascii() and not stem.startswith("test_") \
+        and stem != "conftest"
+
+
+class _Module:
+    """What the runtime's loader gets for each module (as the host sends it)."""
+
+    def __init__(self, name, path, source):
+        self.name, self.path, self.source, self.bytecode = name, path, source, None
+
+
+def plugin_modules(plugin_dir, name=None):
+    """The modules the host hands the runtime for the plugin in
+    `plugin_dir`: its own, then those of plugins/common it does not shadow,
+    with the host's traceback paths (`NAME/app.py`, `common/alerts.py`)."""
+    name = name or plugin_dir.name
+    modules = {}
+    for folder, label in ((plugin_dir, name), (COMMON_DIR, "common")):
+        if not folder.is_dir():
             continue
-        file = getattr(mod, "__file__", None)
-        if not isinstance(file, str):
-            continue
-        folder, base = os.path.split(file)
-        if base.startswith(("test_", "conftest")):
-            continue
-        if folder in roots or file.startswith(cache):
-            del sys.modules[name]
+        for f in sorted(folder.iterdir()):
+            if is_plugin_module(f.name) and f.stem not in modules:
+                modules[f.stem] = _Module(f.stem, f"{label}/{f.name}", f.read_text(encoding="utf-8"))
+    return [modules[k] for k in sorted(modules)]
+
+
+def _kind_of(app_py):
+    """The kind a plugin's app.py implements, when it implements exactly
+    one (`class X(exports.Dht22Logic)`); else None."""
+    import ast
+    protocols = {"Dht22Logic": "dht22", "Bme680Logic": "bme680",
+                 "PiMonitorLogic": "pi-monitor", "Dashboard": "dashboard"}
+    found = set()
+    for node in ast.walk(ast.parse(Path(app_py).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                if isinstance(base, ast.Attribute) and base.attr in protocols:
+                    found.add(protocols[base.attr])
+    return found.pop() if len(found) == 1 else None
 
 
 def _resolve(name_or_path):
@@ -366,8 +431,11 @@ class FakeHost:
     now_ms: the clock `get_timestamp_ms` reads; see `advance`.
     """
 
-    def __init__(self, settings=None, *, grants=None, state_quota_bytes=None,
+    def __init__(self, settings=None, *, kind=None, grants=None, state_quota_bytes=None,
                  now_ms=1_700_000_000_000, echo_logs=True):
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+        self.kind = kind
         self.settings = dict(settings or {})
         self.grants = None if grants is None else dict(grants)
         if state_quota_bytes is None:
@@ -390,7 +458,7 @@ class FakeHost:
         self._dht22 = {}
         self._bme680 = {}
         self._source = None
-        self._modules = {}
+        self._loaded = None
 
     @classmethod
     def from_config(cls, name, config=None, **kw):
@@ -401,7 +469,8 @@ class FakeHost:
         table = tomllib.loads(path.read_text(encoding="utf-8")).get("plugins", {}).get(name)
         if table is None:
             raise KeyError(f"no [plugins.{name}] in {path}")
-        host = cls(settings=table.get("settings", {}), grants=table.get("grants", {}), **kw)
+        host = cls(settings=table.get("settings", {}), grants=table.get("grants", {}),
+                   kind=table.get("kind"), **kw)
         host.name = name
         return host
 
@@ -449,9 +518,13 @@ class FakeHost:
         shared module against the fakes), imported if the plugin did not."""
         if self.app is None:
             raise RuntimeError("load a plugin first")
-        if name not in self._modules:
-            self._modules[name] = importlib.import_module(name)
-        return self._modules[name]
+        mine = self._loaded.modules()
+        if name in mine:
+            return mine[name]
+        if sys.meta_path[0] is not self._loaded.finder:
+            raise RuntimeError(f"{name} was not imported by this host's plugin, and another "
+                               f"FakeHost loaded a plugin since: import it from this one first")
+        return importlib.import_module(name)
 
     def _wit_module(self, dotted):
         if self.wit is None:
@@ -464,34 +537,62 @@ class FakeHost:
     # ------------------------------------------------------------ loading
 
     def load(self, name_or_path=None):
-        """Imports plugins/NAME/app.py (or the plugin in a folder, or the
-        folder of a file, e.g. `host.load(__file__)`) fresh, with the fakes
-        in place of the host's imports, and returns an instance of the
-        class it exports (e.g. Dht22Logic())."""
+        """Loads plugins/NAME/app.py (or the plugin in a folder, or the
+        folder of a file, e.g. `host.load(__file__)`) afresh, as the host's
+        runtime would, with the fakes in place of the host's imports, and
+        returns the object serving its entry point (e.g. a Dht22Logic()).
+        Its kind is the host's `kind` (from `FakeHost(kind=...)` or
+        `from_config`), or the one export class its app.py defines. A plugin
+        the host would refuse raises `LoadError` (`GrantError` for an
+        ungranted import) with the host's message."""
         if name_or_path is None:
             name_or_path = self.name or self._source
             if name_or_path is None:
                 raise TypeError("load() needs a plugin name or path")
         plugin_dir, app_py = _resolve(name_or_path)
-        world = _bindings.world_of(app_py)
-        bindings = _bindings.ensure(world)
-        _loaded_dirs.add(plugin_dir)
+        kind = self.kind or _kind_of(app_py)
+        if kind is None:
+            raise LoadError("no-entry-point", f"cannot tell the kind of {app_py}: pass "
+                            f"FakeHost(kind=...) (one of {', '.join(KINDS)}) or use "
+                            f"FakeHost.from_config(name)")
+        bindings = _bindings.ensure(_bindings.RUNTIME_WORLD)
+        self._unload()
         _purge()
-        _set_paths([plugin_dir, COMMON_DIR, bindings])
+        _set_paths([bindings])
         Err = _types_module(bindings).Err
         self.name = plugin_dir.name
         self._source = app_py
         self.wit = importlib.import_module("wit_world")
-        interfaces = self._install(bindings, Err)
-        self._check_grants(interfaces)
-        self.app = importlib.import_module("app")
-        if Path(getattr(self.app, "__file__", "")).resolve() != app_py:
-            raise ImportError(f"imported {self.app.__file__} instead of {app_py}")
-        mine = {str(plugin_dir), str(COMMON_DIR)}
-        self._modules = {n: m for n, m in sys.modules.items()
-                         if os.path.dirname(getattr(m, "__file__", None) or "") in mine}
-        self.plugin = self._instantiate()
+        self._install(bindings, Err)
+        exports = importlib.import_module("wit_world.exports")
+        base = next(v for v in vars(exports).values()
+                    if isinstance(v, type) and _interface_of(v) == KINDS[kind])
+        granted = list(plugin_loader.INTERFACES) if self.grants is None \
+            else list(self.grants.get("interfaces", []))
+        try:
+            self._loaded = plugin_loader.load(plugin_modules(plugin_dir, self.name), "app",
+                                              KINDS[kind], base, granted, allowlist.STDLIB)
+        except plugin_loader.LoadFailure as f:
+            if f.failure == plugin_loader.NOT_GRANTED:
+                raise GrantError(f.failure, self._not_granted(f.message, granted),
+                                 f.traceback) from None
+            raise LoadError(f.failure, f.message, f.traceback) from None
+        self.app = self._loaded.module
+        self.plugin = self._loaded.entry
         return self.plugin
+
+    def _not_granted(self, listed, granted):
+        """The host's message (src/runtime/instance.rs, Program::failure)."""
+        missing = listed.split(", ")
+        them = "it" if len(missing) == 1 else "them"
+        wanted = ", ".join(f'"{i}"' for i in list(granted) + missing)
+        return (f"plugin `{self.name}` imports {listed} but its config does not grant {them}; "
+                f"to allow {them}, set in [plugins.{self.name}.grants]: interfaces = [{wanted}]")
+
+    def _unload(self):
+        if self._loaded is not None:
+            self._loaded.unload()
+            self._loaded = None
 
     def reload(self):
         """The host's hot reload (or a restart): the plugin is imported
@@ -505,6 +606,7 @@ class FakeHost:
 
     def close(self):
         """Forgets the plugin's modules and the sys.path entries added."""
+        self._unload()
         _purge()
         _set_paths([])
         self.app = self.wit = self.plugin = None
@@ -515,33 +617,7 @@ class FakeHost:
     def __exit__(self, *exc):
         self.close()
 
-    def _instantiate(self):
-        exports = importlib.import_module("wit_world.exports")
-        names = [n for n, v in vars(exports).items()
-                 if isinstance(v, type) and v.__module__ == exports.__name__]
-        world_cls = getattr(self.wit, "WitWorld", None)
-        if world_cls is not None and any(not n.startswith("_") for n in vars(world_cls)
-                                         if callable(getattr(world_cls, n, None))):
-            names.append("WitWorld")
-        missing = [n for n in names if not isinstance(getattr(self.app, n, None), type)]
-        if missing or not names:
-            raise ImportError(
-                f"{self._source} must define class {' and '.join(missing) or '?'} "
-                f"(componentize-py looks the exported interface up by that name)")
-        instances = [getattr(self.app, n)() for n in names]
-        return instances[0] if len(instances) == 1 else tuple(instances)
-
     # ------------------------------------------------------------ grants
-
-    def _check_grants(self, interfaces):
-        if self.grants is None:
-            return
-        allowed = set(self.grants.get("interfaces", []))
-        refused = sorted(i for i in interfaces if i not in allowed)
-        if refused:
-            raise GrantError(
-                f"plugin `{self.name}` imports {', '.join(refused)}, which its grants do not "
-                f"allow: add them to `interfaces` in [plugins.{self.name}.grants]")
 
     def _granted(self, kind, value):
         return self.grants is None or value in self.grants.get(kind, [])
@@ -549,8 +625,8 @@ class FakeHost:
     # ------------------------------------------------------------ the fakes
 
     def _install(self, bindings, Err):
-        """Replaces every import function of the world with its fake;
-        returns the world's imported interfaces (WIT names)."""
+        """Replaces every import function of the runtime's bindings with
+        its fake."""
         fakes = {
             "gpio_provider": dict(read_dht22=self._read_dht22, read_bme680=self._read_bme680,
                                   get_cpu_temp=self._get_cpu_temp,
@@ -565,12 +641,10 @@ class FakeHost:
             "telemetry": dict(publish=self._telemetry_publish),
         }
         self._Err = Err
-        interfaces = []
         for f in sorted((bindings / "wit_world" / "imports").glob("*.py")):
             if f.stem in ("__init__", "types"):
                 continue
             mod = importlib.import_module(f"wit_world.imports.{f.stem}")
-            interfaces.append(f.stem.replace("_", "-"))
             known = fakes.get(f.stem, {})
             for attr, value in list(vars(mod).items()):
                 if attr.startswith("_") or not callable(value) or isinstance(value, type):
@@ -578,7 +652,6 @@ class FakeHost:
                 if getattr(value, "__module__", None) != mod.__name__:
                     continue
                 setattr(mod, attr, known.get(attr) or _missing(f.stem, attr))
-        return interfaces
 
     # gpio-provider
     def _read_dht22(self, pin):
@@ -715,6 +788,13 @@ class FakeHost:
         if name not in self.telemetry and len(self.telemetry) >= 32:
             raise self._Err(f"at most 32 telemetry names per plugin; `{name}` would be one more")
         self.telemetry[name] = (float(value), unit)
+
+
+def _interface_of(protocol):
+    """The WIT interface an export protocol class stands for
+    (Dht22Logic -> dht22-logic)."""
+    import re
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", protocol.__name__).lower()
 
 
 def _missing(interface, function):

@@ -19,31 +19,13 @@ ROOT = PLUGINS_DIR.parent
 WIT_DIR = ROOT / "wit"
 CACHE_DIR = PLUGINS_DIR / ".bindings"
 
-_WORLD_LINE = re.compile(r"^# wit-world: *([a-z0-9-]*)", re.M)
-
-
 class BindingsError(RuntimeError):
     """The bindings for a world could not be generated."""
 
 
-def world_of(app_py):
-    """The world named by the `# wit-world: NAME` line of a plugin's app.py
-    (the line scripts/build-plugins.sh reads)."""
-    m = _WORLD_LINE.search(Path(app_py).read_text(encoding="utf-8"))
-    if not m or not m.group(1):
-        raise BindingsError(
-            f"{app_py} must start with a '# wit-world: WORLD' line naming its world "
-            f"in wit/plugin.wit")
-    return m.group(1)
-
-
-def any_world():
-    """The first world defined in wit/ (for what every world's bindings share)."""
-    for f in sorted(WIT_DIR.glob("*.wit")):
-        m = re.search(r"^world +([a-z0-9-]+)", f.read_text(encoding="utf-8"), re.M)
-        if m:
-            return m.group(1)
-    raise BindingsError(f"no world defined in {WIT_DIR}/*.wit")
+# The shared Python runtime's world: every plugin runs on it, so its
+# bindings are the ones every plugin imports.
+RUNTIME_WORLD = "python-runtime"
 
 
 def _componentize_py():
