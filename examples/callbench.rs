@@ -1,8 +1,8 @@
 //! Plugin call overhead, limits on against limits off, in one process.
 //!
-//! Loads the shipped plugins through the library's own runtime (artifact
-//! cache, capability linker, `Prepared`/`Instance`, simulated hardware) into
-//! two Engines — the host's (fuel metering + epoch interruption, the ticker
+//! Loads the shipped plugins' Python source through the library's own
+//! runtime (the shared Python runtime, artifact cache, capability linker,
+//! `Prepared`/`Instance`, simulated hardware) into two Engines — the host's (fuel metering + epoch interruption, the ticker
 //! running) and a baseline Engine with neither — and calls `poll` on each
 //! sensor plugin and `render` on the dashboard in a loop, alternating the
 //! two Engines in rounds so machine noise hits both alike. Prints one JSON
@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasi_python_host::capabilities::{self, HostServices, PluginShared};
-use wasi_python_host::config::Config;
+use wasi_python_host::config::{Config, PluginKind};
 use wasi_python_host::contract::dashboard::{PluginInfo, Snapshot};
 use wasi_python_host::contract::types::Rgb;
 use wasi_python_host::hardware::{Hardware, HardwareOptions, SimBackend};
-use wasi_python_host::runtime::{Instance, Kind, Prepared, Runtime};
+use wasi_python_host::plugins::files;
+use wasi_python_host::runtime::{Instance, Prepared, Program, Runtime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -97,15 +98,15 @@ struct Contender {
 
 fn call_once(
     instance: &mut Instance,
-    kind: Kind,
+    kind: PluginKind,
     limits: &wasi_python_host::config::Limits,
     snapshot: &Snapshot,
 ) -> anyhow::Result<()> {
     let r = match kind {
-        Kind::Dht22 => instance.poll_dht22(limits).map(drop),
-        Kind::Bme680 => instance.poll_bme680(limits).map(drop),
-        Kind::PiMonitor => instance.poll_pi_monitor(limits).map(drop),
-        Kind::Dashboard => instance.render(limits, snapshot).map(drop),
+        PluginKind::Dht22 => instance.poll_dht22(limits).map(drop),
+        PluginKind::Bme680 => instance.poll_bme680(limits).map(drop),
+        PluginKind::PiMonitor => instance.poll_pi_monitor(limits).map(drop),
+        PluginKind::Dashboard => instance.render(limits, snapshot).map(drop),
     };
     r.map_err(|f| anyhow::anyhow!("{}: {}\n{}", f.kind.as_str(), f.message, f.detail))
 }
@@ -186,34 +187,56 @@ fn main() -> anyhow::Result<()> {
     )?;
     let state_dir = std::env::temp_dir().join(format!("whp-callbench-{}", std::process::id()));
     std::fs::create_dir_all(&state_dir)?;
-    let services = HostServices::new(hardware.handle(), state_dir.clone());
     // The host's Engine: fuel + epoch, with its ticker thread.
     let runtime = Arc::new(Runtime::new(&args.cache)?);
+    let services = HostServices::new(hardware.handle(), state_dir.clone(), runtime.interrupt());
     // The baseline: the same defaults without fuel metering or epoch checks.
     let bare = Engine::new(&wasmtime::Config::new()).map_err(anyhow::Error::from)?;
     let snapshot = snapshot();
+    let python = runtime.python(&config.runtime_file())?;
+    let runtime_wasm = std::fs::read(config.runtime_file()).with_context(|| {
+        format!(
+            "{}: build it with scripts/build-runtime.sh",
+            config.runtime_file().display()
+        )
+    })?;
+    let bare_runtime = unmetered_component(&bare, &args.cache, &runtime_wasm)?;
 
     for name in &args.plugins {
         let plugin_config = config
             .plugins
             .get(name)
             .with_context(|| format!("plugin `{name}` is not in {}", args.config.display()))?;
-        let bytes = std::fs::read(config.plugin_file(name))
-            .with_context(|| format!("plugin `{name}`: build it with scripts/build-plugins.sh"))?;
+        let sources = files::read_sources(name, &config.plugin_dir(name), &config.common_dir())?;
         let limits = config.limits_for(name);
         let shared = PluginShared::new(name, plugin_config, limits, &services)?;
         let mut contenders = Vec::new();
         for (mode, engine) in [("limits_on", runtime.engine()), ("limits_off", &bare)] {
             let component = if mode == "limits_on" {
-                runtime.cache().load_or_compile(engine, &bytes)?
+                &python.component
             } else {
-                unmetered_component(engine, &args.cache, &bytes)?
+                &bare_runtime
             };
-            let linker = capabilities::linker(engine, &plugin_config.grants)?;
-            let prepared = Prepared::new(engine, &component, &linker)?;
+            let linker = capabilities::linker(engine, name, &plugin_config.grants, component)?;
+            let program = Program::new(
+                name,
+                sources
+                    .modules
+                    .iter()
+                    .map(|m| (m.name.clone(), m.path.clone(), m.source.clone())),
+                plugin_config.grants.interfaces.clone(),
+                python.bytecode.clone(),
+            );
+            let mut prepared = Prepared::new(
+                linker
+                    .instantiate_pre(component)
+                    .map_err(anyhow::Error::from)?,
+                plugin_config.kind(),
+                Some(program),
+            )?;
             let instance = prepared
-                .instantiate(shared.context(&services), &limits)
-                .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+                .instantiate(shared.context(&services), &limits.first_load())
+                .map_err(|f| anyhow::anyhow!("{}: {}", f.message, f.detail))?;
             let kind = prepared.kind;
             let c = Contender {
                 mode,

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Builds every plugin under plugins/ (a folder with an app.py) into
-# plugins/<name>/<name>.wasm with componentize-py. A plugin whose sources,
-# shared modules (plugins/common) and wit/ are unchanged since its last build
-# is skipped. Each component is written to a temporary name and renamed, so
-# a running host never sees a half-written file.
+# Builds component plugins, the escape hatch for a plugin that needs more
+# than the shared runtime's standard library: plugins/<name>/<name>.wasm,
+# with componentize-py, from its app.py (which must start with a
+# `# wit-world: WORLD` line naming its world in wit/plugin.wit), its other
+# modules and plugins/common. Configure it with `component =
+# "<name>/<name>.wasm"` in its [plugins.<name>] entry. Ordinary plugins are
+# Python source and need no build at all.
 #
-# usage: scripts/build-plugins.sh [--dir DIR] [NAME...]
-#   DIR defaults to plugins/; every folder in it with an app.py is a plugin.
+# A plugin whose sources, shared modules and wit/ are unchanged since its
+# last build is skipped. Each component is written to a temporary name and
+# renamed, so a running host never sees a half-written file.
+#
+# usage: scripts/build-component.sh [--dir DIR] NAME...
+#   DIR defaults to plugins/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 plugins="$root/plugins"
@@ -18,12 +24,11 @@ fi
 componentize="$root/.venv/bin/componentize-py"
 tool_version=$("$componentize" --version 2>/dev/null || echo unknown)
 
-if [ $# -gt 0 ]; then names=("$@"); else
-    names=()
-    for dir in "$plugins"/*/; do
-        [ -f "$dir/app.py" ] && names+=("$(basename "$dir")")
-    done
+if [ $# -eq 0 ]; then
+    echo "usage: scripts/build-component.sh [--dir DIR] NAME... (source plugins need no build)" >&2
+    exit 2
 fi
+names=("$@")
 
 built=0
 for name in "${names[@]}"; do
@@ -56,26 +61,4 @@ for name in "${names[@]}"; do
     rm -rf "$stage"
     built=$((built + 1))
 done
-# Typed bindings for editors: the same `wit_world` package componentize-py
-# builds into each plugin, as plain Python in plugins/.bindings/<world>/, and
-# a pyrightconfig.json (Pylance, pyright, basedpyright) that points each
-# plugin folder at its world's bindings and plugins/common, so completion and
-# type checking work on app.py without building.
-envs=""
-for name in "${names[@]}"; do
-    dir="$plugins/$name"
-    world=$(sed -n 's/^# wit-world: *\([a-z0-9-]*\).*/\1/p' "$dir/app.py" | head -n 1)
-    "$root/.venv/bin/python" - "$root" "$world" <<'PY'
-import sys
-sys.path.insert(0, f"{sys.argv[1]}/plugins/testing")
-from fakehost import _bindings
-_bindings.ensure(sys.argv[2])
-PY
-    rel=$(realpath --relative-to="$root" "$dir")
-    envs="$envs${envs:+,}
-    {\"root\": \"$rel\", \"extraPaths\": [\"plugins/.bindings/$world\", \"plugins/common\"]}"
-done
-if [ "$plugins" = "$root/plugins" ] && [ $# -eq 0 ]; then
-    printf '{\n  "executionEnvironments": [%s\n  ]\n}\n' "$envs" > "$root/pyrightconfig.json"
-fi
 echo "$(basename "$plugins"): $built built, $(( ${#names[@]} - built )) up to date"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what building the host and the plugins needs, idempotently: the
-# C toolchain pieces the `pi` backend's rs_ws281x build script uses (clang
-# and libclang for bindgen, git), and a project-local virtualenv (.venv) with
-# componentize-py. Safe to run again and again.
+# Installs what building and running the host needs, idempotently: the C
+# toolchain pieces the `pi` backend's rs_ws281x build script uses (clang and
+# libclang for bindgen, git), and a project-local virtualenv (.venv) with
+# componentize-py, which builds the shared Python runtime. Safe to run again
+# and again. What only the tests need is in scripts/setup-tests.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -20,22 +21,6 @@ for pkg in clang libclang-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v git >/dev/null || missing+=(git)
-# The MQTT integration tests (tests/it/mqtt.rs) run a real Mosquitto broker
-# and its command-line clients, and make the TLS tests' CA and broker
-# certificates with `openssl`; one checks the system trust store (ca-certificates).
-for pkg in mosquitto mosquitto-clients openssl ca-certificates; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-# The browser tests (tests/it/browser.rs) drive headless Chromium through
-# chromedriver. The benchmark harness (bench/all.py) and the abuse test load
-# the HTTP server with wrk; the /metrics test (tests/it/metrics.rs)
-# validates the output with promtool, which Debian ships in prometheus.
-for pkg in chromium chromium-driver wrk prometheus; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-# The HTTP abuse test (tests/it/httpd.rs) loads /api with wrk, Debian's
-# HTTP benchmarking tool, while hostile clients hold connections.
-command -v wrk >/dev/null || missing+=(wrk)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt-get)"
     apt_install "${missing[@]}"

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Proof that the Pi builds work, under emulation: cross-builds aarch64 and
-# armv7, precompiles the four shipped plugins for each with the native host,
-# runs each cross binary under qemu-user with --hardware sim and the
-# precompiled folder as its cache_dir, and waits until /api shows fresh
-# DHT22, BME680 and pi-monitor readings. The device must not compile
-# anything (its log has no "compiled ... KiB of WebAssembly" line). Also
-# checks that a foreign artifact is refused with a clear reason (and the
-# host compiles instead), and verifies the systemd unit.
+# Proof that the Pi builds work, under emulation: cross-builds the device
+# binaries (aarch64 and armv7, runtime-only: no compiler), precompiles the
+# shared Python runtime for each with the native host, runs each cross
+# binary under qemu-user with --hardware sim, the precompiled folder as its
+# cache_dir and no runtime component on disk (as on a device), and waits
+# until /api shows fresh DHT22, BME680 and pi-monitor readings from the
+# shipped plugins' Python source. Then it edits a plugin's app.py and waits
+# for the new version in /api (hot reload with no compiler on the machine),
+# and reports the swap time. The device must not compile anything (its log
+# has no "compiled ... KiB of WebAssembly" line). Also checks that a foreign
+# artifact is refused with a clear reason (and a host with a compiler
+# compiles instead), and verifies the systemd unit.
 #
 #   scripts/test-cross.sh [aarch64|armv7|all]
 #
 # Ends with `cross: N passed, M failed`; exits non-zero when anything failed.
-# Needs the plugins (scripts/build-plugins.sh; built here when missing).
+# Needs the runtime (scripts/build-runtime.sh; built here when missing).
 # Respects CARGO_TARGET_DIR. TEST_CROSS_TIMEOUT_S overrides the wait per
 # target (default 600 s: Pulley under qemu is slow).
 set -euo pipefail
@@ -46,14 +50,10 @@ esac
 # From here on a failing step is counted and reported, not fatal, so the
 # summary line always comes.
 set +e
-plugins=(dht22 bme680 pi_monitor dashboard)
-for p in "${plugins[@]}"; do
-    if [ ! -f "plugins/$p/$p.wasm" ]; then
-        step "plugins missing: scripts/build-plugins.sh"
-        scripts/setup.sh && scripts/build-plugins.sh || { fail "plugins do not build"; finish; }
-        break
-    fi
-done
+if [ ! -f runtime/python-runtime.wasm ]; then
+    step "runtime missing: scripts/build-runtime.sh"
+    scripts/build-runtime.sh || { fail "the Python runtime does not build"; finish; }
+fi
 
 step "native precompiler (cargo feature precompile-all-targets)"
 if ! cargo build --locked --features precompile-all-targets --bin wasi-python-host; then
@@ -68,13 +68,30 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# A copy of config/host.toml for a device run: repo plugins, private state,
-# the given cache_dir. Only [host] keys at the start of a line are rewritten.
-device_config() { # out cache_dir state_dir
-    sed -e "s|^plugins_dir = .*|plugins_dir = \"$root/plugins\"|" \
+# A copy of config/host.toml for a device run: the given plugins folder,
+# private state, the given cache_dir, and a runtime path that does not
+# exist (a device has only the precompiled runtime). Only [host] keys at
+# the start of a line are rewritten.
+device_config() { # out cache_dir state_dir plugins_dir
+    sed -e "s|^plugins_dir = .*|plugins_dir = \"$4\"|" \
+        -e "s|^runtime = .*|runtime = \"$3/no-runtime-here.wasm\"|" \
         -e "s|^state_dir = .*|state_dir = \"$3\"\ncache_dir = \"$2\"|" \
         config/host.toml >"$1"
-    grep -q "^cache_dir = \"$2\"" "$1"
+    grep -q "^cache_dir = \"$2\"" "$1" && grep -q "no-runtime-here" "$1"
+}
+
+# Waits until /api has a reading with sensor id $2; prints the ms waited.
+wait_for_sensor() { # port sensor_id deadline_s
+    local t0 deadline=$(( $(date +%s) + $3 ))
+    t0=$(date +%s%N)
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if curl -fsS --max-time 5 "http://127.0.0.1:$1/api" 2>/dev/null | grep -q "\"sensor_id\":\"$2\""; then
+            echo $(( ($(date +%s%N) - t0) / 1000000 ))
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
 }
 
 # Waits until /api has DHT22, BME680 and system readings younger than 60 s.
@@ -118,31 +135,35 @@ run_target() { # arch
         armv7) triple=armv7-unknown-linux-gnueabihf qemu=qemu-arm sysroot=/usr/arm-linux-gnueabihf
                expect="Pulley interpreter (pulley32" ;;
     esac
-    step "$arch: cross build"
+    step "$arch: cross build (runtime-only: the device build)"
     local t0=$(date +%s)
-    if ! scripts/cross-build.sh "$arch"; then
+    if ! scripts/cross-build.sh "$arch" --runtime-only; then
         fail "$arch: cross build failed"
         return
     fi
     echo "    $arch cross build: $(( $(date +%s) - t0 )) s"
-    local bin="$root/dist/$triple/wasi-python-host"
+    local bin="$root/dist/$triple-runtime-only/wasi-python-host"
     local pre="$work/precompiled/$triple"
-    step "$arch: precompile ${plugins[*]} for $triple"
-    if ! "$native" precompile --config config/host.toml --target "$triple" --out "$pre" "${plugins[@]}"; then
+    step "$arch: precompile the Python runtime for $triple"
+    if ! "$native" precompile --config config/host.toml --target "$triple" --out "$pre"; then
         fail "$arch: precompile --target $triple failed"
         return
     fi
     local n
     n=$(find "$pre" -name '*.cwasm' | wc -l)
-    if [ "$n" -ne "${#plugins[@]}" ]; then
-        fail "$arch: expected ${#plugins[@]} artifacts in $pre, found $n"
+    if [ "$n" -ne 1 ] || [ -z "$(find "$pre" -name 'python-runtime-*.digest')" ]; then
+        fail "$arch: expected the runtime's artifact and its pointer in $pre, found $n artifacts"
         return
     fi
-    # The device gets a copy, as after deploy.
-    local cache="$work/$arch/cache" state="$work/$arch/state"
-    mkdir -p "$work/$arch" "$state"
+    # The device gets a copy, as after deploy, and the plugins' sources.
+    local cache="$work/$arch/cache" state="$work/$arch/state" plugins="$work/$arch/plugins"
+    mkdir -p "$work/$arch" "$state" "$plugins"
     cp -r "$pre" "$cache"
-    if ! device_config "$work/$arch/host.toml" "$cache" "$state"; then
+    for d in plugins/*/; do
+        mkdir -p "$plugins/$(basename "$d")"
+        cp "$d"*.py "$plugins/$(basename "$d")/" 2>/dev/null || true
+    done
+    if ! device_config "$work/$arch/host.toml" "$cache" "$state" "$plugins"; then
         fail "$arch: could not write the device config"
         return
     fi
@@ -152,9 +173,15 @@ run_target() { # arch
     RUST_LOG=info "$qemu" -L "$sysroot" "$bin" --config "$work/$arch/host.toml" \
         --hardware sim --listen "127.0.0.1:$port" >"$log" 2>&1 &
     local pid=$!
-    local t1=$(date +%s) rc=0
+    local t1=$(date +%s) rc=0 swap_ms=""
     wait_for_readings "$port" "$pid" "$log" "$timeout_s" || rc=$?
     local waited=$(( $(date +%s) - t1 ))
+    if [ "$rc" -eq 0 ]; then
+        # Hot reload with no compiler anywhere near: a new sensor id in app.py.
+        sed -i 's/sensor_id = setting("sensor_id", f"dht22-gpio-{pin}")/sensor_id = setting("sensor_id", f"dht22-gpio-{pin}") + "-edited"/' "$plugins/dht22/app.py"
+        grep -q -- '-edited' "$plugins/dht22/app.py" || echo "    (the edit did not apply: plugins/dht22/app.py changed shape)"
+        swap_ms=$(wait_for_sensor "$port" "dht22-gpio-4-edited" 120) || rc=4
+    fi
     if kill -0 "$pid" 2>/dev/null; then
         ps -o rss= -p "$pid" | awk -v a="$arch" '{ printf "    %s: host RSS under qemu %.0f MiB\n", a, $1 / 1024 }'
         kill -TERM "$pid"
@@ -176,6 +203,9 @@ run_target() { # arch
         fail "$arch: no fresh DHT22/BME680/pi-monitor readings in /api within ${timeout_s} s"
     elif [ "$rc" -eq 3 ]; then
         fail "$arch: the host did not stop on SIGTERM"
+    elif [ "$rc" -eq 4 ]; then
+        echo "    --- last lines ---"; tail -n 20 "$log" | sed 's/^/    /'
+        fail "$arch: an edited app.py did not go live within 120 s"
     elif grep -qE 'compiled [0-9]+ KiB of WebAssembly' "$log"; then
         fail "$arch: the device compiled plugins instead of loading the precompiled artifacts"
     elif ! grep -qF "$expect" "$log"; then
@@ -183,7 +213,9 @@ run_target() { # arch
     elif grep -q "discarding cached artifact" "$log"; then
         fail "$arch: a precompiled artifact was discarded"
     else
-        pass "$arch: precompiled plugins loaded under $qemu without compiling; fresh readings after ${waited} s"
+        pass "$arch: Python plugins on the precompiled runtime under $qemu without compiling; fresh readings after ${waited} s"
+        pass "$arch: an edited app.py went live in ${swap_ms} ms (edit -> visible in /api, under $qemu)"
+        grep -E "plugin \`dht22\` loaded" "$log" | tail -n 1 | sed 's/^/    /'
     fi
 }
 
@@ -193,31 +225,34 @@ done
 
 # A foreign artifact under the right name must be refused by wasmtime with a
 # clear reason, and a host with a compiler then compiles instead. The
-# native host first compiles pi_monitor into a folder (which names the
+# native host first compiles the runtime into a folder (which names the
 # entry), then that entry's content is swapped for the aarch64 one.
 step "foreign artifact: refused, then compiled natively"
 foreign_triple=aarch64-unknown-linux-gnu
 [ "$(uname -m)" = aarch64 ] && foreign_triple=pulley32
 foreign="$work/precompiled/$foreign_triple"
 refuse="$work/refuse"
-if "$native" precompile --config config/host.toml --target "$foreign_triple" --out "$foreign" pi_monitor >/dev/null &&
-   "$native" precompile --config config/host.toml --out "$refuse" pi_monitor >/dev/null 2>&1; then
+if [ -d "$foreign" ] || "$native" precompile --config config/host.toml --target "$foreign_triple" --out "$foreign" >/dev/null; then
+  if "$native" precompile --config config/host.toml --out "$refuse" >/dev/null 2>&1; then
     entry=$(ls "$refuse"/*.cwasm)
     prefix=$(basename "$entry")
     src=$(ls "$foreign/${prefix%%-*}"-*.cwasm)
     cp "$src" "$entry"
     cp "${src%.cwasm}.sha256" "${entry%.cwasm}.sha256"
-    out=$(RUST_LOG=info "$native" precompile --config config/host.toml --out "$refuse" pi_monitor 2>&1)
+    out=$(RUST_LOG=info "$native" precompile --config config/host.toml --out "$refuse" 2>&1)
     if grep -q "artifact rejected by wasmtime" <<<"$out" &&
        grep -qE "compiled for (architecture|a different)" <<<"$out" &&
-       grep -q "pi_monitor: compiled" <<<"$out"; then
+       grep -q "compiling the Python runtime" <<<"$out"; then
         pass "foreign artifact refused ($(grep -oE 'Module was compiled[^:]*' <<<"$out" | head -n 1)) and recompiled"
     else
         echo "$out" | sed 's/^/    /'
         fail "foreign artifact: not refused clearly, or not recompiled"
     fi
+  else
+    fail "foreign artifact: native precompile failed"
+  fi
 else
-    fail "foreign artifact: precompile failed"
+    fail "foreign artifact: precompile for $foreign_triple failed"
 fi
 
 step "deploy/host.toml"

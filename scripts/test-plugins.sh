@@ -5,22 +5,17 @@
 #
 #   scripts/test-plugins.sh [pytest args, e.g. plugins/dht22 or -k hysteresis]
 #
-# Installs what it needs, idempotently: the .venv and componentize-py
-# (scripts/setup.sh, which generates the Python bindings of each world) and
-# pytest. Leaves no .pytest_cache or __pycache__ in the tree; the generated
-# bindings are cached in plugins/.bindings/.
+# Installs what it needs, idempotently: the .venv, componentize-py (which
+# generates the Python bindings) and pytest (scripts/setup-tests.sh). Leaves
+# no .pytest_cache or __pycache__ in the tree; the generated bindings are
+# cached in plugins/.bindings/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 pytest_version=8.4.2
 
-scripts/setup.sh
+scripts/setup-tests.sh >/dev/null
 python="$root/.venv/bin/python"
-have=$("$python" -m pip show pytest 2>/dev/null | sed -n 's/^Version: //p' || true)
-if [ "$have" != "$pytest_version" ]; then
-    echo "test-plugins: installing pytest $pytest_version into .venv"
-    "$python" -m pip install -q --disable-pip-version-check "pytest==$pytest_version"
-fi
 
 # Test everything under plugins/ unless a test path is named.
 paths=0

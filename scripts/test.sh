@@ -9,11 +9,10 @@ cd "$root"
 started=$(date +%s)
 step() { echo "==> [$(( $(date +%s) - started ))s] $*"; }
 
-step "setup (virtualenv, componentize-py)"
-scripts/setup.sh
-step "build plugins"
-scripts/build-plugins.sh
-scripts/build-plugins.sh --dir tests/plugins
+step "setup (virtualenv, componentize-py, test tools)"
+scripts/setup-tests.sh
+step "build the shared Python runtime"
+scripts/build-runtime.sh
 step "plugin logic tests (pytest, no WebAssembly)"
 pylog=$(mktemp)
 set +e

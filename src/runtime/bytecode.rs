@@ -154,7 +154,7 @@ mod tests {
         for i in 0..8 {
             c.put("p/app.py", &format!("x = {i}\n"), &big);
         }
-        let total: u64 = std::fs::read_dir(&dir.join("bytecode"))
+        let total: u64 = std::fs::read_dir(dir.join("bytecode"))
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum();

@@ -362,15 +362,6 @@ impl TestHost {
         host
     }
 
-    /// Like [`TestHost::start_in`], with extra environment variables.
-    pub fn start_in_with_env(dir: &Path, config: toml::Table, env: &[(&str, &str)]) -> TestHost {
-        warm_cache();
-        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
-        let host = Self::spawn_args(dir, &config, turn, &[], env);
-        host.wait_loaded();
-        host
-    }
-
     /// Like [`TestHost::start_with`], with no other test host running
     /// meanwhile: for tests that measure time.
     pub fn start_alone_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
