@@ -39,6 +39,7 @@ INTERFACES = {
     "log": "log",
     "settings": "settings",
     "telemetry": "telemetry",
+    "readings": "readings",
 }
 
 # The ways a load fails (the runtime maps them onto its WIT enum).

@@ -34,6 +34,7 @@ from wit_world.imports import (  # noqa: E402,F401
     gpio_provider,
     led_controller,
     log,
+    readings,
     settings,
     state,
     system,
@@ -43,6 +44,8 @@ from wit_world.imports import (  # noqa: E402,F401
 
 # Plugin kind (the entry point's WIT interface) -> the class a plugin subclasses.
 KINDS = {
+    "sensor": exports.Sensor,
+    "automation": exports.Automation,
     "dht22-logic": exports.Dht22Logic,
     "bme680-logic": exports.Bme680Logic,
     "pi-monitor-logic": exports.PiMonitorLogic,
@@ -98,6 +101,16 @@ def _entry(kind):
     if _loaded is None or _loaded[0] != kind:
         raise RuntimeError(f"no `{kind}` plugin is loaded in this runtime instance")
     return _loaded[1]
+
+
+class Sensor(exports.Sensor):
+    def poll(self):
+        return _entry("sensor").poll()
+
+
+class Automation(exports.Automation):
+    def run(self, readings):
+        return _entry("automation").run(readings)
 
 
 class Dht22Logic(exports.Dht22Logic):

@@ -12,11 +12,11 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::wasi_python_host::plugin::{
-    bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic,
+    automation, bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic, sensor,
 };
 pub use wasi_python_host::plugin::{
-    buzzer_controller, gpio_provider, led_controller, log, settings, state, system, telemetry,
-    types,
+    buzzer_controller, gpio_provider, led_controller, log, readings, settings, state, system,
+    telemetry, types,
 };
 
 /// The WIT package the host implements, as it appears in import names.

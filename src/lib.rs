@@ -13,6 +13,7 @@ pub mod hardware;
 pub mod http;
 pub mod mqtt;
 pub mod plugins;
+pub mod readings;
 pub mod runtime;
 pub mod scaffold;
 pub mod scheduler;

@@ -25,6 +25,7 @@ pub mod gpio;
 pub mod leds;
 pub mod log;
 pub mod rate;
+pub mod readings;
 pub mod settings;
 pub mod sleep;
 pub mod state;
@@ -71,6 +72,7 @@ pub struct PluginCtx {
     pub log: log::Log,
     pub settings: settings::Settings,
     pub telemetry: telemetry::Telemetry,
+    pub readings: readings::Readings,
 }
 
 impl WasiView for PluginCtx {
@@ -95,6 +97,9 @@ pub struct HostServices {
     pub resources: Arc<Mutex<std::collections::HashMap<String, Resources>>>,
     /// Values plugins publish through `telemetry`; the scheduler collects them.
     pub telemetry: Arc<telemetry::Board>,
+    /// Every plugin's latest readings, posted by the scheduler, for the
+    /// plugins that follow them.
+    pub readings: Arc<readings::Board>,
     /// The runtime's shutdown signal, for every plugin context.
     pub interrupt: Arc<Interrupt>,
 }
@@ -110,6 +115,7 @@ impl HostServices {
             state_dir,
             resources: Arc::default(),
             telemetry: Arc::default(),
+            readings: Arc::default(),
             interrupt,
         }
     }
@@ -249,6 +255,7 @@ impl PluginShared {
                 self.telemetry_bucket.clone(),
                 services.telemetry.clone(),
             ),
+            readings: readings::Readings::new(&self.grants.follows, services.readings.clone()),
         }
     }
 }
@@ -388,6 +395,10 @@ pub fn linker(
             "telemetry" => contract::telemetry::add_to_linker::<_, HasSelf<telemetry::Telemetry>>(
                 &mut linker,
                 |c| &mut c.telemetry,
+            )?,
+            "readings" => contract::readings::add_to_linker::<_, HasSelf<readings::Readings>>(
+                &mut linker,
+                |c| &mut c.readings,
             )?,
             other => bail!("unknown interface `{other}` in grants"),
         }

@@ -1,6 +1,7 @@
-//! `telemetry`: a plugin publishes its own named values (with a unit). They
-//! appear in `/api` under `telemetry.<plugin>.<name>` and, with `[mqtt]`,
-//! as one discovered Home Assistant sensor per (plugin, name).
+//! `telemetry`: a plugin publishes its own named values (with a unit). Each
+//! is a field of the plugin's own reading (sensor id = the plugin's name):
+//! in `/api`, on the dashboard, in the history and `/metrics` and, with
+//! `[mqtt]`, one discovered Home Assistant sensor each, like any reading.
 //!
 //! Names are `[a-z0-9_]{1,32}` (they become topic keys and unique ids),
 //! units at most 16 characters, values finite. Each plugin may publish 10
@@ -18,8 +19,8 @@ use super::Refuser;
 use crate::contract::telemetry::Host;
 use crate::hardware::unix_time_ms;
 
-/// Distinct names one plugin may publish.
-pub const MAX_NAMES: usize = 32;
+/// Distinct names one plugin may publish: the fields of one reading.
+pub const MAX_NAMES: usize = crate::plugins::checks::MAX_FIELDS;
 pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_UNIT_LEN: usize = 16;
 

@@ -8,6 +8,7 @@
 //! directory is (systemd starts it in `/`).
 
 mod error;
+pub mod ownership;
 
 pub use error::ConfigError;
 
@@ -567,6 +568,10 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PluginKind {
+    /// `sensor.poll`: readings of any sensor, real or derived.
+    Sensor,
+    /// `automation.run`: reacts to the readings it follows, drives actuators.
+    Automation,
     /// `dht22-logic.poll`: temperature and humidity readings.
     Dht22,
     /// `bme680-logic.poll`: air readings with an IAQ score.
@@ -578,7 +583,9 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
-    pub const ALL: [PluginKind; 4] = [
+    pub const ALL: [PluginKind; 6] = [
+        PluginKind::Sensor,
+        PluginKind::Automation,
         PluginKind::Dht22,
         PluginKind::Bme680,
         PluginKind::PiMonitor,
@@ -588,6 +595,8 @@ impl PluginKind {
     /// The value in the config file.
     pub fn name(self) -> &'static str {
         match self {
+            PluginKind::Sensor => "sensor",
+            PluginKind::Automation => "automation",
             PluginKind::Dht22 => "dht22",
             PluginKind::Bme680 => "bme680",
             PluginKind::PiMonitor => "pi-monitor",
@@ -598,6 +607,8 @@ impl PluginKind {
     /// The contract interface the plugin exports.
     pub fn interface(self) -> &'static str {
         match self {
+            PluginKind::Sensor => "sensor",
+            PluginKind::Automation => "automation",
             PluginKind::Dht22 => "dht22-logic",
             PluginKind::Bme680 => "bme680-logic",
             PluginKind::PiMonitor => "pi-monitor-logic",
@@ -632,6 +643,12 @@ pub struct Grants {
     pub leds: Vec<u8>,
     /// Bytes the plugin may keep in its state store.
     pub state_quota_bytes: Option<u64>,
+    /// Plugins whose latest readings this plugin gets: as the argument of
+    /// an automation's `run`, and from the `readings` interface.
+    pub follows: Vec<String>,
+    /// Sensor ids the plugin may report besides those it owns anyway (its
+    /// name, `<name>-…`, its devices' ids): see [`ownership`].
+    pub sensor_ids: Vec<String>,
 }
 
 /// The contract interfaces a grant can name.
@@ -644,6 +661,7 @@ pub const INTERFACES: &[&str] = &[
     "log",
     "settings",
     "telemetry",
+    "readings",
 ];
 
 /// Folders of the plugins folder that are not plugins: the modules every
@@ -738,6 +756,7 @@ impl Config {
             ));
         }
         self.validate_devices()?;
+        ownership::check(self)?;
         if self.mqtt.enabled {
             self.mqtt.validate()?;
         }
@@ -814,6 +833,30 @@ impl Config {
                         format!("{addr:#04x} is not a 7-bit I2C device address (0x08–0x77)"),
                     ));
                 }
+            }
+            for followed in &plugin.grants.follows {
+                if followed == name || !self.plugins.contains_key(followed) {
+                    return Err((
+                        key("grants.follows"),
+                        format!(
+                            "`{followed}` is not another plugin of this config (plugins: {})",
+                            self.plugins
+                                .keys()
+                                .filter(|n| *n != name)
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            if plugin.kind == Some(PluginKind::Automation) && plugin.grants.follows.is_empty() {
+                return Err((
+                    key("grants.follows"),
+                    "an automation needs the plugins whose readings it reacts to: \
+                     follows = [\"bme680\"], say"
+                        .into(),
+                ));
             }
             for &pin in &plugin.grants.dht22_pins {
                 if pin > 27 {

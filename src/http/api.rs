@@ -41,8 +41,6 @@ pub fn readings(state: &AppState) -> Response {
         leds: Vec<Led>,
         buzzer: Buzzer,
         plugins: Vec<serde_json::Value>,
-        /// Values plugins published through `telemetry`, by plugin and name.
-        telemetry: &'a crate::scheduler::readings::TelemetryMap,
         #[serde(skip_serializing_if = "Option::is_none")]
         mqtt: Option<crate::mqtt::StatusView>,
         hardware: &'a str,
@@ -65,7 +63,6 @@ pub fn readings(state: &AppState) -> Response {
             beeps_total: actuators.beeps_total,
         },
         plugins: plugin_summaries(state),
-        telemetry: &readings.telemetry,
         mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
         hardware: &state.hardware_name,
     };

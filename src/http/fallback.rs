@@ -52,18 +52,26 @@ pub fn page(state: &AppState) -> String {
         "<p class=\"err\" id=\"fallback-reason\">{}</p>",
         escape(&why)
     ));
-    html.push_str("<h2>Readings</h2><table><tr><th>sensor</th><th>temperature °C</th><th>humidity %</th><th>pressure hPa</th><th>gas kΩ</th><th>IAQ</th><th>alert</th></tr>");
+    html.push_str("<h2>Readings</h2><table><tr><th>sensor</th><th>values</th><th>alert</th><th>message</th></tr>");
     for r in readings.all() {
-        let opt = |v: Option<f32>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+        let values: Vec<String> = r
+            .fields
+            .iter()
+            .map(|f| {
+                let unit = if f.unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", f.unit)
+                };
+                format!("{} {:.1}{unit}", f.name, f.value)
+            })
+            .collect();
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.sensor_id),
-            r.temperature,
-            r.humidity,
-            opt(r.pressure),
-            opt(r.gas_resistance),
-            r.iaq_score.map(|v| v.to_string()).unwrap_or_default(),
-            r.alert
+            escape(&values.join(" · ")),
+            r.alert,
+            escape(&r.message)
         ));
     }
     html.push_str("</table>");

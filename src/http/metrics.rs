@@ -56,36 +56,58 @@ pub fn render(state: &AppState) -> Response {
     let readings = state.shared.readings();
     let all = readings.all();
 
-    type Get = fn(&crate::scheduler::SensorReading) -> Option<f64>;
-    let gauges: [(&str, &str, Get); 5] = [
+    m.header(
+        "whp_reading",
+        "gauge",
+        "Every field of every reading, by sensor id and field name (unit as a label).",
+    );
+    for r in &all {
+        for f in &r.fields {
+            m.sample(
+                "whp_reading",
+                &[
+                    ("sensor_id", &r.sensor_id),
+                    ("field", &f.name),
+                    ("unit", &f.unit),
+                    ("plugin", &r.plugin),
+                ],
+                f.value,
+            );
+        }
+    }
+    // The seed's fields also under names of their own, as before generic
+    // readings (dashboards and alert rules in use rely on them).
+    let gauges: [(&str, &str, &str); 5] = [
         (
             "whp_temperature_celsius",
             "Temperature reported by a sensor plugin.",
-            |r| Some(r.temperature.into()),
+            "temperature",
         ),
         (
             "whp_humidity_percent",
             "Relative humidity reported by a sensor plugin.",
-            |r| Some(r.humidity.into()),
+            "humidity",
         ),
         (
             "whp_pressure_hpa",
-            "Air pressure reported by the BME680 plugin.",
-            |r| r.pressure.map(Into::into),
+            "Air pressure reported by a sensor plugin.",
+            "pressure",
         ),
-        ("whp_gas_resistance_kohm", "BME680 gas resistance.", |r| {
-            r.gas_resistance.map(Into::into)
-        }),
+        (
+            "whp_gas_resistance_kohm",
+            "BME680 gas resistance.",
+            "gas_resistance",
+        ),
         (
             "whp_iaq_score",
             "Indoor air quality score, 0 (excellent) to 500.",
-            |r| r.iaq_score.map(Into::into),
+            "iaq_score",
         ),
     ];
-    for (name, help, get) in gauges {
+    for (name, help, field) in gauges {
         m.header(name, "gauge", help);
         for r in &all {
-            if let Some(v) = get(r) {
+            if let Some(v) = r.value(field) {
                 m.sample(name, &[("sensor_id", &r.sensor_id)], v);
             }
         }

@@ -10,6 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::plugins::PluginStatus;
+use crate::readings::Origin;
 use crate::scheduler::Readings;
 
 /// The topics and names of one host, from `[mqtt]`.
@@ -62,7 +63,7 @@ pub struct Entity {
     /// The key in the state document, also the object id.
     pub key: String,
     pub name: String,
-    pub device_class: Option<&'static str>,
+    pub device_class: Option<String>,
     pub unit: Option<String>,
     pub state_class: &'static str,
     pub icon: Option<&'static str>,
@@ -99,16 +100,11 @@ fn num(x: f32) -> Value {
         .map_or(Value::Null, Value::Number)
 }
 
-fn measurement(
-    key: String,
-    name: String,
-    device_class: Option<&'static str>,
-    unit: Option<&str>,
-) -> Entity {
+fn measurement(key: String, name: String, device_class: Option<&str>, unit: Option<&str>) -> Entity {
     Entity {
         key,
         name,
-        device_class,
+        device_class: device_class.map(str::to_string),
         unit: unit.map(str::to_string),
         state_class: "measurement",
         icon: None,
@@ -121,45 +117,21 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
     let mut state = Map::new();
     for r in readings.all() {
         let id = slug(&r.sensor_id);
-        let mut add = |what: &str, label: &str, class, unit: Option<&str>, value: Value| {
+        for f in &r.fields {
+            // The BME680's IAQ keeps the key it had before generic readings,
+            // so Home Assistant keeps its entity (and history).
+            let (what, label) = match (r.origin, f.name.as_str()) {
+                (Origin::Bme680, "iaq_score") => ("iaq".to_string(), "IAQ".to_string()),
+                _ => (slug(&f.name), f.name.replace('_', " ")),
+            };
             let key = format!("{id}_{what}");
             entities.push(measurement(
                 key.clone(),
                 format!("{} {label}", r.sensor_id),
-                class,
-                unit,
+                f.device_class.as_deref(),
+                (!f.unit.is_empty()).then_some(f.unit.as_str()),
             ));
-            state.insert(key, value);
-        };
-        add(
-            "temperature",
-            "temperature",
-            Some("temperature"),
-            Some("°C"),
-            num(r.temperature),
-        );
-        add(
-            "humidity",
-            "humidity",
-            Some("humidity"),
-            Some("%"),
-            num(r.humidity),
-        );
-        if let Some(p) = r.pressure {
-            add(
-                "pressure",
-                "pressure",
-                Some("atmospheric_pressure"),
-                Some("hPa"),
-                num(p),
-            );
-        }
-        if let Some(g) = r.gas_resistance {
-            // HA has no device class for resistance: a plain sensor with a unit.
-            add("gas_resistance", "gas resistance", None, Some("kΩ"), num(g));
-        }
-        if let Some(iaq) = r.iaq_score {
-            add("iaq", "IAQ", Some("aqi"), None, json!(iaq));
+            state.insert(key, crate::readings::json_number(f.value));
         }
     }
     if let Some(s) = &readings.system {
@@ -180,31 +152,14 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
         entities.push(Entity {
             key: "uptime".into(),
             name: "Uptime".into(),
-            device_class: Some("duration"),
+            device_class: Some("duration".into()),
             unit: Some("s".into()),
             state_class: "total_increasing",
             icon: None,
         });
         state.insert("uptime".into(), json!(s.uptime_s));
     }
-    for (plugin, values) in &readings.telemetry {
-        for (name, v) in values {
-            let key = format!("{}_{name}", slug(plugin));
-            let unit = (!v.unit.is_empty()).then_some(v.unit.as_str());
-            entities.push(measurement(
-                key.clone(),
-                format!("{plugin} {name}"),
-                None,
-                unit,
-            ));
-            state.insert(key, num_f64(v.value));
-        }
-    }
     (entities, state)
-}
-
-fn num_f64(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
 /// Discovery config for a sensor entity: `(topic, payload)`.
@@ -219,7 +174,7 @@ pub fn sensor_config(n: &Naming, e: &Entity) -> (String, Value) {
         "availability_topic": n.availability(),
         "device": n.device(),
     });
-    if let Some(class) = e.device_class {
+    if let Some(class) = &e.device_class {
         c["device_class"] = json!(class);
     }
     if let Some(unit) = &e.unit {
@@ -302,18 +257,20 @@ mod tests {
         let mut readings = Readings::default();
         readings.sensors.insert(
             "bme680".into(),
-            vec![SensorReading {
-                sensor_id: "bme680-0x77".into(),
-                temperature: 21.3,
-                humidity: 40.0,
-                pressure: Some(1013.2),
-                gas_resistance: Some(120.5),
-                iaq_score: Some(42),
-                timestamp_ms: 1,
-                alert: "ok",
-                message: String::new(),
-                plugin: "bme680".into(),
-            }],
+            vec![SensorReading::from_bme680(
+                crate::contract::types::Bme680Reading {
+                    sensor_id: "bme680-0x77".into(),
+                    temperature: 21.3,
+                    humidity: 40.0,
+                    pressure: 1013.2,
+                    gas_resistance: 120.5,
+                    iaq_score: 42,
+                    timestamp_ms: 1,
+                    alert: crate::contract::types::AlertLevel::Ok,
+                    message: String::new(),
+                },
+                "bme680",
+            )],
         );
         readings.system = Some(SystemReading {
             cpu_temp_c: 50.0,
@@ -339,5 +296,35 @@ mod tests {
         );
         let uptime = entities.iter().find(|e| e.key == "uptime").unwrap();
         assert_eq!(uptime.state_class, "total_increasing");
+        // The IAQ keeps its pre-generic key, so HA keeps the entity.
+        assert_eq!(state["bme680_0x77_iaq"], json!(42));
+    }
+
+    #[test]
+    fn any_sensor_makes_an_entity_per_field_with_its_class_and_unit() {
+        let mut readings = Readings::default();
+        let mut dew = SensorReading::published(
+            "dew",
+            &[(
+                "dew_point".to_string(),
+                crate::readings::TelemetryValue {
+                    value: 9.25,
+                    unit: "°C".into(),
+                    timestamp_ms: 1,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        );
+        dew.fields[0].device_class = Some("temperature".into());
+        readings.sensors.insert("dew".into(), vec![dew]);
+        let (entities, state) = sensors(&readings);
+        assert_eq!(entities.len(), 1);
+        assert_eq!(state["dew_dew_point"], json!(9.25));
+        let (topic, c) = sensor_config(&naming(), &entities[0]);
+        assert_eq!(topic, "homeassistant/sensor/pi/dew_dew_point/config");
+        assert_eq!(c["device_class"], "temperature");
+        assert_eq!(c["unit_of_measurement"], "°C");
+        assert_eq!(c["name"], "dew dew point");
     }
 }

@@ -10,20 +10,24 @@
 //! quarantine the plugin until it is reloaded or re-enabled. What the rest of
 //! the host may know about a plugin is published in the [`Registry`].
 
+pub mod checks;
 pub mod files;
 pub mod histogram;
 pub mod reload;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::capabilities::{self, HostServices, PluginShared};
-use crate::config::{Config, Limits, PluginKind};
+use crate::config::{ownership::Owned, Config, Limits, PluginKind};
+use crate::contract::types::FollowedReading;
+use crate::readings::{SensorReading, SystemReading};
+use crate::runtime::FailureKind;
 use crate::hardware::unix_time_ms;
 use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
 use histogram::Histogram;
@@ -155,6 +159,18 @@ pub struct Plugin {
     /// Whether dropping this plugin puts its actuators in the safe state:
     /// yes when it is unloaded, no when a newer version replaced it.
     safe_on_drop: bool,
+    /// The sensor ids it may report.
+    owned: Arc<Owned>,
+    /// The sensor ids this version has reported, for the bound on them.
+    seen_ids: Arc<Mutex<BTreeSet<String>>>,
+    /// The plugins whose readings it follows.
+    pub follows: Vec<String>,
+}
+
+/// What one poll of a sensor plugin produced.
+pub enum Polled {
+    Sensors(Vec<SensorReading>),
+    System(SystemReading),
 }
 
 /// Loads plugin `name` as configured and makes its first instance, so a
@@ -256,6 +272,9 @@ pub fn load(
         version,
         origin,
         safe_on_drop: true,
+        owned: Arc::new(crate::config::ownership::owned(config, name)),
+        seen_ids: Arc::default(),
+        follows: plugin_config.grants.follows.clone(),
     };
     let started = Instant::now();
     let uncompiled = plugin.prepared.uncompiled();
@@ -417,6 +436,7 @@ impl Plugin {
         };
         let call_kind = match self.kind {
             PluginKind::Dashboard => "render",
+            PluginKind::Automation => "run",
             _ => "poll",
         };
         let denied = self
@@ -455,6 +475,55 @@ impl Plugin {
                 None
             }
         }
+    }
+
+    /// Polls a sensor plugin (of any sensor kind) and checks what it
+    /// reported (ids it owns, times, fields: see [`checks`]); a poll that
+    /// breaks a rule fails like a call.
+    pub fn poll(&mut self) -> Option<Polled> {
+        let name = self.name.clone();
+        let kind = self.kind;
+        let owned = self.owned.clone();
+        let seen = self.seen_ids.clone();
+        self.call(move |i, l| {
+            let readings: Vec<SensorReading> = match kind {
+                PluginKind::Dht22 => i
+                    .poll_dht22(l)?
+                    .into_iter()
+                    .map(|r| SensorReading::from_dht22(r, &name))
+                    .collect(),
+                PluginKind::Bme680 => i
+                    .poll_bme680(l)?
+                    .into_iter()
+                    .map(|r| SensorReading::from_bme680(r, &name))
+                    .collect(),
+                PluginKind::Sensor => i
+                    .poll_sensor(l)?
+                    .into_iter()
+                    .map(|r| SensorReading::from_generic(r, &name))
+                    .collect(),
+                PluginKind::PiMonitor => {
+                    return Ok(Polled::System(SystemReading::from_stats(
+                        i.poll_pi_monitor(l)?,
+                    )))
+                }
+                PluginKind::Automation | PluginKind::Dashboard => Vec::new(),
+            };
+            let mut seen = seen.lock().expect("sensor id set lock");
+            checks::check_readings(&readings, &owned, unix_time_ms(), &mut seen).map_err(
+                |message| PluginFailure {
+                    kind: FailureKind::BadResult,
+                    message,
+                    detail: String::new(),
+                },
+            )?;
+            Ok(Polled::Sensors(readings))
+        })
+    }
+
+    /// Runs an automation with the latest readings it follows.
+    pub fn run_automation(&mut self, readings: &[FollowedReading]) -> bool {
+        self.call(|i, l| i.run_automation(l, readings)).is_some()
     }
 
     /// Records a failed call: drop the instance, make actuators safe, back

@@ -11,7 +11,9 @@ use wasmtime::{Engine, Store, Trap};
 use super::bytecode::BytecodeCache;
 use crate::capabilities::PluginCtx;
 use crate::config::{Limits, PluginKind};
-use crate::contract::{self, bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic};
+use crate::contract::{
+    self, automation, bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic, sensor,
+};
 
 /// Lines of guest output logged per call; the rest are counted.
 const MAX_FORWARDED_LINES: usize = 50;
@@ -231,6 +233,8 @@ pub struct Prepared {
 }
 
 enum Guest {
+    Sensor(sensor::Guest),
+    Automation(automation::Guest),
     Dht22(dht22_logic::Guest),
     Bme680(bme680_logic::Guest),
     PiMonitor(pi_monitor_logic::Guest),
@@ -298,6 +302,12 @@ impl Prepared {
             detail: String::new(),
         };
         let guest = match self.kind {
+            PluginKind::Sensor => sensor::GuestIndices::new(&self.pre)
+                .and_then(|g| g.load(&mut store, &instance))
+                .map(Guest::Sensor),
+            PluginKind::Automation => automation::GuestIndices::new(&self.pre)
+                .and_then(|g| g.load(&mut store, &instance))
+                .map(Guest::Automation),
             PluginKind::Dht22 => dht22_logic::GuestIndices::new(&self.pre)
                 .and_then(|g| g.load(&mut store, &instance))
                 .map(Guest::Dht22),
@@ -424,6 +434,40 @@ impl Instance {
         self.forwarded
             .iter()
             .any(|&n| n > crate::capabilities::OUTPUT_CAPTURE_BYTES / 2)
+    }
+
+    pub fn poll_sensor(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<Vec<contract::types::Reading>, PluginFailure> {
+        let readings = self.call(limits, |g, s| match g {
+            Guest::Sensor(g) => g.call_poll(s),
+            _ => Err(wasmtime::Error::msg("not a sensor plugin")),
+        })?;
+        let size = readings
+            .iter()
+            .map(|r| {
+                64 + r.sensor_id.len()
+                    + r.message.len()
+                    + r.fields
+                        .iter()
+                        .map(|f| 32 + f.name.len() + f.unit.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        check_result(limits, readings.len(), size)?;
+        Ok(readings)
+    }
+
+    pub fn run_automation(
+        &mut self,
+        limits: &Limits,
+        readings: &[contract::types::FollowedReading],
+    ) -> Result<(), PluginFailure> {
+        self.call(limits, |g, s| match g {
+            Guest::Automation(g) => g.call_run(s, readings),
+            _ => Err(wasmtime::Error::msg("not an automation plugin")),
+        })
     }
 
     pub fn poll_dht22(

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
-use super::readings::{SensorReading, SystemReading};
+use crate::readings::{SensorReading, SystemReading};
 
 /// Bucket widths and counts of the two tiers.
 pub const FINE: Tier = Tier {
@@ -29,6 +29,9 @@ pub const COARSE: Tier = Tier {
 /// Series beyond this many are not recorded (a plugin inventing sensor ids
 /// cannot grow the host's memory).
 pub const MAX_SERIES: usize = 64;
+/// Series one plugin may have: a plugin reporting ever new fields or ids
+/// cannot crowd out the others' history.
+pub const MAX_SERIES_PER_PLUGIN: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tier {
@@ -82,8 +85,8 @@ impl Ring {
 #[derive(Debug)]
 struct Series {
     sensor_id: String,
-    field: &'static str,
-    unit: &'static str,
+    field: String,
+    unit: String,
     plugin: String,
     last_ms: u64,
     fine: Ring,
@@ -95,8 +98,8 @@ struct Series {
 pub struct SeriesView {
     pub key: String,
     pub sensor_id: String,
-    pub field: &'static str,
-    pub unit: &'static str,
+    pub field: String,
+    pub unit: String,
     pub plugin: String,
     /// `[bucket start (Unix ms), average, minimum, maximum]`, oldest first.
     pub points: Vec<(u64, f32, f32, f32)>,
@@ -109,19 +112,17 @@ pub struct History {
 }
 
 impl History {
-    /// Records every numeric field of `r`.
+    /// Records every field of `r`.
     pub fn add_sensor(&mut self, r: &SensorReading) {
-        let fields: [(&'static str, &'static str, Option<f32>); 5] = [
-            ("temperature", "°C", Some(r.temperature)),
-            ("humidity", "%", Some(r.humidity)),
-            ("pressure", "hPa", r.pressure),
-            ("gas_resistance", "kΩ", r.gas_resistance),
-            ("iaq_score", "IAQ", r.iaq_score.map(f32::from)),
-        ];
-        for (field, unit, value) in fields {
-            if let Some(v) = value {
-                self.add(&r.sensor_id, field, unit, &r.plugin, r.timestamp_ms, v);
-            }
+        for f in &r.fields {
+            self.add(
+                &r.sensor_id,
+                &f.name,
+                &f.unit,
+                &r.plugin,
+                r.timestamp_ms,
+                f.value as f32,
+            );
         }
     }
 
@@ -137,26 +138,20 @@ impl History {
         }
     }
 
-    fn add(
-        &mut self,
-        sensor_id: &str,
-        field: &'static str,
-        unit: &'static str,
-        plugin: &str,
-        ts: u64,
-        v: f32,
-    ) {
+    fn add(&mut self, sensor_id: &str, field: &str, unit: &str, plugin: &str, ts: u64, v: f32) {
         if !v.is_finite() || ts == 0 {
             return;
         }
         let key = format!("{sensor_id}/{field}");
         if !self.series.contains_key(&key) {
             self.expire(ts);
-            if self.series.len() >= MAX_SERIES {
+            let mine = self.series.values().filter(|s| s.plugin == plugin).count();
+            if self.series.len() >= MAX_SERIES || mine >= MAX_SERIES_PER_PLUGIN {
                 if !self.warned_full {
                     log::warn!(
-                        "history keeps at most {MAX_SERIES} series; `{key}` (from plugin \
-                         `{plugin}`) and later new ones are not recorded"
+                        "history keeps at most {MAX_SERIES} series, {MAX_SERIES_PER_PLUGIN} per \
+                         plugin; `{key}` (from plugin `{plugin}`) and later new ones are not \
+                         recorded"
                     );
                     self.warned_full = true;
                 }
@@ -165,8 +160,8 @@ impl History {
         }
         let s = self.series.entry(key).or_insert_with(|| Series {
             sensor_id: sensor_id.to_string(),
-            field,
-            unit,
+            field: field.to_string(),
+            unit: unit.to_string(),
             plugin: plugin.to_string(),
             last_ms: 0,
             fine: Ring::default(),
@@ -205,8 +200,8 @@ impl History {
                 SeriesView {
                     key: key.clone(),
                     sensor_id: s.sensor_id.clone(),
-                    field: s.field,
-                    unit: s.unit,
+                    field: s.field.clone(),
+                    unit: s.unit.clone(),
                     plugin: s.plugin.clone(),
                     points: ring
                         .buckets
@@ -232,19 +227,22 @@ impl History {
 mod tests {
     use super::*;
 
+    fn reading_of(plugin: &str, id: &str, ts: u64, t: f32) -> SensorReading {
+        SensorReading::from_dht22(
+            crate::contract::types::Dht22Reading {
+                sensor_id: id.into(),
+                temperature: t,
+                humidity: 50.0,
+                timestamp_ms: ts,
+                alert: crate::contract::types::AlertLevel::Ok,
+                message: String::new(),
+            },
+            plugin,
+        )
+    }
+
     fn reading(id: &str, ts: u64, t: f32) -> SensorReading {
-        SensorReading {
-            sensor_id: id.into(),
-            temperature: t,
-            humidity: 50.0,
-            pressure: None,
-            gas_resistance: None,
-            iaq_score: None,
-            timestamp_ms: ts,
-            alert: "ok",
-            message: String::new(),
-            plugin: "dht22".into(),
-        }
+        reading_of("dht22", id, ts, t)
     }
 
     #[test]
@@ -288,10 +286,30 @@ mod tests {
     fn series_are_capped_and_expire() {
         let mut h = History::default();
         let t0 = 1_700_000_000_000u64;
+        // Eight plugins with many sensors each: every plugin gets its share.
+        for p in 0..8 {
+            for i in 0..100 {
+                h.add_sensor(&reading_of(&format!("p{p}"), &format!("p{p}-{i}"), t0, 1.0));
+            }
+        }
+        assert_eq!(h.len(), MAX_SERIES);
+        for p in 0..4 {
+            let mine = h.series.values().filter(|s| s.plugin == format!("p{p}")).count();
+            assert_eq!(mine, MAX_SERIES_PER_PLUGIN, "p{p}");
+        }
+        // A plugin that invents ids cannot take another's room.
+        let mut h = History::default();
+        for i in 0..200 {
+            h.add_sensor(&reading_of("greedy", &format!("s{i}"), t0, 1.0));
+        }
+        assert_eq!(h.len(), MAX_SERIES_PER_PLUGIN);
+        h.add_sensor(&reading("real", t0, 1.0));
+        assert_eq!(h.view(FINE, Some("real"), 0).len(), 2, "temperature and humidity");
+        let mut h = History::default();
         for i in 0..200 {
             h.add_sensor(&reading(&format!("s{i}"), t0, 1.0));
         }
-        assert_eq!(h.len(), MAX_SERIES);
+        assert_eq!(h.len(), MAX_SERIES_PER_PLUGIN);
         // A day later, old series make room for a new one.
         h.add_sensor(&reading("late", t0 + 25 * 3_600_000, 1.0));
         assert_eq!(h.len(), 2);

@@ -10,8 +10,8 @@
 //! therefore never wait on a render.
 
 pub mod history;
-pub mod readings;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -23,11 +23,12 @@ use crate::capabilities::HostServices;
 use crate::config::Config;
 use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
-use crate::contract::types::Rgb;
+use crate::contract::types::{FollowedReading, Rgb};
+use crate::readings::Origin;
 use crate::hardware::unix_time_ms;
-use crate::plugins::{self, Plugin, PluginStatus, Registry};
+use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
 use crate::runtime::Runtime;
-pub use readings::{Readings, SensorReading, SystemReading, TelemetryValue};
+pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
 
 /// The dashboard is re-rendered at least this often, so plugin health on
 /// the page stays current even when readings do not change.
@@ -272,6 +273,7 @@ impl Scheduler {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
             self.services.telemetry.remove(name);
+            self.services.readings.post(name, Vec::new());
             if let Ok(mut r) = self.shared.readings.write() {
                 r.sensors.remove(name);
                 if slot.plugin.kind == PluginKind::PiMonitor {
@@ -298,28 +300,66 @@ impl Scheduler {
                 .heartbeat_ms
                 .store(unix_time_ms(), Ordering::Relaxed);
             let mut changed = false;
-            for s in &mut self.polled {
-                if now < s.next_due {
-                    continue;
-                }
-                let due = s.next_due;
-                // Advance by whole intervals from the previous due time: no
-                // drift, and missed ticks are skipped rather than replayed.
-                while s.next_due <= now {
-                    s.next_due += s.plugin.interval;
-                }
-                let started = Instant::now();
-                if s.plugin.callable(started) {
-                    s.plugin.record_start_delay(started.duration_since(due));
-                    changed |= poll(&mut s.plugin, &self.shared);
+            // Plugins whose readings changed this round: the automations
+            // that follow them run in the same round.
+            let mut fresh: Vec<String> = Vec::new();
+            for automations in [false, true] {
+                for s in &mut self.polled {
+                    if (s.plugin.kind == PluginKind::Automation) != automations {
+                        continue;
+                    }
+                    let triggered = automations && s.plugin.follows.iter().any(|f| fresh.contains(f));
+                    let scheduled = now >= s.next_due;
+                    if !scheduled && !triggered {
+                        continue;
+                    }
+                    let due = s.next_due;
+                    // Advance by whole intervals from the previous due time: no
+                    // drift, and missed ticks are skipped rather than replayed.
+                    while s.next_due <= now {
+                        s.next_due += s.plugin.interval;
+                    }
+                    let started = Instant::now();
+                    if !s.plugin.callable(started) {
+                        continue;
+                    }
+                    if scheduled {
+                        s.plugin.record_start_delay(started.duration_since(due));
+                    }
+                    if automations {
+                        let readings = self.services.readings.followed(&s.plugin.follows);
+                        s.plugin.run_automation(&readings);
+                    } else if poll(&mut s.plugin, &self.shared, &self.services) {
+                        changed = true;
+                        fresh.push(s.plugin.name.clone());
+                    }
                     s.after_call();
                 }
             }
             if let Some(values) = self.services.telemetry.take_if_changed() {
-                if let Ok(mut r) = self.shared.readings.write() {
-                    r.telemetry = values;
-                    changed = true;
+                let published: BTreeMap<String, SensorReading> = values
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(p, v)| (p.clone(), SensorReading::published(p, v)))
+                    .collect();
+                if let Ok(mut h) = self.shared.history.lock() {
+                    published.values().for_each(|r| h.add_sensor(r));
                 }
+                let mut r = self.shared.readings.write().expect("readings lock");
+                let touched: Vec<String> = r
+                    .published
+                    .keys()
+                    .chain(published.keys())
+                    .cloned()
+                    .collect();
+                r.published = published;
+                for plugin in touched {
+                    post(&self.services, &r, &plugin);
+                    if !fresh.contains(&plugin) {
+                        fresh.push(plugin);
+                    }
+                }
+                changed = true;
             }
             if changed {
                 if let Ok(mut r) = self.shared.readings.write() {
@@ -381,51 +421,40 @@ impl Scheduler {
 
 /// Calls one sensor plugin and stores what it returned. Returns whether the
 /// readings changed.
-fn poll(plugin: &mut Plugin, shared: &Shared) -> bool {
+fn poll(plugin: &mut Plugin, shared: &Shared, services: &HostServices) -> bool {
     let name = plugin.name.clone();
-    match plugin.kind {
-        PluginKind::Dht22 => plugin
-            .call(|i, l| i.poll_dht22(l))
-            .map(|rs| {
-                store_sensors(
-                    shared,
-                    &name,
-                    rs.into_iter()
-                        .map(|r| SensorReading::from_dht22(r, &name))
-                        .collect(),
-                )
-            })
-            .unwrap_or(false),
-        PluginKind::Bme680 => plugin
-            .call(|i, l| i.poll_bme680(l))
-            .map(|rs| {
-                store_sensors(
-                    shared,
-                    &name,
-                    rs.into_iter()
-                        .map(|r| SensorReading::from_bme680(r, &name))
-                        .collect(),
-                )
-            })
-            .unwrap_or(false),
-        PluginKind::PiMonitor => plugin
-            .call(|i, l| i.poll_pi_monitor(l))
-            .map(|s| {
-                let reading = SystemReading::from_stats(s);
-                if let Ok(mut h) = shared.history.lock() {
-                    h.add_system(&reading, &name);
-                }
-                let Ok(mut r) = shared.readings.write() else {
-                    return false;
-                };
-                r.last_update_ms = r.last_update_ms.max(reading.timestamp_ms);
-                let changed = r.system.as_ref() != Some(&reading);
-                r.system = Some(reading);
-                changed
-            })
-            .unwrap_or(false),
-        PluginKind::Dashboard => false,
+    match plugin.poll() {
+        Some(Polled::Sensors(readings)) => {
+            let changed = store_sensors(shared, &name, readings);
+            post(services, &shared.readings.read().expect("readings lock"), &name);
+            changed
+        }
+        Some(Polled::System(reading)) => {
+            if let Ok(mut h) = shared.history.lock() {
+                h.add_system(&reading, &name);
+            }
+            let Ok(mut r) = shared.readings.write() else {
+                return false;
+            };
+            r.last_update_ms = r.last_update_ms.max(reading.timestamp_ms);
+            let changed = r.system.as_ref() != Some(&reading);
+            r.system = Some(reading);
+            changed
+        }
+        None => false,
     }
+}
+
+/// Posts what plugin `plugin` reports now for the plugins following it.
+fn post(services: &HostServices, readings: &Readings, plugin: &str) {
+    services.readings.post(
+        plugin,
+        readings
+            .of_plugin(plugin)
+            .into_iter()
+            .map(SensorReading::to_generic)
+            .collect(),
+    );
 }
 
 fn store_sensors(shared: &Shared, plugin: &str, readings: Vec<SensorReading>) -> bool {
@@ -451,14 +480,21 @@ fn snapshot(shared: &Shared, services: &HostServices, hardware_name: &str) -> Sn
     let all = readings.all();
     let actuators = services.hardware.status();
     Snapshot {
+        readings: all
+            .iter()
+            .map(|r| FollowedReading {
+                plugin: r.plugin.clone(),
+                reading: r.to_generic(),
+            })
+            .collect(),
         dht22: all
             .iter()
-            .filter(|r| !r.is_bme680())
+            .filter(|r| r.origin == Origin::Dht22)
             .map(|r| r.to_dht22())
             .collect(),
         bme680: all
             .iter()
-            .filter(|r| r.is_bme680())
+            .filter(|r| r.origin == Origin::Bme680)
             .map(|r| r.to_bme680())
             .collect(),
         system: readings.system.as_ref().map(SystemReading::to_stats),

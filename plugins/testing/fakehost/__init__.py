@@ -59,6 +59,7 @@ COMMON_DIR = PLUGINS_DIR / "common"
 MAX_STATE_KEY_BYTES = 256
 DEFAULT_STATE_QUOTA_BYTES = 64 * 1024
 MAX_BEEPS = 10
+MAX_TELEMETRY_NAMES = 16
 
 
 class ContractError(TypeError):
@@ -785,8 +786,9 @@ class FakeHost:
             raise self._Err(f"telemetry unit of `{name}` must be at most 16 printable characters")
         if value != value or value in (float("inf"), float("-inf")):
             raise self._Err(f"telemetry value of `{name}` must be a finite number")
-        if name not in self.telemetry and len(self.telemetry) >= 32:
-            raise self._Err(f"at most 32 telemetry names per plugin; `{name}` would be one more")
+        if name not in self.telemetry and len(self.telemetry) >= MAX_TELEMETRY_NAMES:
+            raise self._Err(f"at most {MAX_TELEMETRY_NAMES} telemetry names per plugin; "
+                            f"`{name}` would be one more")
         self.telemetry[name] = (float(value), unit)
 
 
