@@ -450,6 +450,11 @@ fn add_telemetry_plugin(config: &mut toml::Table) {
         500,
         &interfaces,
     );
+    // Its DHT22-style reading's id is not derived from its name.
+    table(config, &["plugins", "telem", "grants"]).insert(
+        "sensor_ids".into(),
+        toml::Value::Array(vec!["telemetry-0".into()]),
+    );
 }
 
 #[test]
@@ -459,15 +464,18 @@ fn plugin_telemetry_reaches_api_and_mqtt() {
     let sub = Subscriber::start(broker.port);
     let host = mqtt_host(broker.port, add_telemetry_plugin);
 
+    // A published value is a field of the plugin's own reading.
     let api = host.wait_api("the plugin's value in /api", WAIT, |a| {
-        a["telemetry"]["telem"]["answer"]["value"] == 42.0
+        crate::support::reading(a, "telem").is_some_and(|r| r["answer"] == 42)
     });
-    assert_eq!(api["telemetry"]["telem"]["answer"]["unit"], "units");
+    let own = crate::support::reading(&api, "telem").unwrap();
+    assert_eq!(own["units"]["answer"], "units");
+    assert_eq!(own["plugin"], "telem");
+    assert!(own.get("Bad-Name").is_none());
     // The bad name was refused with a message that says what is allowed.
     let reading = crate::support::reading(&api, "telemetry-0").expect("the plugin's reading");
     let message = reading["message"].as_str().unwrap();
     assert!(message.contains("a-z, 0-9 and _"), "{message}");
-    assert!(api["telemetry"]["telem"].get("Bad-Name").is_none());
 
     let config = sub.json("homeassistant/sensor/test/telem_answer/config");
     assert_eq!(config["unit_of_measurement"], "units");
@@ -912,7 +920,7 @@ fn removed_plugins_and_their_entities_leave_home_assistant() {
         sub.wait(topic, |_, p| p.is_empty());
     }
     assert!(
-        host.api()["telemetry"].get("telem").is_none(),
+        crate::support::reading(&host.api(), "telem").is_none(),
         "the disabled plugin's values left /api"
     );
     // The broker keeps no config for them, and keeps the others.

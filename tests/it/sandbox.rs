@@ -187,7 +187,7 @@ fn wasi_grants_nothing_from_inside_python() {
     let _ = std::fs::remove_file(marker);
     let host = TestHost::start_with(|c| add_hostile(c, "hostile", "escape", 500, &[]));
     let api = host.wait_api("the escape report", Duration::from_secs(20), |a| {
-        reading(a, "escape-spawn").is_some()
+        reading(a, "hostile-escape-spawn").is_some()
     });
     let cases = [
         "read-passwd",
@@ -201,7 +201,7 @@ fn wasi_grants_nothing_from_inside_python() {
         "args",
     ];
     for case in cases {
-        let r = reading(&api, &format!("escape-{case}"))
+        let r = reading(&api, &format!("hostile-escape-{case}"))
             .unwrap_or_else(|| panic!("no report for {case}: {api}"));
         let msg = r["message"].as_str().unwrap();
         assert!(

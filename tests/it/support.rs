@@ -162,8 +162,9 @@ pub fn grant(
     grants.insert("leds".into(), toml::Value::Array(vec![3.into()]));
 }
 
-/// Adds plugin `name` running the hostile test plugin in `mode`. `limits`
-/// go to its limits table.
+/// Adds plugin `name` running the hostile test plugin in `mode`; its
+/// readings are `<name>-<what>` (`hostile-ok`). `limits` go to its limits
+/// table.
 pub fn add_hostile(
     config: &mut toml::Table,
     name: &str,
@@ -179,7 +180,10 @@ pub fn add_hostile(
         interval_ms,
         SENSOR_INTERFACES,
     );
-    table(config, &["plugins", name, "settings"]).insert("mode".into(), mode.into());
+    let settings = table(config, &["plugins", name, "settings"]);
+    settings.insert("mode".into(), mode.into());
+    // Its sensor ids start with its name: a plugin reports only ids it owns.
+    settings.insert("name".into(), name.into());
     let l = table(config, &["plugins", name, "limits"]);
     for (k, v) in limits {
         l.insert(k.to_string(), (*v).into());

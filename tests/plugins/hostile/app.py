@@ -22,8 +22,15 @@ def mode():
     return raw.strip('"')
 
 
-def reading(sensor_id, message=""):
-    return Dht22Reading(sensor_id=sensor_id, temperature=20.0, humidity=50.0,
+def prefix():
+    """The plugin's name (setting `name`), which its sensor ids start with:
+    a plugin may only report ids it owns."""
+    raw = settings.get("name")
+    return raw.strip('"') if raw else "hostile"
+
+
+def reading(suffix, message=""):
+    return Dht22Reading(sensor_id=f"{prefix()}-{suffix}", temperature=20.0, humidity=50.0,
                         timestamp_ms=gpio_provider.get_timestamp_ms(), alert=AlertLevel.OK,
                         message=message)
 
@@ -109,14 +116,14 @@ class Dht22Logic(exports.Dht22Logic):
         _calls += 1
         m = mode()
         if m == "ok":
-            return [reading("hostile-ok", f"call {_calls}")]
+            return [reading("ok", f"call {_calls}")]
         if m == "spin":
             spin_forever()
         if m == "fuel":
             total = 0
             for i in range(10**9):
                 total += i
-            return [reading("hostile-fuel", str(total))]
+            return [reading("fuel", str(total))]
         if m == "memory":
             hog = []
             while True:
@@ -133,7 +140,7 @@ class Dht22Logic(exports.Dht22Logic):
         if m == "flood":
             for _ in range(100_000):
                 print("flood " * 20)
-            return [reading("hostile-flood")]
+            return [reading("flood")]
         if m == "ungranted":
             results = []
             for name, action in [
@@ -146,7 +153,7 @@ class Dht22Logic(exports.Dht22Logic):
                     results.append(f"{name}: ALLOWED")
                 except Err as e:
                     results.append(f"{name}: refused: {e.value}")
-            return [reading("hostile-ungranted", " | ".join(results))]
+            return [reading("ungranted", " | ".join(results))]
         if m == "spam":
             beeps = syncs = refused = 0
             for i in range(200):
@@ -161,7 +168,7 @@ class Dht22Logic(exports.Dht22Logic):
                     syncs += 1
                 except Err:
                     refused += 1
-            return [reading("hostile-spam", f"beeps={beeps} syncs={syncs} refused={refused}")]
+            return [reading("spam", f"beeps={beeps} syncs={syncs} refused={refused}")]
         if m == "escape":
             return escapes()
         if m == "led-then-raise":
@@ -169,12 +176,12 @@ class Dht22Logic(exports.Dht22Logic):
             led_controller.sync_leds()
             if _calls > 1:
                 raise RuntimeError("failing with LED 3 on")
-            return [reading("hostile-led", "LED 3 is red")]
+            return [reading("led", "LED 3 is red")]
         if m == "buzz-then-spin":
             buzzer_controller.buzz(2000)
             spin_forever()
         if m == "slow10":
             if _calls % 10 == 0:
                 spin_forever()
-            return [reading("hostile-slow10", f"call {_calls}")]
+            return [reading("slow10", f"call {_calls}")]
         raise ValueError(f"unknown mode {m}")
