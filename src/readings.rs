@@ -151,7 +151,12 @@ impl SensorReading {
         SensorReading {
             sensor_id: r.sensor_id,
             fields: vec![
-                Field::of("temperature", from_f32(r.temperature), "°C", Some("temperature")),
+                Field::of(
+                    "temperature",
+                    from_f32(r.temperature),
+                    "°C",
+                    Some("temperature"),
+                ),
                 Field::of("humidity", from_f32(r.humidity), "%", Some("humidity")),
             ],
             timestamp_ms: r.timestamp_ms,
@@ -166,7 +171,12 @@ impl SensorReading {
         SensorReading {
             sensor_id: r.sensor_id,
             fields: vec![
-                Field::of("temperature", from_f32(r.temperature), "°C", Some("temperature")),
+                Field::of(
+                    "temperature",
+                    from_f32(r.temperature),
+                    "°C",
+                    Some("temperature"),
+                ),
                 Field::of("humidity", from_f32(r.humidity), "%", Some("humidity")),
                 Field::of(
                     "pressure",

@@ -95,9 +95,15 @@ mod tests {
         let mut r = Readings::new(&["b".to_string()], board.clone());
         let seen = r.latest();
         assert_eq!(seen.len(), 1);
-        assert_eq!((seen[0].plugin.as_str(), seen[0].reading.sensor_id.as_str()), ("b", "b-1"));
+        assert_eq!(
+            (seen[0].plugin.as_str(), seen[0].reading.sensor_id.as_str()),
+            ("b", "b-1")
+        );
         board.post("b", Vec::new());
-        assert!(r.latest().is_empty(), "an unloaded plugin's readings are gone");
+        assert!(
+            r.latest().is_empty(),
+            "an unloaded plugin's readings are gone"
+        );
         let mut none = Readings::new(&[], board);
         assert!(none.latest().is_empty());
     }

@@ -209,7 +209,11 @@ mod tests {
                 "",
                 "sensor id `b-east` of plugin `a` would also be plugin `b`'s",
             ),
-            ("dht22_pins = [4]", "sensor_ids = [\"dht22-gpio-4\"]", "dht22-gpio-4"),
+            (
+                "dht22_pins = [4]",
+                "sensor_ids = [\"dht22-gpio-4\"]",
+                "dht22-gpio-4",
+            ),
         ] {
             let err = config(&format!("{BASE}{}{}", plugin("a", a), plugin("b", b))).unwrap_err();
             assert!(err.contains(words), "{a} / {b}: {err}");

@@ -100,7 +100,12 @@ fn num(x: f32) -> Value {
         .map_or(Value::Null, Value::Number)
 }
 
-fn measurement(key: String, name: String, device_class: Option<&str>, unit: Option<&str>) -> Entity {
+fn measurement(
+    key: String,
+    name: String,
+    device_class: Option<&str>,
+    unit: Option<&str>,
+) -> Entity {
     Entity {
         key,
         name,

@@ -188,12 +188,18 @@ mod tests {
         dup.fields[1].name = "x".into();
         let mut class = reading("dew", &[("x", 1.0, "")]);
         class.fields[0].device_class = Some("Temperature!".into());
-        let many: Vec<(String, f64, &str)> =
-            (0..17).map(|i| (format!("f{i}"), 1.0, "")).collect();
-        let many: Vec<(&str, f64, &str)> = many.iter().map(|(n, v, u)| (n.as_str(), *v, *u)).collect();
+        let many: Vec<(String, f64, &str)> = (0..17).map(|i| (format!("f{i}"), 1.0, "")).collect();
+        let many: Vec<(&str, f64, &str)> =
+            many.iter().map(|(n, v, u)| (n.as_str(), *v, *u)).collect();
         for (r, words) in [
-            (reading("dht22-gpio-5", &[("x", 1.0, "")]), "is not this plugin's"),
-            (reading("other", &[("x", 1.0, "")]), "may report `dew`, `dew-…`, `dht22-gpio-4`"),
+            (
+                reading("dht22-gpio-5", &[("x", 1.0, "")]),
+                "is not this plugin's",
+            ),
+            (
+                reading("other", &[("x", 1.0, "")]),
+                "may report `dew`, `dew-…`, `dht22-gpio-4`",
+            ),
             (reading("a b", &[("x", 1.0, "")]), "is not allowed"),
             (t(u64::MAX), "too far from the host's clock"),
             (t(NOW + MAX_AHEAD_MS + 1), "too far"),
@@ -202,18 +208,33 @@ mod tests {
             (reading("dew", &[]), "has 0 fields"),
             (reading("dew", &many), "has 17 fields"),
             (reading("dew", &[("Temp", 1.0, "")]), "field name `Temp`"),
-            (reading("dew", &[("plugin", 1.0, "")]), "field name `plugin`"),
+            (
+                reading("dew", &[("plugin", 1.0, "")]),
+                "field name `plugin`",
+            ),
             (dup, "appears twice"),
-            (reading("dew", &[("x", f64::NAN, "")]), "not a finite number"),
-            (reading("dew", &[("x", f64::INFINITY, "")]), "not a finite number"),
-            (reading("dew", &[("x", 1.0, "a very long unit name")]), "at most 16"),
+            (
+                reading("dew", &[("x", f64::NAN, "")]),
+                "not a finite number",
+            ),
+            (
+                reading("dew", &[("x", f64::INFINITY, "")]),
+                "not a finite number",
+            ),
+            (
+                reading("dew", &[("x", 1.0, "a very long unit name")]),
+                "at most 16",
+            ),
             (reading("dew", &[("x", 1.0, "°C\r")]), "printable"),
             (class, "device class"),
         ] {
             let err = check(r.clone()).unwrap_err();
             assert!(err.contains(words), "{r:?}: {err}");
         }
-        let twice = [reading("dew", &[("x", 1.0, "")]), reading("dew", &[("y", 1.0, "")])];
+        let twice = [
+            reading("dew", &[("x", 1.0, "")]),
+            reading("dew", &[("y", 1.0, "")]),
+        ];
         let err = check_readings(&twice, &owned(""), NOW, &mut BTreeSet::new()).unwrap_err();
         assert!(err.contains("twice in one poll"), "{err}");
     }

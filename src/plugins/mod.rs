@@ -26,9 +26,9 @@ use serde::Serialize;
 use crate::capabilities::{self, HostServices, PluginShared};
 use crate::config::{ownership::Owned, Config, Limits, PluginKind};
 use crate::contract::types::FollowedReading;
+use crate::hardware::unix_time_ms;
 use crate::readings::{SensorReading, SystemReading};
 use crate::runtime::FailureKind;
-use crate::hardware::unix_time_ms;
 use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
 use histogram::Histogram;
 

@@ -294,7 +294,11 @@ mod tests {
         }
         assert_eq!(h.len(), MAX_SERIES);
         for p in 0..4 {
-            let mine = h.series.values().filter(|s| s.plugin == format!("p{p}")).count();
+            let mine = h
+                .series
+                .values()
+                .filter(|s| s.plugin == format!("p{p}"))
+                .count();
             assert_eq!(mine, MAX_SERIES_PER_PLUGIN, "p{p}");
         }
         // A plugin that invents ids cannot take another's room.
@@ -304,7 +308,11 @@ mod tests {
         }
         assert_eq!(h.len(), MAX_SERIES_PER_PLUGIN);
         h.add_sensor(&reading("real", t0, 1.0));
-        assert_eq!(h.view(FINE, Some("real"), 0).len(), 2, "temperature and humidity");
+        assert_eq!(
+            h.view(FINE, Some("real"), 0).len(),
+            2,
+            "temperature and humidity"
+        );
         let mut h = History::default();
         for i in 0..200 {
             h.add_sensor(&reading(&format!("s{i}"), t0, 1.0));

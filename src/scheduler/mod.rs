@@ -24,11 +24,11 @@ use crate::config::Config;
 use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::{FollowedReading, Rgb};
-use crate::readings::Origin;
 use crate::hardware::unix_time_ms;
 use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
-use crate::runtime::Runtime;
+use crate::readings::Origin;
 pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
+use crate::runtime::Runtime;
 
 /// The dashboard is re-rendered at least this often, so plugin health on
 /// the page stays current even when readings do not change.
@@ -308,7 +308,8 @@ impl Scheduler {
                     if (s.plugin.kind == PluginKind::Automation) != automations {
                         continue;
                     }
-                    let triggered = automations && s.plugin.follows.iter().any(|f| fresh.contains(f));
+                    let triggered =
+                        automations && s.plugin.follows.iter().any(|f| fresh.contains(f));
                     let scheduled = now >= s.next_due;
                     if !scheduled && !triggered {
                         continue;
@@ -426,7 +427,11 @@ fn poll(plugin: &mut Plugin, shared: &Shared, services: &HostServices) -> bool {
     match plugin.poll() {
         Some(Polled::Sensors(readings)) => {
             let changed = store_sensors(shared, &name, readings);
-            post(services, &shared.readings.read().expect("readings lock"), &name);
+            post(
+                services,
+                &shared.readings.read().expect("readings lock"),
+                &name,
+            );
             changed
         }
         Some(Polled::System(reading)) => {

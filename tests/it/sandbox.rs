@@ -363,3 +363,158 @@ fn one_slow_call_in_ten_fails_alone_and_the_plugin_recovers() {
     assert_eq!(p["failures_by_kind"]["timeout"], p["failures"], "{p}");
     assert!(host.log().contains("plugin `hostile` recovered"));
 }
+
+/// `time.sleep` is a host call the epoch deadline cannot interrupt: the host
+/// serves the wait itself, refuses one that would outlive the call's
+/// deadline at once (as a timeout), and lets one that fits go by.
+#[test]
+fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
+    let host = TestHost::start_alone_with(|c| {
+        add_hostile(c, "hostile", "sleep", 250, &[]);
+        add_hostile(c, "napper", "nap", 250, &[]);
+        table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
+    });
+    let p = host.wait_plugin("hostile", "three failures", Duration::from_secs(30), |p| {
+        p["failures"].as_u64() >= Some(3)
+    });
+    assert_eq!(p["last_error_kind"], "timeout", "{p}");
+    let error = p["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("asked to wait 99999") && error.contains("deadline"),
+        "{error}"
+    );
+    // A short nap within the deadline works, every time.
+    let nap = host.wait_api("the napper's readings", Duration::from_secs(20), |a| {
+        reading(a, "napper-napped").is_some()
+    });
+    assert!(reading(&nap, "napper-napped").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("call "));
+    assert_eq!(host.plugin("napper")["failures"], 0);
+    // The others kept their schedule: no call of theirs waited on a sleep.
+    for name in ["pi_monitor", "bme680", "dht22"] {
+        let p = host.plugin(name);
+        let delay_ms = p["max_start_delay_us"].as_u64().unwrap() / 1000;
+        assert!(
+            delay_ms <= 1000 + 10,
+            "{name} waited {delay_ms} ms, more than a call's deadline + one tick"
+        );
+    }
+    // Failing on every call gets it quarantined, and /healthz names it.
+    host.wait_plugin("hostile", "quarantine", Duration::from_secs(60), |p| {
+        p["status"] == "quarantined"
+    });
+    let h = host.get("/healthz");
+    assert_eq!(h.status, 503);
+    assert!(
+        h.body.contains("hostile") && h.body.contains("quarantined"),
+        "{}",
+        h.body
+    );
+    well_behaved_are_running(&host);
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_plugin_in_a_long_call() {
+    // A 60 s deadline (the most a config allows) on a plugin that spins:
+    // SIGTERM must still end the host at once.
+    let dir = crate::support::temp_dir("shutdown");
+    let mut config = crate::support::base_config(&dir);
+    add_hostile(
+        &mut config,
+        "hostile",
+        "spin",
+        200,
+        &[("deadline_ms", 60_000), ("fuel", 1 << 50)],
+    );
+    crate::support::warm_cache();
+    // Not waiting for every plugin: the spin holds the scheduler (by design
+    // of this test), so the ones installed after it wait.
+    let host = TestHost::spawn(&dir, &config);
+    crate::support::wait_until(
+        "the scheduler held by the long call",
+        Duration::from_secs(60),
+        || {
+            host.get("/healthz")
+                .body
+                .contains("scheduler has not run for")
+                .then_some(())
+        },
+    );
+    let started = std::time::Instant::now();
+    let status = host.stop();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took <= Duration::from_secs(5),
+        "SIGTERM took {took:?} with a plugin in a long call"
+    );
+}
+
+/// Readings are owned: a plugin cannot report another's sensor id, a
+/// time far from the host's clock, or ever new ids.
+#[test]
+fn forged_ids_bad_times_and_id_churn_are_refused() {
+    let host = TestHost::start_with(|c| {
+        add_hostile(c, "forger", "forge", 300, &[]);
+        add_hostile(c, "timetraveller", "future", 300, &[]);
+        add_hostile(c, "churner", "ids", 300, &[]);
+    });
+    for (name, words) in [
+        ("forger", "sensor id `dht22-gpio-4` is not this plugin's"),
+        ("timetraveller", "too far from the host's clock"),
+        ("churner", "more than 16 different sensor ids"),
+    ] {
+        let p = host.wait_plugin(name, "a refused poll", Duration::from_secs(30), |p| {
+            p["last_error_kind"] == "bad_result"
+        });
+        assert!(
+            p["last_error"].as_str().unwrap().contains(words),
+            "{name}: {p}"
+        );
+    }
+    let api = host.api();
+    let dht: Vec<&serde_json::Value> = api["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["sensor_id"] == "dht22-gpio-4")
+        .collect();
+    assert_eq!(dht.len(), 1, "one dht22-gpio-4 reading: {dht:?}");
+    assert_eq!(dht[0]["plugin"], "dht22");
+    assert!(dht[0]["temperature"].as_f64().unwrap() < 50.0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        api["last_update"].as_u64().unwrap() <= now_ms + 60_000,
+        "{api}"
+    );
+    // The churner's first two polls (16 ids) were taken; nothing beyond.
+    let churned = api["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["plugin"] == "churner")
+        .count();
+    assert!(churned <= 8, "{churned} churner readings");
+    let history = host.get("/api/history").json();
+    let forged = history["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["sensor_id"] == "dht22-gpio-4" && s["plugin"] != "dht22")
+        .count();
+    assert_eq!(forged, 0, "no forged history");
+    let metrics = host.get("/metrics").body;
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("whp_temperature_celsius{sensor_id=\"dht22-gpio-4\"}"))
+            .count(),
+        1,
+        "one series for the real sensor"
+    );
+}

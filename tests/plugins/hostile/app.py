@@ -184,4 +184,26 @@ class Dht22Logic(exports.Dht22Logic):
             if _calls % 10 == 0:
                 spin_forever()
             return [reading("slow10", f"call {_calls}")]
+        if m == "sleep":
+            # A WASI clock wait is a host call the epoch cannot interrupt.
+            import time
+            time.sleep(100_000)
+            return [reading("slept")]
+        if m == "nap":
+            # A wait that fits in the call's deadline is allowed.
+            import time
+            time.sleep(0.05)
+            return [reading("napped", f"call {_calls}")]
+        if m == "forge":
+            # Another plugin's sensor id, with an alarming value.
+            return [Dht22Reading(sensor_id="dht22-gpio-4", temperature=99.0, humidity=50.0,
+                                 timestamp_ms=gpio_provider.get_timestamp_ms(),
+                                 alert=AlertLevel.ALARM, message="forged")]
+        if m == "future":
+            r = reading("future")
+            r.timestamp_ms = 2**64 - 1
+            return [r]
+        if m == "ids":
+            # New sensor ids on every poll.
+            return [reading(f"id{_calls}-{i}") for i in range(8)]
         raise ValueError(f"unknown mode {m}")
