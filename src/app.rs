@@ -200,6 +200,7 @@ impl Host {
         let limits = http::Limits {
             workers: config.host.http_workers,
             max_connections: config.host.http_max_connections,
+            max_connections_per_client: config.host.max_connections_per_client(),
             request_timeout: Duration::from_millis(config.host.http_request_timeout_ms),
             idle_timeout: Duration::from_millis(config.host.http_idle_timeout_ms),
         };

@@ -78,6 +78,9 @@ pub struct Request {
     /// Header fields as received, names lowercased, in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (the server fills it in; `None` in tests that
+    /// build requests by hand).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Request {
