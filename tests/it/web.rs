@@ -299,3 +299,40 @@ fn history_collects_readings_in_bounded_buckets() {
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap()
 }
+
+/// Issue 16, low item: a DNS-rebinding page reaches the host under its own
+/// (public) name; the host answers only its own names.
+#[test]
+fn requests_for_a_foreign_host_name_are_refused() {
+    let host = TestHost::start_with(|config| {
+        crate::support::table(config, &["host"]).insert(
+            "http_allowed_hosts".into(),
+            toml::Value::Array(vec!["pi.example.com".into()]),
+        );
+    });
+    let get = |name: &str, path: &str| {
+        raw_http(
+            host.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    for path in ["/api", "/", "/view", "/healthz", "/metrics"] {
+        let r = get("rebind.attacker.example:3000", path);
+        assert_eq!(r.status, 421, "{path}: {}", r.body);
+        assert!(r.body.contains("host.http_allowed_hosts"), "{}", r.body);
+    }
+    for name in [
+        host.addr.to_string(),
+        "raspberrypi.local:3000".into(),
+        "localhost:3000".into(),
+        "raspberrypi".into(),
+        "pi.example.com:3000".into(),
+    ] {
+        assert_eq!(get(&name, "/api").status, 200, "{name}");
+    }
+    let metrics = host.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"route="host",status="421""#),
+        "refusals are counted: {metrics}"
+    );
+}
