@@ -185,7 +185,7 @@ fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
                 shell::login_page(request, state)
             }
         }),
-        "/logout" => allow("/logout", "POST", &|| shell::logout(request)),
+        "/logout" => allow("/logout", "POST", &|| shell::logout(request, state)),
         "/favicon.ico" => allow("/favicon.ico", "GET", &|| {
             Response::new(204, "image/x-icon", "")
         }),
