@@ -19,6 +19,15 @@
 //! an empty retained discovery config. [`Service`] replaces the thread when
 //! the config file's `[mqtt]` table changes.
 //!
+//! What a broker (or anyone who may publish to our command topic) cannot
+//! do: knock us off with one big message (a PUBLISH over
+//! [`codec::MAX_INCOMING`] is skipped as it arrives, acknowledged and
+//! counted, never buffered), or hold us on a dead connection (we ping when
+//! the broker has been silent for half the keep-alive, also while
+//! publishing, and give up on it a keep-alive later: a broker that accepts
+//! and then stops answering is left within 1.5 × keep-alive; a write that
+//! blocks is given up after [`WRITE_TIMEOUT`]).
+//!
 //! # Troubleshooting
 //!
 //! * `connection refused`: no broker on `mqtt.host`:`mqtt.port`
@@ -61,7 +70,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the loop looks at the readings when nothing arrives.
 const TICK: Duration = Duration::from_millis(100);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A write to the broker that blocks this long (a broker that stopped
+/// reading, a full socket buffer) ends the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Oversized messages are logged at most once per this long.
+const SKIPPED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How often plugin health is compared with what was last published.
 const PLUGIN_CHECK: Duration = Duration::from_secs(1);
 
@@ -112,6 +125,8 @@ pub struct Status {
     pub dropped: AtomicU64,
     /// Buzzer presses received on the command topic.
     pub commands: AtomicU64,
+    /// Messages from the broker skipped for their size.
+    pub skipped: AtomicU64,
     pub connects: AtomicU64,
     pub last_error: Mutex<String>,
 }
@@ -123,6 +138,7 @@ pub struct StatusView {
     pub published: u64,
     pub dropped: u64,
     pub commands: u64,
+    pub skipped: u64,
     pub connects: u64,
     pub last_error: String,
 }
@@ -263,6 +279,7 @@ impl Mqtt {
             seen: Seen::default(),
             tls: None,
             announced: Default::default(),
+            skipped_logged: None,
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
@@ -309,6 +326,7 @@ pub fn view(broker: &str, s: &Status) -> StatusView {
         published: s.published.load(Ordering::Relaxed),
         dropped: s.dropped.load(Ordering::Relaxed),
         commands: s.commands.load(Ordering::Relaxed),
+        skipped: s.skipped.load(Ordering::Relaxed),
         connects: s.connects.load(Ordering::Relaxed),
         last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
     }
@@ -380,6 +398,8 @@ struct Worker {
     /// not withdrawn, by [`Group`], across connections: when an entity
     /// disappears its config is cleared with an empty retained message.
     announced: [BTreeSet<String>; 2],
+    /// When an oversized message was last logged.
+    skipped_logged: Option<Instant>,
 }
 
 /// Which part of the host an entity comes from; each is worked out on its
@@ -402,7 +422,11 @@ enum Out {
 struct Conn {
     stream: tls::Stream,
     buf: Vec<u8>,
+    /// Bytes of an oversized packet still to be read and dropped.
+    skip: usize,
     last_sent: Instant,
+    /// When the broker last sent anything: its sign of life.
+    last_received: Instant,
     ping_sent: Option<Instant>,
 }
 
@@ -507,7 +531,9 @@ impl Worker {
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
+            skip: 0,
             last_sent: Instant::now(),
+            last_received: Instant::now(),
             ping_sent: None,
         };
         let availability = self.naming.availability();
@@ -567,11 +593,17 @@ impl Worker {
             while let Some(packet) = conn.next_packet()? {
                 self.handle(&mut conn, packet)?;
             }
+            // A broker silent for half the keep-alive is pinged, however
+            // busy we are publishing (a write succeeds into the socket
+            // buffer whether or not anyone reads it), and given up on if
+            // it stays silent for a keep-alive more.
             if let Some(sent) = conn.ping_sent {
-                if sent.elapsed() > keep_alive {
+                if sent.elapsed() >= keep_alive {
                     return Err(MqttError::Timeout("PINGRESP"));
                 }
-            } else if conn.last_sent.elapsed() >= keep_alive / 2 {
+            } else if conn.last_received.elapsed() >= keep_alive / 2
+                || conn.last_sent.elapsed() >= keep_alive / 2
+            {
                 conn.send(&codec::pingreq())?;
                 conn.ping_sent = Some(Instant::now());
             }
@@ -625,6 +657,29 @@ impl Worker {
                             crate::capabilities::log::truncate(&text, 64)
                         ),
                     }
+                }
+            }
+            Incoming::Oversized {
+                topic,
+                len,
+                packet_id,
+            } => {
+                if let Some(id) = packet_id {
+                    conn.send(&codec::puback(id))?;
+                }
+                let n = self.status.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                if self
+                    .skipped_logged
+                    .is_none_or(|t| t.elapsed() >= SKIPPED_LOG_EVERY)
+                {
+                    self.skipped_logged = Some(Instant::now());
+                    log::warn!(
+                        target: "mqtt",
+                        "skipped a {len}-byte message on {}: more than the {} bytes accepted \
+                         ({n} skipped so far; logged at most once a minute)",
+                        crate::capabilities::log::truncate(&topic, 200),
+                        codec::MAX_INCOMING
+                    );
                 }
             }
             Incoming::SubAck { granted } if granted.contains(&0x80) => {
@@ -786,16 +841,32 @@ impl Conn {
     }
 
     /// The next whole packet, or `None` after one read timeout (`TICK`).
+    /// An oversized PUBLISH comes back as [`Incoming::Oversized`] as soon
+    /// as its head is here; the rest of it is dropped as it arrives.
     fn next_packet(&mut self) -> Result<Option<Incoming>, MqttError> {
         loop {
-            if let Some((packet, used)) = codec::parse(&self.buf).map_err(MqttError::Protocol)? {
-                self.buf.drain(..used);
-                return Ok(Some(packet));
+            if self.skip == 0 {
+                if let Some((packet, used)) =
+                    codec::parse(&self.buf).map_err(MqttError::Protocol)?
+                {
+                    if used > self.buf.len() {
+                        self.skip = used - self.buf.len();
+                        self.buf.clear();
+                    } else {
+                        self.buf.drain(..used);
+                    }
+                    return Ok(Some(packet));
+                }
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(MqttError::Closed),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.last_received = Instant::now();
+                    let dropped = self.skip.min(n);
+                    self.skip -= dropped;
+                    self.buf.extend_from_slice(&chunk[dropped..n]);
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Ok(None)
                 }
