@@ -66,6 +66,8 @@ pub struct Entity {
     pub unit: Option<String>,
     pub state_class: &'static str,
     pub icon: Option<&'static str>,
+    /// The plugin whose readings make it; `None` for the host's own.
+    pub owner: Option<String>,
 }
 
 /// `[a-z0-9_]` only, so any sensor id is safe in a topic and a unique_id.
@@ -104,6 +106,7 @@ fn measurement(
     name: String,
     device_class: Option<&'static str>,
     unit: Option<&str>,
+    owner: Option<&str>,
 ) -> Entity {
     Entity {
         key,
@@ -112,6 +115,7 @@ fn measurement(
         unit: unit.map(str::to_string),
         state_class: "measurement",
         icon: None,
+        owner: owner.map(str::to_string),
     }
 }
 
@@ -128,6 +132,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
                 format!("{} {label}", r.sensor_id),
                 class,
                 unit,
+                Some(&r.plugin),
             ));
             state.insert(key, value);
         };
@@ -168,6 +173,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
             "CPU temperature".into(),
             Some("temperature"),
             Some("°C"),
+            None,
         ));
         state.insert("cpu_temperature".into(), num(s.cpu_temp_c));
         entities.push(measurement(
@@ -175,6 +181,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
             "RAM used".into(),
             Some("data_size"),
             Some("MB"),
+            None,
         ));
         state.insert("ram_used".into(), json!(s.ram_used_mb));
         entities.push(Entity {
@@ -184,6 +191,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
             unit: Some("s".into()),
             state_class: "total_increasing",
             icon: None,
+            owner: None,
         });
         state.insert("uptime".into(), json!(s.uptime_s));
     }
@@ -196,6 +204,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
                 format!("{plugin} {name}"),
                 None,
                 unit,
+                Some(plugin),
             ));
             state.insert(key, num_f64(v.value));
         }

@@ -16,8 +16,10 @@
 //! changes go to a bounded queue that drops its oldest entries. With
 //! `mqtt.tls` the socket is wrapped in rustls ([`tls`]) before CONNECT.
 //! Entities that go away (a plugin disabled or removed) are withdrawn with
-//! an empty retained discovery config. [`Service`] replaces the thread when
-//! the config file's `[mqtt]` table changes.
+//! an empty retained discovery config; how many a plugin may have, how fast
+//! new ones come and how much is logged about them is bounded
+//! ([`announce`]). [`Service`] replaces the thread when the config file's
+//! `[mqtt]` table changes.
 //!
 //! What a broker (or anyone who may publish to our command topic) cannot
 //! do: knock us off with one big message (a PUBLISH over
@@ -42,11 +44,12 @@
 //! * `certificate is not trusted` / `not valid for HOST` / `TLS handshake
 //!   failed`: see [`tls`]; the message says which setting to change.
 
+pub mod announce;
 pub mod codec;
 pub mod discovery;
 pub mod tls;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +63,7 @@ use serde_json::Value;
 use crate::config::MqttSection;
 use crate::control::{Control, Pattern};
 use crate::scheduler::Shared;
+use announce::{Announcements, Group, Planned, Wanted};
 use codec::{ConnectRefused, Incoming, Malformed};
 use discovery::Naming;
 
@@ -278,7 +282,7 @@ impl Mqtt {
             broker: broker.clone(),
             seen: Seen::default(),
             tls: None,
-            announced: Default::default(),
+            announcements: Announcements::default(),
             skipped_logged: None,
         };
         let thread = std::thread::Builder::new()
@@ -377,8 +381,6 @@ struct Seen {
     state_at: Option<Instant>,
     plugins: Option<serde_json::Map<String, Value>>,
     plugins_at: Option<Instant>,
-    /// Discovery config topics published on this connection.
-    discovered: BTreeSet<String>,
 }
 
 struct Worker {
@@ -394,28 +396,16 @@ struct Worker {
     seen: Seen,
     /// The TLS client config, built on the first TLS connect.
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// Discovery config topics this thread has published (retained) and
-    /// not withdrawn, by [`Group`], across connections: when an entity
-    /// disappears its config is cleared with an empty retained message.
-    announced: [BTreeSet<String>; 2],
+    /// Discovery configs published (retained) and not withdrawn, across
+    /// connections, and the limits on announcing more.
+    announcements: Announcements,
     /// When an oversized message was last logged.
     skipped_logged: Option<Instant>,
 }
 
-/// Which part of the host an entity comes from; each is worked out on its
-/// own schedule.
-#[derive(Debug, Clone, Copy)]
-enum Group {
-    /// Readings: sensors, system stats, plugin telemetry.
-    Sensors = 0,
-    /// Plugin health.
-    Plugins = 1,
-}
-
 /// One thing `collect` sends.
 enum Out {
-    Config(Group, String, Value),
-    Clear(Group, String),
+    Discovery(Planned),
     Publish(String, Value, bool),
 }
 
@@ -568,6 +558,7 @@ impl Worker {
     /// Runs one connection until it fails (`Err`) or the host stops (`Ok`).
     fn serve(&mut self, mut conn: Conn) -> Result<(), MqttError> {
         self.seen = Seen::default();
+        self.announcements.new_connection();
         self.publish(&mut conn, &self.naming.availability(), b"online", true)?;
         for (topic, payload) in discovery::button_configs(&self.naming) {
             self.publish_json(&mut conn, &topic, &payload, true)?;
@@ -583,6 +574,8 @@ impl Worker {
             if self.stopping() {
                 if self.withdraw.load(Ordering::Relaxed) {
                     self.withdraw_all(&mut conn);
+                } else {
+                    self.withdraw_volatile(&mut conn);
                 }
                 // A clean goodbye: the broker does not send the will.
                 let _ = self.publish(&mut conn, &self.naming.availability(), b"offline", true);
@@ -616,10 +609,9 @@ impl Worker {
             .into_iter()
             .map(|(topic, _)| topic);
         let all: Vec<String> = self
-            .announced
-            .iter()
-            .flatten()
-            .cloned()
+            .announcements
+            .all()
+            .into_iter()
             .chain(buttons)
             .collect();
         for topic in &all {
@@ -628,7 +620,22 @@ impl Worker {
             }
         }
         log::info!(target: "mqtt", "withdrew {} Home Assistant entities of device `{}`", all.len(), self.naming.device_id);
-        self.announced = Default::default();
+        self.announcements.forget();
+    }
+
+    /// At a clean stop: empties the configs of plugins whose entities came
+    /// and went while they ran (their ids would never come back).
+    fn withdraw_volatile(&mut self, conn: &mut Conn) {
+        let topics = self.announcements.at_stop();
+        if topics.is_empty() {
+            return;
+        }
+        for topic in &topics {
+            if self.publish(conn, topic, b"", true).is_err() {
+                return;
+            }
+        }
+        log::info!(target: "mqtt", "withdrew {} Home Assistant entities of plugins whose sensor ids kept changing", topics.len());
     }
 
     fn handle(&mut self, conn: &mut Conn, packet: Incoming) -> Result<(), MqttError> {
@@ -690,28 +697,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Discovery configs of `group` to publish (new on this connection) and
-    /// to withdraw (announced before, gone now).
-    fn discovery_changes(
-        &self,
-        group: Group,
-        configs: impl Iterator<Item = (String, Value)>,
-        out: &mut Vec<Out>,
-    ) {
-        let mut wanted = BTreeSet::new();
-        for (topic, payload) in configs {
-            if !self.seen.discovered.contains(&topic) {
-                out.push(Out::Config(group, topic.clone(), payload));
-            }
-            wanted.insert(topic);
-        }
-        for topic in &self.announced[group as usize] {
-            if !wanted.contains(topic) {
-                out.push(Out::Clear(group, topic.clone()));
-            }
-        }
-    }
-
     /// Publishes (or, with no connection, queues) what changed since the
     /// last look at the shared readings.
     fn collect(&mut self, mut conn: Option<&mut Conn>) -> Result<(), MqttError> {
@@ -738,10 +723,28 @@ impl Worker {
         if due || changed {
             let (entities, state) = discovery::sensors(&readings);
             if conn.is_some() {
-                let configs = entities
+                let wanted = entities
                     .iter()
-                    .map(|e| discovery::sensor_config(&self.naming, e));
-                self.discovery_changes(Group::Sensors, configs, &mut messages);
+                    .map(|e| {
+                        let (topic, payload) = discovery::sensor_config(&self.naming, e);
+                        Wanted {
+                            topic,
+                            payload,
+                            owner: e.owner.clone(),
+                        }
+                    })
+                    .collect();
+                let running = |name: &str| {
+                    plugins
+                        .get(name)
+                        .is_some_and(|status| *status != "disabled")
+                };
+                messages.extend(
+                    self.announcements
+                        .plan(Group::Sensors, wanted, &running)
+                        .into_iter()
+                        .map(Out::Discovery),
+                );
             }
             if !state.is_empty() {
                 messages.push(Out::Publish(
@@ -754,11 +757,24 @@ impl Worker {
         if due || plugins_changed {
             if conn.is_some() {
                 // A disabled plugin has no entity: Home Assistant drops it.
-                let configs = plugins
+                let wanted = plugins
                     .iter()
                     .filter(|(_, status)| *status != "disabled")
-                    .map(|(name, _)| discovery::plugin_config(&self.naming, name));
-                self.discovery_changes(Group::Plugins, configs, &mut messages);
+                    .map(|(name, _)| {
+                        let (topic, payload) = discovery::plugin_config(&self.naming, name);
+                        Wanted {
+                            topic,
+                            payload,
+                            owner: None,
+                        }
+                    })
+                    .collect();
+                messages.extend(
+                    self.announcements
+                        .plan(Group::Plugins, wanted, &|_| true)
+                        .into_iter()
+                        .map(Out::Discovery),
+                );
             }
             if !plugins.is_empty() {
                 messages.push(Out::Publish(
@@ -773,18 +789,23 @@ impl Worker {
         self.seen.plugins = Some(plugins);
         for out in messages {
             match (out, conn.as_deref_mut()) {
-                (Out::Config(group, topic, payload), Some(c)) => {
+                (
+                    Out::Discovery(Planned::Config {
+                        group,
+                        topic,
+                        payload,
+                        owner,
+                    }),
+                    Some(c),
+                ) => {
                     self.publish_json(c, &topic, &payload, true)?;
-                    self.seen.discovered.insert(topic.clone());
-                    self.announced[group as usize].insert(topic);
+                    self.announcements.published(group, &topic, owner);
                 }
-                (Out::Clear(group, topic), Some(c)) => {
+                (Out::Discovery(Planned::Clear { group, topic }), Some(c)) => {
                     // An empty retained config: the broker forgets the
                     // retained one and Home Assistant removes the entity.
                     self.publish(c, &topic, b"", true)?;
-                    log::info!(target: "mqtt", "withdrew the Home Assistant entity {topic}");
-                    self.seen.discovered.remove(&topic);
-                    self.announced[group as usize].remove(&topic);
+                    self.announcements.cleared(group, &topic);
                 }
                 (Out::Publish(topic, payload, retain), Some(c)) => {
                     self.publish_json(c, &topic, &payload, retain)?;
@@ -804,7 +825,7 @@ impl Worker {
                     }
                 }
                 // Discovery is only worked out with a connection.
-                (Out::Config(..) | Out::Clear(..), None) => {}
+                (Out::Discovery(_), None) => {}
             }
         }
         Ok(())

@@ -1090,3 +1090,63 @@ fn a_broker_that_stops_answering_is_left_and_reconnected() {
         api["mqtt"]
     );
 }
+
+/// Issue 16, item 12: a plugin inventing 32 sensor ids per poll gets a
+/// bounded number of Home Assistant entities, at a bounded rate, with a
+/// bounded log, and what it had is withdrawn when the host stops; the real
+/// plugins' entities stay.
+#[test]
+fn a_plugin_churning_sensor_ids_cannot_churn_home_assistant() {
+    let dir = temp_dir("mqtt-churn");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, |c| {
+        crate::support::add_hostile(c, "churner", "churn", 500, &[]);
+    });
+    let dht22 = "homeassistant/sensor/test/dht22_gpio_4_temperature/config";
+    sub.wait(dht22, |_, p| !p.is_empty());
+    // 20 polls: 640 sensor ids, 1,280 entities if each were announced.
+    host.wait_plugin("churner", "20 polls", WAIT, |p| {
+        p["calls"].as_u64() >= Some(20)
+    });
+    let churn = |empty: bool| {
+        sub.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, p)| t.contains("/hostile_churn_") && p.is_empty() == empty)
+            .count()
+    };
+    let (announced, withdrawn) = (churn(false), churn(true));
+    eprintln!("churn: {announced} entities announced, {withdrawn} withdrawn in 20 polls");
+    // 64 at once, then one per 10 s (20 polls take 10 s): at most ~66.
+    assert!(
+        (1..=70).contains(&announced),
+        "{announced} entities announced for 640 sensor ids"
+    );
+    assert!(withdrawn <= announced, "{withdrawn} withdrawn");
+    let lines = host.log().matches("Home Assistant entit").count();
+    assert!(
+        lines <= 12,
+        "{lines} log lines about entities:\n{}",
+        host.log()
+    );
+
+    assert!(host.stop().success());
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
+    // Everything the churner had is withdrawn, in order before `offline`.
+    let lines = sub.lines.lock().unwrap().clone();
+    let mut last: std::collections::BTreeMap<&str, &str> = Default::default();
+    for (_, topic, payload) in &lines {
+        last.insert(topic, payload);
+    }
+    let left: Vec<_> = last
+        .iter()
+        .filter(|(t, p)| t.contains("/hostile_churn_") && !p.is_empty())
+        .collect();
+    assert!(left.is_empty(), "left on the broker: {left:?}");
+    assert!(
+        !last[dht22].is_empty(),
+        "the real DHT22's entity stays for Home Assistant to grey out"
+    );
+}
