@@ -42,6 +42,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection is drained, so the client reads our
 /// answer rather than a reset.
 const LINGER: Duration = Duration::from_millis(500);
+/// Connections the kernel queues for the acceptor. std listens with 128:
+/// a burst of reconnects from a flooding client fills that, and another
+/// client's connection attempt is dropped and retried only after 1 s (then
+/// 3 s). Queued connections cost a few hundred bytes of kernel memory each.
+const LISTEN_BACKLOG: i32 = 1024;
 /// Reader threads only parse and copy; `handle` runs on them too and
 /// needs little stack (no recursion, bounded bodies).
 const STACK_SIZE: usize = 256 * 1024;
@@ -664,6 +669,17 @@ impl Server {
             anyhow::anyhow!("cannot listen on {listen}: {e} (is another program using the port? choose another with --listen)")
         })?;
         let addr = listener.local_addr()?;
+        // Listening again on a listening socket only changes the backlog
+        // (Linux caps it at net.core.somaxconn, 4096 by default).
+        // SAFETY: `listener` owns an open, bound, listening socket for the
+        // whole call; `listen` reads no memory of ours.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), LISTEN_BACKLOG) } != 0
+        {
+            log::debug!(
+                "http: cannot raise the listen backlog: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         let max_connections = limits.max_connections.max(1);
         let limits = Limits {
             workers: limits.workers.max(1),
