@@ -975,7 +975,7 @@ mod tests {
                 .unwrap();
         // Cut where TOML is still valid: after the [host] table, and before
         // the first plugin.
-        let before_plugins = &shipped[..shipped.find("[plugins.").unwrap()];
+        let before_plugins = &shipped[..shipped.find("\n[plugins.").unwrap() + 1];
         let cases: &[(&str, &str)] = &[
             ("", "host.toml:1: the file is empty"),
             ("  \n\t\n  \n", "host.toml:1: the file is empty"),

@@ -66,7 +66,7 @@ fn an_empty_or_cut_short_config_is_refused_and_the_plugins_keep_running() {
     let good = std::fs::read_to_string(&host.config_path).unwrap();
     let path = host.config_path.display().to_string();
     // Cut before the first plugin: what a full disk leaves of a save.
-    let cut = &good[..good.find("[plugins.").expect("the config has plugins")];
+    let cut = &good[..good.find("\n[plugins.").expect("the config has plugins") + 1];
     for (text, says) in [
         ("", "the file is empty"),
         ("\n   \n", "the file is empty"),
