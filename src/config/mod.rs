@@ -888,10 +888,10 @@ fn check_complete(text: &str, path: &Path) -> Result<(), ConfigError> {
     if !table.get("host").is_some_and(toml::Value::is_table) {
         return Err(missing("host", format!("missing: {REQUIRED}; {cut}")));
     }
-    if !table
+    if table
         .get("plugins")
         .and_then(toml::Value::as_table)
-        .is_some_and(|p| !p.is_empty())
+        .is_none_or(toml::Table::is_empty)
     {
         return Err(missing(
             "plugins",

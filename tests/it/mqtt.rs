@@ -986,14 +986,16 @@ fn oversized_messages_are_skipped_without_losing_the_connection() {
     assert!(log.contains(COMMAND), "the line names the topic: {log}");
 }
 
+/// One connection to the silent broker: when its CONNECT was answered,
+/// and the types of the packets the host sent after that, in order.
+type Answered = (std::time::Instant, Vec<u8>);
+
 /// A TCP listener that plays a broker which accepts the host, answers its
-/// CONNECT and SUBSCRIBE, and then never says anything again while still
-/// reading (a hung broker, or a network that lost the way back).
+/// CONNECT, and then never says anything again while still reading (a hung
+/// broker, or a network that lost the way back).
 struct SilentBroker {
     port: u16,
-    /// Accepted connections: when each was answered, and what it sent
-    /// after (packet types, in order).
-    conns: Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>,
+    conns: Arc<Mutex<Vec<Answered>>>,
 }
 
 impl SilentBroker {
