@@ -136,14 +136,16 @@ fn state_files_left_by_a_crash_are_cleaned_and_a_corrupt_one_kept() {
 /// (to overwrite a line on a terminal, or forge one).
 #[test]
 fn plugin_log_lines_cannot_carry_control_characters() {
-    let host = TestHost::start_with(|c| add_hostile(c, "forger", "forge-log", 500, &[]));
-    host.wait_plugin("forger", "a call", WAIT, |p| p["calls"].as_u64() >= Some(1));
+    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "forge-log", 500, &[]));
+    host.wait_plugin("hostile", "a call", WAIT, |p| {
+        p["calls"].as_u64() >= Some(1)
+    });
     let log = wait_until("the forged lines in the log", WAIT, || {
         let log = host.log();
         log.contains("FORGED-STDOUT").then_some(log)
     });
     assert!(
-        log.contains(r"[forger] ok\rFORGED: all good\n[host] forged line \u{1b}[2Jwiped"),
+        log.contains(r"[hostile] ok\rFORGED: all good\n[host] forged line \u{1b}[2Jwiped"),
         "{log}"
     );
     assert!(

@@ -1103,12 +1103,14 @@ fn a_plugin_churning_sensor_ids_cannot_churn_home_assistant() {
     let broker = Broker::start(&dir, free_port(), None);
     let sub = Subscriber::start(broker.port);
     let host = mqtt_host(broker.port, |c| {
-        crate::support::add_hostile(c, "churner", "churn", 500, &[]);
+        // Named like the ids it invents, should ids have to carry their
+        // plugin's name.
+        crate::support::add_hostile(c, "hostile", "churn", 500, &[]);
     });
     let dht22 = "homeassistant/sensor/test/dht22_gpio_4_temperature/config";
     sub.wait(dht22, |_, p| !p.is_empty());
     // 20 polls: 640 sensor ids, 1,280 entities if each were announced.
-    host.wait_plugin("churner", "20 polls", WAIT, |p| {
+    host.wait_plugin("hostile", "20 polls", WAIT, |p| {
         p["calls"].as_u64() >= Some(20)
     });
     let churn = |empty: bool| {
