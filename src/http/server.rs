@@ -513,14 +513,27 @@ impl std::fmt::Display for Client {
     }
 }
 
+/// What an open connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for (the rest of) a request: may be closed for a newcomer.
+    Waiting,
+    /// Being answered: never closed from outside.
+    Answering,
+    /// Answered and closing (draining what the client still sends, at most
+    /// [`LINGER`]): done, so it counts against no client's share and is
+    /// the first to go at the cap.
+    Closing,
+}
+
 /// One open connection, as the acceptor sees it.
 struct Slot {
     /// A handle on the socket, to close it from outside.
     stream: TcpStream,
     client: Client,
-    /// Waiting for (the rest of) a request, rather than answering one.
-    reading: bool,
-    /// When it started waiting for its current request.
+    phase: Phase,
+    /// When it entered its phase (for `Waiting`: started waiting for its
+    /// current request).
     since: Instant,
 }
 
@@ -529,7 +542,7 @@ struct Slot {
 pub struct SlotView {
     pub id: u64,
     pub client: Client,
-    pub reading: bool,
+    pub phase: Phase,
     pub since: Instant,
 }
 
@@ -545,21 +558,24 @@ pub enum Room {
 }
 
 /// Where a newcomer from `client` goes, given the open connections: the
-/// per-client share first (its own idlest connection makes room), then the
-/// overall cap (the biggest client's idlest waiting connection, any age if
-/// that client holds more than the newcomer's would, else one that has
-/// waited [`EVICT_AFTER`]). Connections being answered are never closed.
+/// per-client share first (its own idlest waiting connection makes room;
+/// closing ones do not count), then the overall cap (a closing connection,
+/// else the biggest client's idlest waiting connection, any age if that
+/// client holds more than the newcomer's would, else one that has waited
+/// [`EVICT_AFTER`]). Connections being answered are never closed.
 pub fn make_room(slots: &[SlotView], client: Client, limits: &Limits, now: Instant) -> Room {
     let mut counts: HashMap<Client, usize> = HashMap::new();
-    for s in slots {
+    for s in slots.iter().filter(|s| s.phase != Phase::Closing) {
         *counts.entry(s.client).or_insert(0) += 1;
     }
+    let waiting = |s: &&SlotView| s.phase == Phase::Waiting;
     let mine = counts.get(&client).copied().unwrap_or(0);
     let per_client = limits.max_connections_per_client;
     if mine >= per_client {
         return slots
             .iter()
-            .filter(|s| s.client == client && s.reading)
+            .filter(|s| s.client == client)
+            .filter(waiting)
             .min_by_key(|s| s.since)
             .map_or_else(
                 || {
@@ -574,12 +590,18 @@ pub fn make_room(slots: &[SlotView], client: Client, limits: &Limits, now: Insta
     if slots.len() < limits.max_connections {
         return Room::Free;
     }
+    if let Some(done) = slots
+        .iter()
+        .filter(|s| s.phase == Phase::Closing)
+        .min_by_key(|s| s.since)
+    {
+        return Room::Evict(done.id);
+    }
     slots
         .iter()
+        .filter(waiting)
         .filter(|s| {
-            s.reading
-                && (counts[&s.client] > mine + 1
-                    || now.saturating_duration_since(s.since) >= EVICT_AFTER)
+            counts[&s.client] > mine + 1 || now.saturating_duration_since(s.since) >= EVICT_AFTER
         })
         .min_by_key(|s| (std::cmp::Reverse(counts[&s.client]), s.since))
         .map_or_else(
@@ -607,13 +629,11 @@ struct Inner {
 }
 
 impl Inner {
-    fn set_phase(&self, id: u64, reading: bool) {
+    fn set_phase(&self, id: u64, phase: Phase) {
         if let Ok(mut conns) = self.conns.lock() {
             if let Some(slot) = conns.get_mut(&id) {
-                slot.reading = reading;
-                if reading {
-                    slot.since = Instant::now();
-                }
+                slot.phase = phase;
+                slot.since = Instant::now();
             }
         }
     }
@@ -726,7 +746,7 @@ impl Server {
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        for slot in conns.values().filter(|s| s.reading) {
+        for slot in conns.values().filter(|s| s.phase == Phase::Waiting) {
             let _ = slot.stream.shutdown(Shutdown::Both);
         }
         while !conns.is_empty() {
@@ -776,7 +796,7 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
             .map(|(&id, s)| SlotView {
                 id,
                 client: s.client,
-                reading: s.reading,
+                phase: s.phase,
                 since: s.since,
             })
             .collect();
@@ -803,7 +823,7 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
             Slot {
                 stream: handle,
                 client,
-                reading: true,
+                phase: Phase::Waiting,
                 since: Instant::now(),
             },
         );
@@ -875,12 +895,13 @@ fn serve(mut stream: TcpStream, id: u64, inner: &Inner) {
             Err(Stop::Answer(response)) => {
                 inner.count(response.status);
                 let _ = stream.write_all(&encode(&response, false, Connection::Close));
+                inner.set_phase(id, Phase::Closing);
                 linger(&mut stream);
                 return;
             }
         };
         request.peer = peer;
-        inner.set_phase(id, false);
+        inner.set_phase(id, Phase::Answering);
         let response = inner.with_permit(|| handle(&request, &inner.state));
         let keep = head.keep_alive && !inner.stop.load(Ordering::SeqCst);
         let connection = match (keep, head.http10) {
@@ -896,10 +917,11 @@ fn serve(mut stream: TcpStream, id: u64, inner: &Inner) {
             return;
         }
         if !keep {
+            inner.set_phase(id, Phase::Closing);
             linger(&mut stream);
             return;
         }
-        inner.set_phase(id, true);
+        inner.set_phase(id, Phase::Waiting);
     }
 }
 

@@ -374,18 +374,32 @@ fn client(ip: &str) -> Client {
     Client::of(ip.parse().unwrap())
 }
 
-/// Open connections as (client, waiting for a request, age in ms); ids are
-/// their positions.
+/// Open connections as (client, phase, age in ms): `true` waiting for a
+/// request, `false` being answered; ids are their positions.
 fn slots(now: Instant, list: &[(&str, bool, u64)]) -> Vec<SlotView> {
     list.iter()
         .enumerate()
-        .map(|(i, &(ip, reading, age_ms))| SlotView {
+        .map(|(i, &(ip, waiting, age_ms))| SlotView {
             id: i as u64,
             client: client(ip),
-            reading,
+            phase: if waiting {
+                Phase::Waiting
+            } else {
+                Phase::Answering
+            },
             since: now - Duration::from_millis(age_ms),
         })
         .collect()
+}
+
+/// `slots` with the connections at `closing` (ids) answered and closing.
+fn with_closing(mut slots: Vec<SlotView>, closing: &[u64]) -> Vec<SlotView> {
+    for s in &mut slots {
+        if closing.contains(&s.id) {
+            s.phase = Phase::Closing;
+        }
+    }
+    slots
 }
 
 fn limits(max: usize, per_client: usize) -> Limits {
@@ -463,6 +477,26 @@ fn room_is_made_from_the_newcomers_own_share_then_from_the_biggest_client() {
             a,
             limits(3, 3),
             Room::Refuse(String::new()),
+        ),
+        (
+            "closing connections count against no client's share",
+            with_closing(
+                slots(now, &[(a, true, 5), (a, true, 5), (a, true, 5)]),
+                &[0, 1],
+            ),
+            a,
+            limits(8, 2),
+            Room::Free,
+        ),
+        (
+            "at the cap, a closing connection goes first, whoever's",
+            with_closing(
+                slots(now, &[(a, true, 5000), (b, true, 10), (b, true, 10)]),
+                &[2],
+            ),
+            c,
+            limits(3, 3),
+            Room::Evict(2),
         ),
         (
             "a client holding one more than the newcomer's keeps its fresh ones",
