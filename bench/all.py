@@ -19,6 +19,8 @@ Sections (each compares against a baseline measured in the same run):
   memory  bench/memory.py (host modes against python3 processes)
   start   bench/start.py (cold against warm start)
   reload  bench/reload.py (hot reload against a restart)
+  flood   bench/flood.py (a fresh request's latency while another client
+          floods the connection slots, against no flood)
 
 The figures go to BENCHMARKS.md between `<!-- bench:NAME -->` markers (a
 section not run keeps its previous figures), with the machine, the date and
@@ -46,7 +48,7 @@ from common import BINARY, ROOT, api, start_host, write_config  # noqa: E402
 PY = os.path.join(ROOT, ".venv", "bin", "python")
 EXAMPLES = os.path.join(ROOT, "target", "debug", "examples")
 BENCH_DIR = os.path.join(ROOT, "target", "bench")
-SECTIONS = ["calls", "http", "sched", "idle", "memory", "start", "reload"]
+SECTIONS = ["calls", "http", "sched", "idle", "memory", "start", "reload", "flood"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -420,6 +422,7 @@ TITLES = {
     "memory": "### Memory: the host against python3 processes",
     "start": "### Start-up: cold against warm",
     "reload": "### Hot reload against restarting the host",
+    "flood": "### A fresh request while another client floods the connections",
 }
 
 
@@ -487,9 +490,14 @@ def main():
         out = script_section([os.path.join(ROOT, "bench", "reload.py"), *runs])
         sections["reload"] = f"```\npython3 bench/reload.py {' '.join(runs)}\n```\n\n" + tables(out)
 
+    def flood():
+        runs = ["--probes", "20"] if args.quick else ["--probes", "42"]
+        out = script_section([os.path.join(ROOT, "bench", "flood.py"), *runs])
+        sections["flood"] = f"```\npython3 bench/flood.py {' '.join(runs)}\n```\n\n" + tables(out)
+
     host_parts = [s for s in ("http", "sched", "idle") if s in wanted]
     for names, f in ((["calls"], calls), (host_parts, host), (["memory"], memory), (["start"], start),
-                     (["reload"], reload)):
+                     (["reload"], reload), (["flood"], flood)):
         if names and set(names) <= set(wanted):
             log("section: " + ", ".join(names))
             attempt(names, f)

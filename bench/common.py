@@ -8,7 +8,9 @@ import subprocess
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "debug", "wasi-python-host")
+# cargo's target folder: CARGO_TARGET_DIR when set, as for cargo itself.
+BINARY = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                      "debug", "wasi-python-host")
 
 
 def write_config(path, state_dir, cache_dir, extra="", **replace):

@@ -197,10 +197,12 @@ impl Host {
         let limits = http::Limits {
             workers: config.host.http_workers,
             max_connections: config.host.http_max_connections,
+            max_connections_per_client: config.host.max_connections_per_client(),
             request_timeout: Duration::from_millis(config.host.http_request_timeout_ms),
             idle_timeout: Duration::from_millis(config.host.http_idle_timeout_ms),
         };
         let auth = crate::http::auth::Auth::load(&config)?;
+        let config_hosts = config.host.http_allowed_hosts.clone();
         let control = Arc::new(Control::new(hardware.handle()));
         let mqtt = MqttService::new(shared.clone(), control.clone(), hardware_name.clone());
         mqtt.apply(&config.mqtt)
@@ -233,6 +235,7 @@ impl Host {
         };
         let mut state = AppState::new(shared, hardware.handle(), control, hardware_name, auth);
         state.mqtt = Some(mqtt.clone());
+        state.hosts = http::hosts::AllowedHosts::new(&config_hosts);
         let http = HttpServer::start(listen, limits, Arc::new(state))?;
         log::info!("listening on http://{}", http.addr);
         log::info!("{control_note}");

@@ -133,8 +133,11 @@ impl HostServices {
             }
             return Ok(r.clone());
         }
-        let store = state::Store::open(&self.state_dir.join("state"), name, state_quota_bytes)
+        let mut store = state::Store::open(&self.state_dir.join("state"), name, state_quota_bytes)
             .with_context(|| format!("failed to open the state store of plugin `{name}`"))?;
+        // A call's writes stay in memory; the host writes them out after
+        // the call, at most once every MIN_WRITE_INTERVAL (SD-card wear).
+        store.buffer_writes(state::MIN_WRITE_INTERVAL);
         let r = Resources {
             state: Arc::new(Mutex::new(store)),
             denied: Arc::new(Denials::default()),
@@ -170,6 +173,8 @@ pub struct PluginShared {
     pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
     pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
     pub telemetry_bucket: Arc<Mutex<rate::TokenBucket>>,
+    /// Failures to save the state store are logged at most once a minute.
+    pub state_error_log: Mutex<rate::TokenBucket>,
 }
 
 impl PluginShared {
@@ -198,6 +203,7 @@ impl PluginShared {
             buzzer_bucket: r.buzzer_bucket,
             leds_bucket: r.leds_bucket,
             telemetry_bucket: r.telemetry_bucket,
+            state_error_log: Mutex::new(rate::TokenBucket::new(1, Duration::from_secs(60))),
         })
     }
 

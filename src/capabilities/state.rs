@@ -2,26 +2,61 @@
 //! reloads and restarts, so an alarm stays an alarm after a hot swap.
 //!
 //! Each plugin's store is one JSON file (`<state_dir>/state/<plugin>.json`,
-//! values hex-encoded) rewritten on every change with write-to-temp, fsync,
-//! rename: a power cut mid-write leaves either the old or the new file,
-//! never a torn one. Alert plugins write a few bytes when their level
-//! changes, so the rewrite cost does not matter.
+//! values hex-encoded) written with write-to-temp, fsync, rename: a power
+//! cut mid-write leaves either the old or the new file, never a torn one.
+//!
+//! A store writes through (one durable write per change) until the host
+//! calls [`Store::buffer_writes`]; then changes stay in memory and
+//! [`Store::flush`], which the host calls when a plugin call ends, writes
+//! them in one go, at most once per `min_interval`. So a call that sets a
+//! key 164 times costs one fsync, and a plugin that writes on every poll
+//! costs at most one per interval (an SD card wears with every write).
+//! Reads always see memory, so a plugin sees its own writes at once and an
+//! unsaved change is not mistaken for no change.
+//!
+//! At open, temporary files a killed host left behind are removed, and an
+//! unreadable file is kept as `<plugin>.json.corrupt-<unix time>` (and
+//! logged) before the plugin starts afresh.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::contract::state::Host;
 
 /// Longest key accepted.
 pub const MAX_KEY_BYTES: usize = 256;
 
+/// The durable write interval the host gives [`Store::buffer_writes`]:
+/// at most one fsync'd rewrite of a plugin's state per this long.
+pub const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// One plugin's persistent store.
 pub struct Store {
     path: PathBuf,
+    plugin: String,
     quota_bytes: u64,
     values: BTreeMap<String, Vec<u8>>,
+    /// `Some(min_interval)` once writes are buffered for [`Store::flush`].
+    buffered: Option<Duration>,
+    /// Memory holds changes the file does not.
+    dirty: bool,
+    last_write: Option<Instant>,
+    writes: u64,
+}
+
+/// What [`Store::flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing to write.
+    Clean,
+    /// The changes are on disk.
+    Written,
+    /// The last durable write was too recent: the changes stay in memory
+    /// and go out with a `flush` at least this much later.
+    Deferred(Duration),
 }
 
 impl Store {
@@ -29,12 +64,10 @@ impl Store {
     /// quota of 0 nothing can be written, so nothing is.
     pub fn open(dir: &Path, plugin: &str, quota_bytes: u64) -> std::io::Result<Store> {
         let path = dir.join(format!("{plugin}.json"));
+        remove_leftover_temps(dir, &path);
         let values = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).unwrap_or_else(|| {
-                log::warn!(
-                    "state of plugin `{plugin}` in {} is unreadable; starting empty",
-                    path.display()
-                );
+                keep_corrupt(&path, plugin);
                 BTreeMap::new()
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
@@ -42,9 +75,20 @@ impl Store {
         };
         Ok(Store {
             path,
+            plugin: plugin.to_string(),
             quota_bytes,
             values,
+            buffered: None,
+            dirty: false,
+            last_write: None,
+            writes: 0,
         })
+    }
+
+    /// From now on, changes stay in memory until [`Store::flush`], which
+    /// writes at most once per `min_interval`.
+    pub fn buffer_writes(&mut self, min_interval: Duration) {
+        self.buffered = Some(min_interval);
     }
 
     pub fn get(&self, key: &str) -> Option<&[u8]> {
@@ -78,6 +122,10 @@ impl Store {
             ));
         }
         let previous = self.values.insert(key.to_string(), value.to_vec());
+        if self.buffered.is_some() {
+            self.dirty = true;
+            return Ok(());
+        }
         if let Err(e) = self.persist() {
             // Keep memory and disk in agreement: undo the change.
             match previous {
@@ -91,13 +139,57 @@ impl Store {
 
     pub fn delete(&mut self, key: &str) {
         if self.values.remove(key).is_some() {
-            if let Err(e) = self.persist() {
+            if self.buffered.is_some() {
+                self.dirty = true;
+            } else if let Err(e) = self.persist() {
                 log::warn!("state delete could not be saved: {e}");
             }
         }
     }
 
-    fn persist(&self) -> std::io::Result<()> {
+    /// Writes buffered changes, unless the last durable write was less
+    /// than the interval ago (then they wait for a later `flush`). On an
+    /// error they stay in memory for the next one.
+    pub fn flush(&mut self) -> std::io::Result<Flush> {
+        if !self.dirty {
+            return Ok(Flush::Clean);
+        }
+        let interval = self.buffered.unwrap_or(Duration::ZERO);
+        if let Some(last) = self.last_write {
+            let since = last.elapsed();
+            if since < interval {
+                return Ok(Flush::Deferred(interval - since));
+            }
+        }
+        self.flush_now()
+    }
+
+    /// Writes buffered changes now, whatever the interval: at shutdown,
+    /// and when a plugin is removed or stops being called.
+    pub fn flush_now(&mut self) -> std::io::Result<Flush> {
+        if !self.dirty {
+            return Ok(Flush::Clean);
+        }
+        self.persist()?;
+        self.dirty = false;
+        Ok(Flush::Written)
+    }
+
+    /// Whether memory holds changes not on disk yet.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Durable writes (fsync'd rewrites of the file) so far.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    fn persist(&mut self) -> std::io::Result<()> {
+        // Counted and timed even when it fails: a failing disk is retried
+        // at the same bounded rate.
+        self.last_write = Some(Instant::now());
+        self.writes += 1;
         write_atomically(&self.path, &encode(&self.values))
     }
 
@@ -107,17 +199,91 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_now() {
+            log::error!(
+                "state of plugin `{}` could not be saved to {}: {e}",
+                self.plugin,
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// The temporary name [`write_atomically`] gives `path` while writing it,
+/// without the writer's process id.
+fn temp_prefix(path: &Path) -> String {
+    format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    )
+}
+
+/// Deletes the temporary files of `path` that an earlier process left in
+/// `dir` when it was killed mid-write (this process's own may be in use).
+fn remove_leftover_temps(dir: &Path, path: &Path) {
+    let prefix = temp_prefix(path);
+    let ours = format!("{prefix}{}", std::process::id());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid_part = name.strip_prefix(prefix.as_str());
+        if pid_part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && name != ours
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        log::info!(
+            "removed {removed} temporary file(s) of {} left by a host that stopped mid-write",
+            path.display()
+        );
+    }
+}
+
+/// Moves an unreadable state file aside as `<file>.corrupt-<unix time>`,
+/// so starting afresh does not destroy what may still be rescued by hand.
+fn keep_corrupt(path: &Path, plugin: &str) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let mut backup = path.with_file_name(format!("{name}.corrupt-{secs}"));
+    let mut n = 1;
+    while backup.exists() {
+        n += 1;
+        backup = path.with_file_name(format!("{name}.corrupt-{secs}-{n}"));
+    }
+    match std::fs::rename(path, &backup) {
+        Ok(()) => log::warn!(
+            "state of plugin `{plugin}` in {} is unreadable (not the JSON the host writes); \
+             kept it as {} and starting with an empty state",
+            path.display(),
+            backup.display()
+        ),
+        Err(e) => log::error!(
+            "state of plugin `{plugin}` in {} is unreadable, and keeping a copy as {} failed \
+             ({e}); starting with an empty state, the next save replaces it",
+            path.display(),
+            backup.display()
+        ),
+    }
+}
+
 /// Writes `bytes` to `path` so that readers and power cuts see either the
 /// old or the new content: temp file in the same folder, fsync, rename,
 /// fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
+    let tmp = dir.join(format!("{}{}", temp_prefix(path), std::process::id()));
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -188,18 +354,179 @@ impl Host for State {
 mod tests {
     use super::*;
 
+    /// A fresh folder for one test.
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("whp-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn survives_reopen_and_enforces_quota() {
-        let dir = std::env::temp_dir().join(format!("whp-state-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = dir("reopen");
         let mut s = Store::open(&dir, "p", 32).unwrap();
         s.set("level", b"alarm").unwrap();
         assert!(s.set("big", &[0u8; 40]).unwrap_err().contains("quota"));
+        drop(s);
         let s = Store::open(&dir, "p", 32).unwrap();
         assert_eq!(s.get("level"), Some(&b"alarm"[..]));
         assert_eq!(s.get("big"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_kept_aside_before_starting_empty() {
+        let dir = dir("corrupt");
         std::fs::write(dir.join("p.json"), b"{not json").unwrap();
-        assert_eq!(Store::open(&dir, "p", 32).unwrap().get("level"), None);
+        let mut s = Store::open(&dir, "p", 64).unwrap();
+        assert_eq!(s.get("level"), None);
+        let names = files(&dir);
+        let backup = names
+            .iter()
+            .find(|n| n.starts_with("p.json.corrupt-"))
+            .unwrap_or_else(|| panic!("no backup among {names:?}"));
+        assert_eq!(std::fs::read(dir.join(backup)).unwrap(), b"{not json");
+        // The next save does not touch the backup.
+        s.set("level", b"ok").unwrap();
+        assert_eq!(std::fs::read(dir.join(backup)).unwrap(), b"{not json");
+        assert_eq!(
+            Store::open(&dir, "p", 64).unwrap().get("level"),
+            Some(&b"ok"[..])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn temporary_files_of_a_killed_host_are_removed_at_open() {
+        let dir = dir("temps");
+        // What `kill -9` mid-write leaves: temp files named after the
+        // writer's process id, next to a good state file.
+        std::fs::write(
+            dir.join("p.json"),
+            encode(&BTreeMap::from([("k".into(), b"v".to_vec())])),
+        )
+        .unwrap();
+        for pid in [1234, 99999] {
+            std::fs::write(dir.join(format!(".p.json.tmp{pid}")), b"{\"k\": \"7").unwrap();
+        }
+        // Another plugin's leftovers and unrelated files are not ours.
+        std::fs::write(dir.join(".p2.json.tmp1234"), b"x").unwrap();
+        std::fs::write(dir.join(".p.json.tmpfoo"), b"x").unwrap();
+        let s = Store::open(&dir, "p", 64).unwrap();
+        assert_eq!(s.get("k"), Some(&b"v"[..]));
+        assert_eq!(
+            files(&dir),
+            [".p.json.tmpfoo", ".p2.json.tmp1234", "p.json"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn buffered_writes_make_one_durable_write_per_flush() {
+        let dir = dir("coalesce");
+        let mut s = Store::open(&dir, "p", 4096).unwrap();
+        s.buffer_writes(Duration::ZERO);
+        // One plugin call that writes 164 times.
+        for i in 0..164u32 {
+            s.set("counter", &i.to_le_bytes()).unwrap();
+            s.set(&format!("k{}", i % 8), b"x").unwrap();
+        }
+        s.delete("k0");
+        // The plugin reads its own writes before anything is on disk.
+        assert_eq!(s.get("counter"), Some(&163u32.to_le_bytes()[..]));
+        assert_eq!(s.writes(), 0);
+        assert!(!dir.join("p.json").exists());
+        assert_eq!(s.flush().unwrap(), Flush::Written);
+        assert_eq!(s.writes(), 1);
+        assert_eq!(
+            s.flush().unwrap(),
+            Flush::Clean,
+            "nothing new, nothing written"
+        );
+        assert_eq!(s.writes(), 1);
+        let disk = Store::open(&dir, "p", 4096).unwrap();
+        assert_eq!(disk.get("counter"), Some(&163u32.to_le_bytes()[..]));
+        assert_eq!(disk.get("k0"), None);
+        assert_eq!(disk.get("k1"), Some(&b"x"[..]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn buffered_writes_reach_the_disk_at_most_once_per_interval() {
+        let dir = dir("rate");
+        let mut s = Store::open(&dir, "p", 4096).unwrap();
+        s.buffer_writes(Duration::from_secs(3600));
+        s.set("level", b"warn").unwrap();
+        assert_eq!(
+            s.flush().unwrap(),
+            Flush::Written,
+            "the first change goes out"
+        );
+        // Calls keep changing it: every flush within the interval waits.
+        for level in [&b"alarm"[..], b"ok", b"alarm"] {
+            s.set("level", level).unwrap();
+            assert!(
+                matches!(s.flush().unwrap(), Flush::Deferred(d) if d > Duration::from_secs(3500))
+            );
+        }
+        assert_eq!(s.writes(), 1);
+        assert!(s.is_dirty());
+        // At shutdown (or removal) what waits goes out regardless ...
+        assert_eq!(s.flush_now().unwrap(), Flush::Written);
+        assert_eq!(
+            Store::open(&dir, "p", 4096).unwrap().get("level"),
+            Some(&b"alarm"[..])
+        );
+        // ... and dropping a store with unsaved changes saves them.
+        s.set("level", b"ok").unwrap();
+        drop(s);
+        assert_eq!(
+            Store::open(&dir, "p", 4096).unwrap().get("level"),
+            Some(&b"ok"[..])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_durable_write_keeps_the_change_for_the_next_flush() {
+        let dir = dir("failing");
+        let mut s = Store::open(&dir, "p", 4096).unwrap();
+        s.buffer_writes(Duration::ZERO);
+        // The state folder becomes a file: every write fails.
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, b"not a folder").unwrap();
+        s.set("level", b"alarm").unwrap();
+        assert!(s.flush().is_err());
+        assert_eq!(s.get("level"), Some(&b"alarm"[..]), "memory keeps it");
+        assert!(s.is_dirty());
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(s.flush().unwrap(), Flush::Written);
+        assert_eq!(
+            Store::open(&dir, "p", 4096).unwrap().get("level"),
+            Some(&b"alarm"[..])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn write_through_is_still_the_default() {
+        let dir = dir("through");
+        let mut s = Store::open(&dir, "p", 4096).unwrap();
+        s.set("a", b"1").unwrap();
+        s.set("a", b"1").unwrap();
+        s.set("a", b"2").unwrap();
+        assert_eq!(s.writes(), 2, "one per change, none for an unchanged value");
+        assert!(!s.is_dirty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

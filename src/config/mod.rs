@@ -118,12 +118,30 @@ pub struct HostSection {
     /// A keep-alive connection is closed after waiting this long for its
     /// next request.
     pub http_idle_timeout_ms: u64,
+    /// Open connections one client (an IPv4 address, or an IPv6 /64) may
+    /// hold; past it its own idlest connection is closed for its newcomer.
+    /// Default: a quarter of `http_max_connections` (32 of 128).
+    pub http_max_connections_per_client: Option<usize>,
+    /// Host names (the `Host` header) the HTTP server answers besides IP
+    /// addresses, `localhost`, the machine's host name and names no public
+    /// DNS can serve (single-label, `.local`, `.lan`, `.home.arpa`, ...).
+    /// `"*"` answers any name (behind a reverse proxy that checks it).
+    pub http_allowed_hosts: Vec<String>,
     /// Whether control endpoints (buzzer, simulated hardware) answer:
     /// `token` (default) requires the control token, `off` refuses them.
     pub control: ControlMode,
     /// The control token. Unset: one is generated on first run and kept in
     /// `<state_dir>/control-token`.
     pub control_token: Option<String>,
+}
+
+impl HostSection {
+    /// `http_max_connections_per_client`, or its default: a quarter of
+    /// `http_max_connections`, at least 1.
+    pub fn max_connections_per_client(&self) -> usize {
+        self.http_max_connections_per_client
+            .unwrap_or((self.http_max_connections / 4).max(1))
+    }
 }
 
 /// See [`HostSection::control`].
@@ -148,6 +166,8 @@ impl Default for HostSection {
             http_max_connections: 128,
             http_request_timeout_ms: 10_000,
             http_idle_timeout_ms: 5_000,
+            http_max_connections_per_client: None,
+            http_allowed_hosts: Vec::new(),
             control: ControlMode::Token,
             control_token: None,
         }
@@ -704,7 +724,23 @@ impl Config {
     }
 
     /// Parses and validates `text` as if read from `path`.
+    ///
+    /// A file must be whole: an empty one, or one without a `[host]` table
+    /// or without any `[plugins.NAME]`, is refused like a syntax error.
+    /// That is what a save cut short by a full disk or a power cut looks
+    /// like, and applying it would stop every plugin it no longer lists.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                file: path.to_path_buf(),
+                key: String::new(),
+                line: 1,
+                message: format!(
+                    "the file is empty: {REQUIRED} (a save cut short by a full disk or a power \
+                     cut leaves an empty file; restore it, e.g. from config/host.toml)"
+                ),
+            });
+        }
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
         config.source = path.to_path_buf();
@@ -715,6 +751,7 @@ impl Config {
         config
             .validate()
             .map_err(|(key, message)| ConfigError::invalid(path, text, &key, message))?;
+        check_complete(text, path)?;
         Ok(config)
     }
 
@@ -742,6 +779,22 @@ impl Config {
         ] {
             if !(100..=600_000).contains(&value) {
                 return Err((key.into(), "must be between 100 and 600000 ms".into()));
+            }
+        }
+        if let Some(n) = self.host.http_max_connections_per_client {
+            if !(1..=self.host.http_max_connections).contains(&n) {
+                return Err((
+                    "host.http_max_connections_per_client".into(),
+                    format!(
+                        "must be between 1 and host.http_max_connections ({})",
+                        self.host.http_max_connections
+                    ),
+                ));
+            }
+        }
+        for name in &self.host.http_allowed_hosts {
+            if let Err(why) = check_host_pattern(name) {
+                return Err(("host.http_allowed_hosts".into(), why));
             }
         }
         if let Some(token) = &self.host.control_token {
@@ -982,6 +1035,72 @@ impl Config {
     }
 }
 
+/// An entry of `host.http_allowed_hosts`: `"*"`, a host name, or
+/// `*.suffix` for every name under a domain. Names are compared without
+/// case and without the port.
+pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "`{}` is not a host name: use names like \"pi.example.com\", \"*.example.com\" \
+             (every name under it) or \"*\" (any name; only behind a proxy that checks it), \
+             without a port",
+            crate::capabilities::log::truncate(pattern, 80)
+        ));
+    }
+    Ok(())
+}
+
+/// What every config file must have, as the error messages say it.
+const REQUIRED: &str = "a config needs a [host] table and at least one [plugins.NAME] table";
+
+/// Refuses a file that parsed but lacks a required table: the usual shape
+/// of a truncated file. The error points at the end of the file, where the
+/// missing part would have been.
+fn check_complete(text: &str, path: &Path) -> Result<(), ConfigError> {
+    // `parse` already succeeded on the typed form, so this cannot fail;
+    // an empty table stands in if it somehow does.
+    let table: toml::Table = text.parse().unwrap_or_default();
+    let last_line = text.trim_end().lines().count().max(1);
+    let cut = "if the file ends early, a save was cut short (a full disk or a power cut): \
+               restore the missing part";
+    let missing = |key: &str, message: String| ConfigError::Invalid {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        line: last_line,
+        message,
+    };
+    if !table.get("host").is_some_and(toml::Value::is_table) {
+        return Err(missing("host", format!("missing: {REQUIRED}; {cut}")));
+    }
+    if table
+        .get("plugins")
+        .and_then(toml::Value::as_table)
+        .is_none_or(toml::Table::is_empty)
+    {
+        return Err(missing(
+            "plugins",
+            format!(
+                "no plugin is configured: {REQUIRED} (to stop a plugin, set its \
+                 enabled = false); {cut}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The largest `memory_mb` accepted. A plugin's linear memory is at most
+/// 4 GiB (wasm32), and the byte count must fit a 32-bit `usize` on armv7;
+/// more than 1 GiB for one plugin makes no sense on a Pi (a Zero 2 W has
+/// 512 MiB in all).
+pub const MAX_MEMORY_MB: u32 = 1024;
+
 fn check_limits(key: &str, limits: &Limits) -> Result<(), (String, String)> {
     if limits.fuel < MIN_FUEL {
         return Err((
@@ -1008,5 +1127,130 @@ fn check_limits(key: &str, limits: &Limits) -> Result<(), (String, String)> {
                 .into(),
         ));
     }
+    if limits.memory_mb > MAX_MEMORY_MB {
+        return Err((
+            format!("{key}.memory_mb"),
+            format!(
+                "must be at most {MAX_MEMORY_MB} MiB: a plugin needs ~20 (the shipped ones run in \
+                 the default 64), and a Pi Zero 2 W has 512 MiB in all"
+            ),
+        ));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal whole config, with `extra` appended.
+    fn whole(extra: &str) -> String {
+        format!("[host]\nlisten = \"127.0.0.1:0\"\n\n[plugins.p]\ninterval_ms = 1000\n{extra}")
+    }
+
+    /// Parses `text`; `Ok` or the one-line error.
+    fn check(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("host.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_shipped_configs_are_whole() {
+        for file in ["config/host.toml", "deploy/host.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(config.plugins.len() >= 4, "{file}");
+        }
+    }
+
+    #[test]
+    fn an_empty_or_cut_short_file_is_refused_with_file_line_and_key() {
+        let shipped =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/host.toml"))
+                .unwrap();
+        // Cut where TOML is still valid: after the [host] table, and before
+        // the first plugin.
+        let before_plugins = &shipped[..shipped.find("\n[plugins.").unwrap() + 1];
+        let cases: &[(&str, &str)] = &[
+            ("", "host.toml:1: the file is empty"),
+            ("  \n\t\n  \n", "host.toml:1: the file is empty"),
+            ("# just a comment\n", "host.toml:1: `host`: missing"),
+            ("[plugins.p]\n", "host.toml:1: `host`: missing"),
+            (
+                "[host]\nlisten = \"127.0.0.1:0\"\n",
+                "host.toml:2: `plugins`: no plugin",
+            ),
+            ("[host]\n[plugins]\n", "host.toml:2: `plugins`: no plugin"),
+            (before_plugins, "`plugins`: no plugin is configured"),
+        ];
+        for (text, expected) in cases {
+            let error = check(text).expect_err(text);
+            assert!(error.contains(expected), "{text:?}: {error}");
+            assert!(
+                error.contains("[host]") && error.contains("[plugins.NAME]"),
+                "says what a config needs: {error}"
+            );
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+        let error = check(before_plugins).unwrap_err();
+        let last_line = before_plugins.trim_end().lines().count();
+        assert!(
+            error.contains(&format!("host.toml:{last_line}:")),
+            "{error}"
+        );
+        assert!(error.contains("cut short"), "{error}");
+        // Disabled plugins count: that is how a config stops them all.
+        check(&whole("enabled = false\n")).unwrap();
+        // A specific mistake is reported before a missing table.
+        let error = check("[hardware.bme680]\nheater_temp_c = 900\n").unwrap_err();
+        assert!(error.contains("heater_temp_c"), "{error}");
+    }
+
+    #[test]
+    fn limits_and_http_keys_have_bounds() {
+        for (extra, key) in [
+            (
+                "[limits]\nmemory_mb = 1025\n",
+                "host.toml:7: `limits.memory_mb`: must be at most 1024",
+            ),
+            (
+                "[plugins.p.limits]\nmemory_mb = 4096\n",
+                "`plugins.p.limits.memory_mb`: must be at most",
+            ),
+            (
+                "[limits]\nmemory_mb = 8\n",
+                "`limits.memory_mb`: must be at least 16",
+            ),
+        ] {
+            let error = check(&whole(extra)).expect_err(extra);
+            assert!(error.contains(key), "{extra:?}: {error}");
+        }
+        check(&whole("[limits]\nmemory_mb = 1024\n")).unwrap();
+
+        let host = |lines: &str| format!("[host]\n{lines}\n[plugins.p]\n");
+        let config = check(&host("http_max_connections = 128")).unwrap();
+        assert_eq!(config.host.max_connections_per_client(), 32);
+        let config = check(&host("http_max_connections = 2")).unwrap();
+        assert_eq!(config.host.max_connections_per_client(), 1);
+        let config = check(&host("http_max_connections_per_client = 8")).unwrap();
+        assert_eq!(config.host.max_connections_per_client(), 8);
+        for (lines, expected) in [
+            (
+                "http_max_connections = 16\nhttp_max_connections_per_client = 17",
+                "`host.http_max_connections_per_client`: must be between 1 and host.http_max_connections (16)",
+            ),
+            ("http_max_connections_per_client = 0", "must be between 1"),
+            ("http_allowed_hosts = [\"pi.example.com:3000\"]", "`host.http_allowed_hosts`: `pi.example.com:3000` is not a host name"),
+            ("http_allowed_hosts = [\"\"]", "is not a host name"),
+            ("http_allowed_hosts = [\"a..b\"]", "is not a host name"),
+            ("http_allowed_hosts = [\"*.*.b\"]", "is not a host name"),
+        ] {
+            let error = check(&host(lines)).expect_err(lines);
+            assert!(error.contains(expected), "{lines:?}: {error}");
+        }
+        let config = check(&host(
+            "http_allowed_hosts = [\"pi.example.com\", \"*.home.example\", \"*\"]",
+        ))
+        .unwrap();
+        assert_eq!(config.host.http_allowed_hosts.len(), 3);
+    }
 }

@@ -2,21 +2,34 @@
 //! derived from it, and the checks every control endpoint runs.
 //!
 //! API clients send `Authorization: Bearer <token>`. A browser logs in once
-//! at `/login` and gets an `HttpOnly; SameSite=Strict` cookie holding a hash
-//! of the token (never the token itself); a request authorised by that
-//! cookie must also carry an `Origin` naming this host, so another site
-//! cannot ride on it. The dashboard plugin's page runs in a sandboxed,
-//! opaque-origin frame with `connect-src 'none'`: its script can neither
-//! read the cookie nor send a request — it asks the host's shell page by
-//! `postMessage`, and the shell only forwards the fixed set of actions it
-//! knows (see `shell.js`).
+//! at `/login` and gets an `HttpOnly; SameSite=Strict` cookie holding a
+//! random session id (never the token); the host keeps only a hash of each
+//! live session, in `<state_dir>/sessions.json`, so a session survives a
+//! restart and `/logout` ends it for good (the cookie no longer authorizes,
+//! even if it was copied). A request authorised by the cookie must also
+//! carry an `Origin` naming this host, so another site cannot ride on it.
+//! The dashboard plugin's page runs in a sandboxed, opaque-origin frame
+//! with `connect-src 'none'`: its script can neither read the cookie nor
+//! send a request — it asks the host's shell page by `postMessage`, and
+//! the shell only forwards the fixed set of actions it knows (see
+//! `shell.js`).
+//!
+//! Guessing the token is throttled per client (an IPv4 address or an IPv6
+//! /64): [`FAILURE_BURST`] wrong tokens (bearer or login form), then one per
+//! [`FAILURE_REFILL`]; past that every attempt from that client gets `429`
+//! with `Retry-After`, before the token is even compared. Wrong tokens are
+//! logged as one line, then at most one summary line a minute.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
+use super::server::Client;
 use super::{Request, Response};
 use crate::config::{Config, ControlMode};
 
@@ -24,12 +37,27 @@ use crate::config::{Config, ControlMode};
 pub const COOKIE: &str = "whp_session";
 /// The file the generated token lives in, inside the state directory.
 pub const TOKEN_FILE: &str = "control-token";
+/// The file the live sessions (hashes) live in, inside the state directory.
+pub const SESSIONS_FILE: &str = "sessions.json";
+/// A session cookie lasts this long (and the host forgets it then).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Live sessions kept at most; logging in past it ends the oldest.
+pub const MAX_SESSIONS: usize = 32;
+/// Wrong tokens a client may send at once ...
+pub const FAILURE_BURST: u32 = 10;
+/// ... and then one per this long.
+pub const FAILURE_REFILL: Duration = Duration::from_secs(6);
+/// Clients whose failures are remembered at most.
+const MAX_TRACKED_CLIENTS: usize = 1024;
+/// Wrong tokens are logged at most once per this long (a summary).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The loaded control policy.
 #[derive(Clone)]
 pub struct Auth {
     token: Option<String>,
-    session: Option<String>,
+    sessions: Arc<Mutex<Sessions>>,
+    failures: Arc<Mutex<Failures>>,
     /// Where the token came from, for messages (`host.control_token` or a path).
     pub source: String,
 }
@@ -53,32 +81,41 @@ impl Auth {
     pub fn off() -> Auth {
         Auth {
             token: None,
-            session: None,
+            sessions: Arc::new(Mutex::new(Sessions::in_memory(""))),
+            failures: Arc::default(),
             source: "host.control = \"off\"".into(),
         }
     }
 
-    /// Control endpoints open to holders of `token`.
+    /// Control endpoints open to holders of `token`; sessions kept in
+    /// memory only.
     pub fn with_token(token: &str, source: impl Into<String>) -> Auth {
         Auth {
             token: Some(token.to_string()),
-            session: Some(session_value(token)),
+            sessions: Arc::new(Mutex::new(Sessions::in_memory(token))),
+            failures: Arc::default(),
             source: source.into(),
         }
     }
 
     /// The policy `config` asks for; generates and stores a token on first
-    /// run when the config names none.
+    /// run when the config names none. Sessions live in
+    /// `<state_dir>/sessions.json`.
     pub fn load(config: &Config) -> anyhow::Result<Auth> {
-        match (config.host.control, &config.host.control_token) {
-            (ControlMode::Off, _) => Ok(Auth::off()),
-            (ControlMode::Token, Some(token)) => Ok(Auth::with_token(token, "host.control_token")),
+        let (token, source) = match (config.host.control, &config.host.control_token) {
+            (ControlMode::Off, _) => return Ok(Auth::off()),
+            (ControlMode::Token, Some(token)) => (token.clone(), "host.control_token".to_string()),
             (ControlMode::Token, None) => {
                 let path = token_path(&config.state_dir());
-                let token = load_or_create(&path)?;
-                Ok(Auth::with_token(&token, path.display().to_string()))
+                (load_or_create(&path)?, path.display().to_string())
             }
-        }
+        };
+        let mut auth = Auth::with_token(&token, source);
+        auth.sessions = Arc::new(Mutex::new(Sessions::load(
+            &token,
+            config.state_dir().join(SESSIONS_FILE),
+        )));
+        Ok(auth)
     }
 
     /// The token, when control endpoints are on.
@@ -99,6 +136,7 @@ impl Auth {
             ));
         };
         if let Some(value) = request.header("authorization") {
+            self.throttle(request)?;
             let presented = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
@@ -106,6 +144,7 @@ impl Auth {
             return if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
+                self.failed(request, "bearer token");
                 Err(unauthorized("the bearer token is wrong"))
             };
         }
@@ -115,27 +154,311 @@ impl Auth {
         Err(unauthorized("this endpoint needs the control token"))
     }
 
-    /// Whether the request carries a valid session cookie.
+    /// Whether the request carries the cookie of a live session.
     pub fn session_ok(&self, request: &Request) -> bool {
-        let Some(session) = &self.session else {
-            return false;
+        cookie(request, COOKIE).is_some_and(|v| lock(&self.sessions).is_live(v))
+    }
+
+    /// Whether `presented` is the token, for the login form: a client past
+    /// its failure allowance gets the `429` instead, and a wrong token
+    /// counts against it.
+    pub fn check_login(&self, request: &Request, presented: &str) -> Result<bool, Response> {
+        self.throttle(request)?;
+        let right = self
+            .token
+            .as_ref()
+            .is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes()));
+        if !right {
+            self.failed(request, "login");
+        }
+        Ok(right)
+    }
+
+    /// Starts a browser session: the `Set-Cookie` value that logs it in.
+    pub fn start_session(&self) -> Option<String> {
+        self.token.as_ref()?;
+        let id = random_hex(32).ok()?;
+        lock(&self.sessions).start(&id);
+        Some(format!(
+            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            SESSION_LIFETIME.as_secs()
+        ))
+    }
+
+    /// Ends the session whose cookie `request` carries, for good.
+    pub fn end_session(&self, request: &Request) {
+        if let Some(id) = cookie(request, COOKIE) {
+            lock(&self.sessions).end(id);
+        }
+    }
+
+    /// Wrong tokens refused since start (for `/metrics`).
+    pub fn failures_total(&self) -> u64 {
+        lock(&self.failures).total
+    }
+
+    /// `429` when the request's client has used up its wrong tokens.
+    fn throttle(&self, request: &Request) -> Result<(), Response> {
+        let client = request.peer.map(Client::of);
+        let wait = lock(&self.failures).throttle(client, Instant::now());
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                Err(Response::error(
+                    429,
+                    format!(
+                        "too many wrong control tokens from this address: try again in {secs} s \
+                         (print the right one with `wasi-python-host token`)"
+                    ),
+                )
+                .with_header("Retry-After", secs.to_string()))
+            }
+        }
+    }
+
+    /// Counts a wrong token against the request's client, and logs it
+    /// within the log budget.
+    fn failed(&self, request: &Request, what: &str) {
+        let client = request.peer.map(Client::of);
+        let line = lock(&self.failures).failed(client, what, Instant::now());
+        if let Some(line) = line {
+            log::warn!(target: "auth", "{line}");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Per-client allowance of wrong tokens (a token bucket each) and the
+/// log budget for reporting them.
+#[derive(Default)]
+struct Failures {
+    clients: HashMap<Option<Client>, Allowance>,
+    total: u64,
+    /// When the last line was logged.
+    logged: Option<Instant>,
+    /// Failures since, attempts refused with `429` since, and from whom,
+    /// for the next summary.
+    unlogged: u64,
+    throttled: u64,
+    unlogged_clients: HashSet<Option<Client>>,
+}
+
+#[derive(Clone, Copy)]
+struct Allowance {
+    /// Wrong tokens this client may still send now (fractional: refilling).
+    left: f64,
+    at: Instant,
+}
+
+impl Allowance {
+    fn now(self, now: Instant) -> f64 {
+        let refilled =
+            now.saturating_duration_since(self.at).as_secs_f64() / FAILURE_REFILL.as_secs_f64();
+        (self.left + refilled).min(f64::from(FAILURE_BURST))
+    }
+}
+
+impl Failures {
+    /// How long `client` must wait before its next attempt, if at all.
+    fn wait(&self, client: Option<Client>, now: Instant) -> Option<Duration> {
+        let left = self.clients.get(&client)?.now(now);
+        (left < 1.0).then(|| FAILURE_REFILL.mul_f64(1.0 - left))
+    }
+
+    /// Like [`Failures::wait`], counting a refused attempt for the summary.
+    fn throttle(&mut self, client: Option<Client>, now: Instant) -> Option<Duration> {
+        let wait = self.wait(client, now)?;
+        self.throttled += 1;
+        self.unlogged_clients.insert(client);
+        Some(wait)
+    }
+
+    /// Counts a wrong token; returns the line to log, if one is due.
+    fn failed(&mut self, client: Option<Client>, what: &str, now: Instant) -> Option<String> {
+        self.total += 1;
+        if !self.clients.contains_key(&client) && self.clients.len() >= MAX_TRACKED_CLIENTS {
+            // Forget clients that have their whole allowance back; failing
+            // that, the one that failed longest ago.
+            self.clients
+                .retain(|_, a| a.now(now) < f64::from(FAILURE_BURST));
+            if self.clients.len() >= MAX_TRACKED_CLIENTS {
+                if let Some(oldest) = self
+                    .clients
+                    .iter()
+                    .min_by_key(|(_, a)| a.at)
+                    .map(|(c, _)| *c)
+                {
+                    self.clients.remove(&oldest);
+                }
+            }
+        }
+        let allowance = self.clients.entry(client).or_insert(Allowance {
+            left: f64::from(FAILURE_BURST),
+            at: now,
+        });
+        *allowance = Allowance {
+            left: (allowance.now(now) - 1.0).max(0.0),
+            at: now,
         };
-        cookie(request, COOKIE).is_some_and(|v| constant_time_eq(v.as_bytes(), session.as_bytes()))
+        let due = self
+            .logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= FAILURE_LOG_EVERY);
+        if !due {
+            self.unlogged += 1;
+            self.unlogged_clients.insert(client);
+            return None;
+        }
+        let from = client.map_or_else(|| "an unknown address".to_string(), |c| c.to_string());
+        let mut line = format!("refused a wrong control token ({what}) from {from}");
+        if self.unlogged + self.throttled > 0 {
+            line.push_str(&format!(
+                "; since the last report {} more wrong tokens and {} attempts refused with 429, \
+                 from {} address(es)",
+                self.unlogged,
+                self.throttled,
+                self.unlogged_clients.len()
+            ));
+        }
+        line.push_str(&format!(
+            " ({} in all; each address may try {FAILURE_BURST}, then one per {} s; \
+             at most one such line a minute)",
+            self.total,
+            FAILURE_REFILL.as_secs()
+        ));
+        self.logged = Some(now);
+        self.unlogged = 0;
+        self.throttled = 0;
+        self.unlogged_clients.clear();
+        Some(line)
+    }
+}
+
+/// The live browser sessions: a hash of each session id (the cookie) and
+/// when it started, bound to the token (a new token ends them all) and
+/// kept in a file when there is one.
+struct Sessions {
+    /// Identifies the token the sessions belong to (a salted hash).
+    token_tag: String,
+    /// SHA-256 of each live session id → its start, Unix seconds.
+    live: BTreeMap<String, u64>,
+    file: Option<PathBuf>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionsFile {
+    token: String,
+    sessions: BTreeMap<String, u64>,
+}
+
+impl Sessions {
+    fn in_memory(token: &str) -> Sessions {
+        Sessions {
+            token_tag: hex(&Sha256::digest(format!(
+                "wasi-python-host sessions v2\0{token}"
+            ))),
+            live: BTreeMap::new(),
+            file: None,
+        }
     }
 
-    /// Whether `presented` is the token.
-    pub fn token_matches(&self, presented: &str) -> bool {
-        self.token
-            .as_ref()
-            .is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes()))
+    /// The sessions in `file` that belong to `token` and have not expired.
+    fn load(token: &str, file: PathBuf) -> Sessions {
+        let mut sessions = Sessions::in_memory(token);
+        match std::fs::read(&file) {
+            Ok(bytes) => match serde_json::from_slice::<SessionsFile>(&bytes) {
+                Ok(saved) if saved.token == sessions.token_tag => sessions.live = saved.sessions,
+                // Another token: its sessions end with it.
+                Ok(_) => {}
+                Err(e) => log::warn!(
+                    "ignoring unreadable {} ({e}): browsers log in again",
+                    file.display()
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!(
+                "cannot read {} ({e}): browsers log in again",
+                file.display()
+            ),
+        }
+        sessions.file = Some(file);
+        sessions.expire();
+        sessions
     }
 
-    /// The `Set-Cookie` value that logs a browser in.
-    pub fn login_cookie(&self) -> Option<String> {
-        self.session
-            .as_ref()
-            .map(|s| format!("{COOKIE}={s}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000"))
+    fn key(id: &str) -> String {
+        hex(&Sha256::digest(id.as_bytes()))
     }
+
+    fn is_live(&self, id: &str) -> bool {
+        // A lookup by the hash of a secret: its timing says nothing about
+        // the secret.
+        self.live
+            .get(&Self::key(id))
+            .is_some_and(|&start| unix_now().saturating_sub(start) < SESSION_LIFETIME.as_secs())
+    }
+
+    fn start(&mut self, id: &str) {
+        self.expire();
+        while self.live.len() >= MAX_SESSIONS {
+            let Some(oldest) = self
+                .live
+                .iter()
+                .min_by_key(|(_, &t)| t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.live.remove(&oldest);
+        }
+        self.live.insert(Self::key(id), unix_now());
+        self.save();
+    }
+
+    fn end(&mut self, id: &str) {
+        if self.live.remove(&Self::key(id)).is_some() {
+            self.save();
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = unix_now();
+        self.live
+            .retain(|_, &mut start| now.saturating_sub(start) < SESSION_LIFETIME.as_secs());
+    }
+
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        let saved = SessionsFile {
+            token: self.token_tag.clone(),
+            sessions: self.live.clone(),
+        };
+        let text = serde_json::to_string_pretty(&saved).unwrap_or_default();
+        if let Err(e) = write_private(file, &text) {
+            log::error!(
+                "cannot save the browser sessions to {} ({e}): a logout holds only until the \
+                 host restarts; is host.state_dir writable?",
+                file.display()
+            );
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `bytes` random bytes from the kernel, as hex.
+fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))?;
+    Ok(hex(&buf))
 }
 
 /// The `Set-Cookie` value that logs a browser out.
@@ -192,13 +515,6 @@ pub fn cookie<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
         })
 }
 
-/// What the session cookie holds: a hash of the token, so the cookie never
-/// reveals it and a new token logs every browser out.
-fn session_value(token: &str) -> String {
-    let digest = Sha256::digest(format!("wasi-python-host session v1\0{token}"));
-    hex(&digest)
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -226,11 +542,8 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
             Ok(token)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-                .context("cannot read /dev/urandom to generate the control token")?;
-            let token = hex(&bytes);
+            let token =
+                random_hex(32).context("cannot read /dev/urandom to generate the control token")?;
             write_private(path, &token).with_context(|| {
                 format!(
                     "cannot write the control token to {} (is host.state_dir writable?)",
@@ -247,6 +560,9 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// Writes `text` to `path` readable by the owner only, atomically: a temp
+/// file, fsync, rename, fsync of the folder (so the rename itself survives
+/// a power cut).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
@@ -259,7 +575,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Decodes `application/x-www-form-urlencoded` field `name`.
@@ -324,10 +642,15 @@ mod tests {
         assert!(none.text().contains("/login"), "{}", none.text());
     }
 
+    /// The `name=value` part of a `Set-Cookie`.
+    fn cookie_of(set_cookie: &str) -> String {
+        set_cookie.split(';').next().unwrap().to_string()
+    }
+
     #[test]
     fn session_cookie_needs_same_origin() {
         let auth = Auth::with_token(T, "test");
-        let cookie = format!("a=b; {COOKIE}={}", session_value(T));
+        let cookie = format!("a=b; {}", cookie_of(&auth.start_session().unwrap()));
         let ok = req(&[
             ("cookie", &cookie),
             ("host", "pi:3000"),
@@ -340,7 +663,8 @@ mod tests {
         }
         let no_origin = req(&[("cookie", &cookie), ("host", "pi:3000")]);
         assert_eq!(auth.authorize(&no_origin).unwrap_err().status, 403);
-        // The cookie is a hash of the token, not the token.
+        // The cookie is a random session id, not the token.
+        assert!(!cookie.contains(T));
         let raw = req(&[
             ("cookie", &format!("{COOKIE}={T}")),
             ("host", "pi:3000"),
@@ -357,7 +681,131 @@ mod tests {
             .unwrap_err();
         assert_eq!(r.status, 403);
         assert!(r.text().contains("host.control"), "{}", r.text());
-        assert!(auth.login_cookie().is_none());
+        assert!(auth.start_session().is_none());
+    }
+
+    fn from(ip: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            peer: Some(ip.parse().unwrap()),
+            ..req(headers)
+        }
+    }
+
+    #[test]
+    fn wrong_tokens_are_throttled_per_client() {
+        let auth = Auth::with_token(T, "test");
+        let wrong = [("authorization", "Bearer guess-guess-guess")];
+        let right = format!("Bearer {T}");
+        for i in 0..FAILURE_BURST {
+            let r = auth.authorize(&from("10.0.0.9", &wrong)).unwrap_err();
+            assert_eq!(r.status, 401, "guess {i}");
+        }
+        // Past the allowance: 429 with Retry-After, the right token too
+        // (else the status would tell a guesser when it hit).
+        for headers in [&wrong[..], &[("authorization", right.as_str())]] {
+            let r = auth.authorize(&from("10.0.0.9", headers)).unwrap_err();
+            assert_eq!(r.status, 429, "{}", r.text());
+            let retry = r.headers.iter().find(|(n, _)| *n == "Retry-After").unwrap();
+            let secs: u64 = retry.1.parse().unwrap();
+            assert!((1..=FAILURE_REFILL.as_secs()).contains(&secs), "{secs}");
+        }
+        // The login form shares the allowance.
+        assert_eq!(
+            auth.check_login(&from("10.0.0.9", &[]), T)
+                .unwrap_err()
+                .status,
+            429
+        );
+        // Another address is not affected; an IPv6 /64 is one client.
+        auth.authorize(&from("10.0.0.10", &[("authorization", &right)]))
+            .unwrap();
+        for i in 0..FAILURE_BURST {
+            let ip = format!("2001:db8::{i:x}");
+            assert!(!auth.check_login(&from(&ip, &[]), "guess").unwrap());
+        }
+        assert_eq!(
+            auth.check_login(&from("2001:db8::ffff", &[]), T)
+                .unwrap_err()
+                .status,
+            429
+        );
+        assert!(auth.check_login(&from("2001:db8:0:1::1", &[]), T).unwrap());
+        assert_eq!(auth.failures_total(), u64::from(2 * FAILURE_BURST));
+    }
+
+    #[test]
+    fn wrong_tokens_are_logged_once_a_minute_at_most() {
+        let mut f = Failures::default();
+        let t0 = Instant::now();
+        let a = Some(Client::of("10.0.0.1".parse().unwrap()));
+        let b = Some(Client::of("10.0.0.2".parse().unwrap()));
+        let first = f.failed(a, "login", t0).expect("the first is logged");
+        assert!(
+            first.contains("10.0.0.1") && first.contains("login"),
+            "{first}"
+        );
+        for i in 1..2000u64 {
+            let client = if i % 2 == 0 { a } else { b };
+            assert_eq!(
+                f.failed(client, "bearer token", t0 + Duration::from_millis(i)),
+                None
+            );
+        }
+        assert!(f.throttle(a, t0 + Duration::from_secs(3)).is_some());
+        let summary = f
+            .failed(b, "bearer token", t0 + FAILURE_LOG_EVERY)
+            .expect("a summary after a minute");
+        assert!(
+            summary.contains(
+                "1999 more wrong tokens and 1 attempts refused with 429, from 2 address(es)"
+            ) && summary.contains("2001 in all"),
+            "{summary}"
+        );
+        // A refill: one more guess per FAILURE_REFILL.
+        assert!(f.wait(a, t0 + Duration::from_secs(1)).is_some());
+        assert_eq!(f.wait(a, t0 + FAILURE_REFILL * 2), None);
+    }
+
+    #[test]
+    fn logout_ends_the_session_on_the_host_and_sessions_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("whp-sessions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(SESSIONS_FILE);
+        let open = |token: &str| {
+            let mut auth = Auth::with_token(token, "test");
+            auth.sessions = Arc::new(Mutex::new(Sessions::load(token, file.clone())));
+            auth
+        };
+        let auth = open(T);
+        let kept = cookie_of(&auth.start_session().unwrap());
+        let ended = cookie_of(&auth.start_session().unwrap());
+        let with = |c: &str| {
+            req(&[
+                ("cookie", c),
+                ("host", "pi:3000"),
+                ("origin", "http://pi:3000"),
+            ])
+        };
+        assert!(auth.authorize(&with(&ended)).is_ok());
+        auth.end_session(&with(&ended));
+        assert_eq!(auth.authorize(&with(&ended)).unwrap_err().status, 401);
+        // The file holds hashes only, readable by the owner only.
+        use std::os::unix::fs::PermissionsExt as _;
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(kept.split('=').nth(1).unwrap()), "{text}");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A restart keeps the live one, not the ended one ...
+        let again = open(T);
+        assert!(again.authorize(&with(&kept)).is_ok());
+        assert_eq!(again.authorize(&with(&ended)).unwrap_err().status, 401);
+        // ... and a new token ends every session.
+        let other = open("another-token-0123456789");
+        assert_eq!(other.authorize(&with(&kept)).unwrap_err().status, 401);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -298,6 +298,16 @@ pub fn render(state: &AppState) -> Response {
         }
     }
     m.header(
+        "whp_http_auth_failures_total",
+        "counter",
+        "Wrong control tokens refused (bearer and login form).",
+    );
+    m.sample(
+        "whp_http_auth_failures_total",
+        &[],
+        state.auth.failures_total(),
+    );
+    m.header(
         "whp_uptime_seconds",
         "gauge",
         "Seconds since the host started.",

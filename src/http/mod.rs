@@ -10,6 +10,7 @@
 mod api;
 pub mod auth;
 mod fallback;
+pub mod hosts;
 mod metrics;
 pub mod server;
 mod shell;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Who may use control endpoints.
     pub auth: auth::Auth,
+    /// The names (`Host`) the server answers to.
+    pub hosts: hosts::AllowedHosts,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             started: Instant::now(),
             requests: Mutex::new(BTreeMap::new()),
             auth,
+            hosts: hosts::AllowedHosts::new(&[]),
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct Request {
     /// Header fields as received, names lowercased, in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (the server fills it in; `None` in tests that
+    /// build requests by hand).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -142,6 +149,9 @@ pub fn handle(request: &Request, state: &AppState) -> Response {
 }
 
 fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
+    if let Err(refused) = state.hosts.check(request) {
+        return ("host", refused);
+    }
     let method = request.method.as_str();
     let allow = |route: &'static str,
                  allowed: &'static str,
@@ -175,7 +185,7 @@ fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
                 shell::login_page(request, state)
             }
         }),
-        "/logout" => allow("/logout", "POST", &|| shell::logout(request)),
+        "/logout" => allow("/logout", "POST", &|| shell::logout(request, state)),
         "/favicon.ico" => allow("/favicon.ico", "GET", &|| {
             Response::new(204, "image/x-icon", "")
         }),

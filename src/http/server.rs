@@ -4,12 +4,18 @@
 //!
 //! Every read has a deadline: a connection that sends nothing is closed after
 //! the idle timeout, and one that has started a request must deliver all of
-//! it (head and body) within the request timeout or it gets `408`. When the
-//! connection cap is reached the acceptor closes the connection that has
-//! waited longest for a complete request (if it has waited at least
-//! [`EVICT_AFTER`]), so idle and slow clients cannot lock out well-behaved
-//! ones; if every connection is busy or fresh, the newcomer gets `503` with
-//! `Retry-After` at once. See ARCHITECTURE.md, "HTTP server".
+//! it (head and body) within the request timeout or it gets `408`.
+//!
+//! Connection slots are shared out by client (an IPv4 address, or an IPv6
+//! /64, see [`Client`]): one client holds at most `max_connections_per_client`
+//! of them, and its newcomer beyond that closes that client's own idlest
+//! connection. At the overall cap the acceptor closes a waiting connection
+//! of the client that holds the most (any age when it holds more than the
+//! newcomer's client, else one that has waited [`EVICT_AFTER`]); if every
+//! connection is busy or fresh, the newcomer gets `503` with `Retry-After`
+//! at once. So one client flooding idle or slow connections churns only its
+//! own share, and everyone else finds a free slot. The choice is the pure
+//! [`make_room`]. See ARCHITECTURE.md, "HTTP server".
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -36,6 +42,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection is drained, so the client reads our
 /// answer rather than a reset.
 const LINGER: Duration = Duration::from_millis(500);
+/// Connections the kernel queues for the acceptor. std listens with 128:
+/// a burst of reconnects from a flooding client fills that, and another
+/// client's connection attempt is dropped and retried only after 1 s (then
+/// 3 s). Queued connections cost a few hundred bytes of kernel memory each.
+const LISTEN_BACKLOG: i32 = 1024;
 /// Reader threads only parse and copy; `handle` runs on them too and
 /// needs little stack (no recursion, bounded bodies).
 const STACK_SIZE: usize = 256 * 1024;
@@ -47,6 +58,8 @@ pub struct Limits {
     pub workers: usize,
     /// Open connections (`host.http_max_connections`).
     pub max_connections: usize,
+    /// Open connections of one client (`host.http_max_connections_per_client`).
+    pub max_connections_per_client: usize,
     /// From a request's first byte to its last (`host.http_request_timeout_ms`).
     pub request_timeout: Duration,
     /// Keep-alive: how long a connection may wait for its next request
@@ -59,6 +72,7 @@ impl Default for Limits {
         Limits {
             workers: 4,
             max_connections: 128,
+            max_connections_per_client: 32,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
         }
@@ -146,6 +160,7 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
             .map(|(_, v)| v.clone()),
         headers,
         body: Vec::new(),
+        peer: None,
     };
     match framing(&request) {
         Ok((body_len, expect_continue)) => {
@@ -418,6 +433,7 @@ fn reason(status: u16) -> &'static str {
         204 => "No Content",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -431,6 +447,7 @@ fn reason(status: u16) -> &'static str {
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -469,14 +486,133 @@ fn http_date(t: SystemTime) -> String {
     )
 }
 
+/// Who a connection's slot counts against: its IPv4 address, or the /64
+/// network of its IPv6 address (one host can use a whole /64; an
+/// IPv4-mapped address counts as the IPv4 one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Client(IpAddr);
+
+impl Client {
+    pub fn of(ip: IpAddr) -> Client {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                Client(IpAddr::V6(Ipv6Addr::from(bits)))
+            }
+            v4 => Client(v4),
+        }
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+            v4 => write!(f, "{v4}"),
+        }
+    }
+}
+
+/// What an open connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for (the rest of) a request: may be closed for a newcomer.
+    Waiting,
+    /// Being answered: never closed from outside.
+    Answering,
+    /// Answered and closing (draining what the client still sends, at most
+    /// [`LINGER`]): done, so it counts against no client's share and is
+    /// the first to go at the cap.
+    Closing,
+}
+
 /// One open connection, as the acceptor sees it.
 struct Slot {
     /// A handle on the socket, to close it from outside.
     stream: TcpStream,
-    /// Waiting for (the rest of) a request, rather than answering one.
-    reading: bool,
-    /// When it started waiting for its current request.
+    client: Client,
+    phase: Phase,
+    /// When it entered its phase (for `Waiting`: started waiting for its
+    /// current request).
     since: Instant,
+}
+
+/// What [`make_room`] sees of an open connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotView {
+    pub id: u64,
+    pub client: Client,
+    pub phase: Phase,
+    pub since: Instant,
+}
+
+/// How a newcomer gets a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Room {
+    /// There is a free slot.
+    Free,
+    /// Close this connection for it.
+    Evict(u64),
+    /// None: answer `503` saying this.
+    Refuse(String),
+}
+
+/// Where a newcomer from `client` goes, given the open connections: the
+/// per-client share first (its own idlest waiting connection makes room;
+/// closing ones do not count), then the overall cap (a closing connection,
+/// else the biggest client's idlest waiting connection, any age if that
+/// client holds more than the newcomer's would, else one that has waited
+/// [`EVICT_AFTER`]). Connections being answered are never closed.
+pub fn make_room(slots: &[SlotView], client: Client, limits: &Limits, now: Instant) -> Room {
+    let mut counts: HashMap<Client, usize> = HashMap::new();
+    for s in slots.iter().filter(|s| s.phase != Phase::Closing) {
+        *counts.entry(s.client).or_insert(0) += 1;
+    }
+    let waiting = |s: &&SlotView| s.phase == Phase::Waiting;
+    let mine = counts.get(&client).copied().unwrap_or(0);
+    let per_client = limits.max_connections_per_client;
+    if mine >= per_client {
+        return slots
+            .iter()
+            .filter(|s| s.client == client)
+            .filter(waiting)
+            .min_by_key(|s| s.since)
+            .map_or_else(
+                || {
+                    Room::Refuse(format!(
+                        "this client already has its maximum of {per_client} connections open \
+                         (host.http_max_connections_per_client), all busy; retry in a second"
+                    ))
+                },
+                |s| Room::Evict(s.id),
+            );
+    }
+    if slots.len() < limits.max_connections {
+        return Room::Free;
+    }
+    if let Some(done) = slots
+        .iter()
+        .filter(|s| s.phase == Phase::Closing)
+        .min_by_key(|s| s.since)
+    {
+        return Room::Evict(done.id);
+    }
+    slots
+        .iter()
+        .filter(waiting)
+        .filter(|s| {
+            counts[&s.client] > mine + 1 || now.saturating_duration_since(s.since) >= EVICT_AFTER
+        })
+        .min_by_key(|s| (std::cmp::Reverse(counts[&s.client]), s.since))
+        .map_or_else(
+            || {
+                Room::Refuse(format!(
+                    "the server has its maximum of {} connections open; retry in a second",
+                    limits.max_connections
+                ))
+            },
+            |s| Room::Evict(s.id),
+        )
 }
 
 struct Inner {
@@ -493,13 +629,11 @@ struct Inner {
 }
 
 impl Inner {
-    fn set_phase(&self, id: u64, reading: bool) {
+    fn set_phase(&self, id: u64, phase: Phase) {
         if let Ok(mut conns) = self.conns.lock() {
             if let Some(slot) = conns.get_mut(&id) {
-                slot.reading = reading;
-                if reading {
-                    slot.since = Instant::now();
-                }
+                slot.phase = phase;
+                slot.since = Instant::now();
             }
         }
     }
@@ -555,9 +689,22 @@ impl Server {
             anyhow::anyhow!("cannot listen on {listen}: {e} (is another program using the port? choose another with --listen)")
         })?;
         let addr = listener.local_addr()?;
+        // Listening again on a listening socket only changes the backlog
+        // (Linux caps it at net.core.somaxconn, 4096 by default).
+        // SAFETY: `listener` owns an open, bound, listening socket for the
+        // whole call; `listen` reads no memory of ours.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), LISTEN_BACKLOG) } != 0
+        {
+            log::debug!(
+                "http: cannot raise the listen backlog: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let max_connections = limits.max_connections.max(1);
         let limits = Limits {
             workers: limits.workers.max(1),
-            max_connections: limits.max_connections.max(1),
+            max_connections,
+            max_connections_per_client: limits.max_connections_per_client.clamp(1, max_connections),
             ..limits
         };
         let inner = Arc::new(Inner {
@@ -599,7 +746,7 @@ impl Server {
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        for slot in conns.values().filter(|s| s.reading) {
+        for slot in conns.values().filter(|s| s.phase == Phase::Waiting) {
             let _ = slot.stream.shutdown(Shutdown::Both);
         }
         while !conns.is_empty() {
@@ -625,7 +772,7 @@ fn accept_loop(listener: &TcpListener, inner: &Arc<Inner>) {
             return;
         }
         match accepted {
-            Ok((stream, _)) => admit(stream, inner),
+            Ok((stream, peer)) => admit(stream, Client::of(peer.ip()), inner),
             Err(e) => {
                 // Out of file descriptors and the like: back off, don't spin.
                 log::warn!("http: accept failed: {e}");
@@ -636,7 +783,7 @@ fn accept_loop(listener: &TcpListener, inner: &Arc<Inner>) {
 }
 
 /// Registers and starts a connection, making room or refusing it at the cap.
-fn admit(stream: TcpStream, inner: &Arc<Inner>) {
+fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
     let _ = stream.set_nodelay(true);
     let Ok(handle) = stream.try_clone() else {
         return;
@@ -644,33 +791,39 @@ fn admit(stream: TcpStream, inner: &Arc<Inner>) {
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     {
         let mut conns = inner.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if conns.len() >= inner.limits.max_connections {
-            let now = Instant::now();
-            let victim = conns
-                .iter()
-                .filter(|(_, s)| s.reading && now.duration_since(s.since) >= EVICT_AFTER)
-                .min_by_key(|(_, s)| s.since)
-                .map(|(id, _)| *id);
-            match victim.and_then(|v| conns.remove(&v)) {
-                Some(slot) => {
+        let views: Vec<SlotView> = conns
+            .iter()
+            .map(|(&id, s)| SlotView {
+                id,
+                client: s.client,
+                phase: s.phase,
+                since: s.since,
+            })
+            .collect();
+        match make_room(&views, client, &inner.limits, Instant::now()) {
+            Room::Free => {}
+            Room::Evict(victim) => {
+                if let Some(slot) = conns.remove(&victim) {
                     log::debug!(
-                        "http: at the connection cap; closing the longest-waiting connection"
+                        "http: closing a waiting connection of {} to make room for {client}",
+                        slot.client
                     );
                     let _ = slot.stream.shutdown(Shutdown::Both);
                 }
-                None => {
-                    drop(conns);
-                    inner.count(503);
-                    refuse(stream, inner.limits.max_connections);
-                    return;
-                }
+            }
+            Room::Refuse(why) => {
+                drop(conns);
+                inner.count(503);
+                refuse(stream, why);
+                return;
             }
         }
         conns.insert(
             id,
             Slot {
                 stream: handle,
-                reading: true,
+                client,
+                phase: Phase::Waiting,
                 since: Instant::now(),
             },
         );
@@ -697,17 +850,16 @@ fn admit(stream: TcpStream, inner: &Arc<Inner>) {
             conns.remove(&id);
         }
         inner.count(503);
-        refuse(stream, inner.limits.max_connections);
+        refuse(
+            stream,
+            "the server cannot start another connection thread; retry in a second".into(),
+        );
     }
 }
 
 /// `503` at once, without blocking the acceptor.
-fn refuse(stream: TcpStream, cap: usize) {
-    let response = Response::error(
-        503,
-        format!("the server has its maximum of {cap} connections open; retry in a second"),
-    )
-    .with_header("Retry-After", "1");
+fn refuse(stream: TcpStream, why: String) {
+    let response = Response::error(503, why).with_header("Retry-After", "1");
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write_all(&encode(&response, false, Connection::Close));
     let _ = stream.shutdown(Shutdown::Write);
@@ -732,21 +884,24 @@ enum Stop {
 /// Serves one connection until it closes, errs or times out.
 fn serve(mut stream: TcpStream, id: u64, inner: &Inner) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let peer = stream.peer_addr().ok().map(|a| a.ip().to_canonical());
     let limits = inner.limits;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let outcome = read_request(&mut stream, &mut buf, &limits);
-        let (head, request) = match outcome {
+        let (head, mut request) = match outcome {
             Ok(r) => r,
             Err(Stop::Quiet) => return,
             Err(Stop::Answer(response)) => {
                 inner.count(response.status);
                 let _ = stream.write_all(&encode(&response, false, Connection::Close));
+                inner.set_phase(id, Phase::Closing);
                 linger(&mut stream);
                 return;
             }
         };
-        inner.set_phase(id, false);
+        request.peer = peer;
+        inner.set_phase(id, Phase::Answering);
         let response = inner.with_permit(|| handle(&request, &inner.state));
         let keep = head.keep_alive && !inner.stop.load(Ordering::SeqCst);
         let connection = match (keep, head.http10) {
@@ -762,10 +917,11 @@ fn serve(mut stream: TcpStream, id: u64, inner: &Inner) {
             return;
         }
         if !keep {
+            inner.set_phase(id, Phase::Closing);
             linger(&mut stream);
             return;
         }
-        inner.set_phase(id, true);
+        inner.set_phase(id, Phase::Waiting);
     }
 }
 

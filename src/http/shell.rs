@@ -146,21 +146,43 @@ pub fn login(request: &Request, state: &AppState) -> Response {
         return refused;
     }
     let token = form_field(&request.body, "token").unwrap_or_default();
-    if !state.auth.token_matches(token.trim()) {
-        log::warn!("a login with a wrong control token was refused");
-        return login_html(401, "Wrong token.", state);
+    match state.auth.check_login(request, token.trim()) {
+        Ok(true) => {}
+        Ok(false) => return login_html(401, "Wrong token.", state),
+        Err(too_many) => {
+            let retry = too_many
+                .headers
+                .iter()
+                .find(|(n, _)| *n == "Retry-After")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            return login_html(
+                429,
+                &format!("Too many wrong tokens from this address: try again in {retry} s."),
+                state,
+            )
+            .with_header("Retry-After", retry);
+        }
     }
-    let cookie = state.auth.login_cookie().unwrap_or_default();
+    let Some(cookie) = state.auth.start_session() else {
+        return login_html(
+            500,
+            "Could not start a session (no random numbers from the kernel?); see the host's log.",
+            state,
+        );
+    };
     Response::new(303, HTML, "logged in")
         .with_header("Location", "/")
         .with_header("Set-Cookie", cookie)
 }
 
-/// `POST /logout`.
-pub fn logout(request: &Request) -> Response {
+/// `POST /logout`: ends the session on the host (its cookie no longer
+/// authorizes anything, wherever it was copied) and clears the cookie.
+pub fn logout(request: &Request, state: &AppState) -> Response {
     if let Err(refused) = auth::same_origin(request) {
         return refused;
     }
+    state.auth.end_session(request);
     Response::new(303, HTML, "logged out")
         .with_header("Location", "/login")
         .with_header("Set-Cookie", auth::logout_cookie())

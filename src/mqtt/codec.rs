@@ -7,8 +7,9 @@
 //! packet is an error, never a panic.
 
 /// Largest packet accepted from the broker. Commands are a few bytes; a
-/// bigger packet (someone publishing a file to our command topic) is
-/// refused by dropping the connection.
+/// bigger PUBLISH (someone publishing a file to our command topic) is
+/// skipped without being buffered ([`Incoming::Oversized`]), and any other
+/// oversized packet is malformed.
 pub const MAX_INCOMING: usize = 64 * 1024;
 
 /// Why CONNACK refused us (MQTT 3.1.1 §3.2.2.3).
@@ -72,6 +73,16 @@ pub enum Incoming {
         granted: Vec<u8>,
     },
     PingResp,
+    /// A PUBLISH larger than [`MAX_INCOMING`]: only its head was read. The
+    /// `used` that [`parse`] returns with it runs past the bytes given; the
+    /// caller discards the rest of the packet as it arrives.
+    Oversized {
+        topic: String,
+        /// The whole packet's size, bytes.
+        len: usize,
+        /// Set for QoS 1: it must still be acknowledged.
+        packet_id: Option<u16>,
+    },
     /// Any other packet type (ignored).
     Other(u8),
 }
@@ -213,16 +224,28 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Incoming, usize)>, Malformed> {
             return Err(Malformed("remaining length longer than 4 bytes".into()));
         }
     }
+    let kind = first >> 4;
     if len > MAX_INCOMING {
-        return Err(Malformed(format!(
-            "{len} bytes is more than the {MAX_INCOMING} accepted"
-        )));
+        if kind != 3 {
+            return Err(Malformed(format!(
+                "{len} bytes is more than the {MAX_INCOMING} accepted"
+            )));
+        }
+        return oversized_publish(first, &buf[i..], len).map(|head| {
+            head.map(|(topic, packet_id)| {
+                let packet = Incoming::Oversized {
+                    topic,
+                    len: i + len,
+                    packet_id,
+                };
+                (packet, i + len)
+            })
+        });
     }
     let Some(body) = buf.get(i..i + len) else {
         return Ok(None);
     };
     let used = i + len;
-    let kind = first >> 4;
     let packet = match kind {
         2 => {
             let code = *body
@@ -265,6 +288,32 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Incoming, usize)>, Malformed> {
         other => Incoming::Other(other),
     };
     Ok(Some((packet, used)))
+}
+
+/// The topic and packet id of an oversized PUBLISH whose body (`len`
+/// bytes) starts at `body`; `Ok(None)` until they have arrived.
+fn oversized_publish(
+    first: u8,
+    body: &[u8],
+    len: usize,
+) -> Result<Option<(String, Option<u16>)>, Malformed> {
+    let qos = (first >> 1) & 0x03;
+    let Some(tlen) = body
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return Ok(None);
+    };
+    let head_len = 2 + tlen + if qos > 0 { 2 } else { 0 };
+    if head_len > len {
+        return Err(Malformed("PUBLISH topic past the end".into()));
+    }
+    let Some(head) = body.get(..head_len) else {
+        return Ok(None);
+    };
+    let topic = String::from_utf8_lossy(&head[2..2 + tlen]).into_owned();
+    let packet_id = (qos > 0).then(|| u16::from_be_bytes([head[2 + tlen], head[3 + tlen]]));
+    Ok(Some((topic, packet_id)))
 }
 
 #[cfg(test)]
@@ -317,9 +366,43 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_publish_is_reported_from_its_head_alone() {
+        let payload = vec![b'x'; 200_000];
+        let qos0 = publish("a/buzzer/set", &payload, false);
+        let mut body = Vec::new();
+        put_str(&mut body, b"a/buzzer/set");
+        body.extend_from_slice(&7u16.to_be_bytes());
+        body.extend_from_slice(&payload);
+        let qos1 = packet(0x32, &body);
+        for (bytes, id) in [(qos0, None), (qos1, Some(7))] {
+            // Only the head is needed, and `used` runs past it.
+            assert_eq!(parse(&bytes[..5]), Ok(None), "the topic has not arrived");
+            let (packet, used) = parse(&bytes[..64]).unwrap().unwrap();
+            assert_eq!(used, bytes.len());
+            assert_eq!(
+                packet,
+                Incoming::Oversized {
+                    topic: "a/buzzer/set".into(),
+                    len: bytes.len(),
+                    packet_id: id,
+                }
+            );
+        }
+        // A head that runs past the packet is malformed; so is any other
+        // oversized packet type.
+        let mut past = vec![0x32];
+        put_remaining_length(&mut past, MAX_INCOMING + 1);
+        past.extend_from_slice(&u16::MAX.to_be_bytes());
+        assert!(parse(&past).is_err());
+        let mut big = vec![0x90];
+        put_remaining_length(&mut big, MAX_INCOMING + 1);
+        assert!(parse(&big).is_err());
+    }
+
+    #[test]
     fn hostile_input_is_an_error_not_a_panic() {
         assert!(parse(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]).is_err());
-        assert!(parse(&[0x30, 0xFF, 0xFF, 0x7F]).is_err()); // too large
+        assert!(parse(&[0x92, 0xFF, 0xFF, 0x7F]).is_err()); // too large
         assert!(parse(&[0x30, 0x02, 0x00, 0x09]).is_err()); // topic past the end
         assert!(parse(&[0x32, 0x03, 0x00, 0x01, b'a']).is_err()); // no packet id
         assert!(parse(&[0x20, 0x00]).is_err()); // short CONNACK

@@ -67,6 +67,8 @@ pub struct Entity {
     pub unit: Option<String>,
     pub state_class: &'static str,
     pub icon: Option<&'static str>,
+    /// The plugin whose readings make it; `None` for the host's own.
+    pub owner: Option<String>,
 }
 
 /// `[a-z0-9_]` only, so any sensor id is safe in a topic and a unique_id.
@@ -105,6 +107,7 @@ fn measurement(
     name: String,
     device_class: Option<&str>,
     unit: Option<&str>,
+    owner: Option<&str>,
 ) -> Entity {
     Entity {
         key,
@@ -113,6 +116,7 @@ fn measurement(
         unit: unit.map(str::to_string),
         state_class: "measurement",
         icon: None,
+        owner: owner.map(str::to_string),
     }
 }
 
@@ -135,6 +139,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
                 format!("{} {label}", r.sensor_id),
                 f.device_class.as_deref(),
                 (!f.unit.is_empty()).then_some(f.unit.as_str()),
+                Some(&r.plugin),
             ));
             state.insert(key, crate::readings::json_number(f.value));
         }
@@ -145,6 +150,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
             "CPU temperature".into(),
             Some("temperature"),
             Some("°C"),
+            None,
         ));
         state.insert("cpu_temperature".into(), num(s.cpu_temp_c));
         entities.push(measurement(
@@ -152,6 +158,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
             "RAM used".into(),
             Some("data_size"),
             Some("MB"),
+            None,
         ));
         state.insert("ram_used".into(), json!(s.ram_used_mb));
         entities.push(Entity {
@@ -161,6 +168,7 @@ pub fn sensors(readings: &Readings) -> (Vec<Entity>, Map<String, Value>) {
             unit: Some("s".into()),
             state_class: "total_increasing",
             icon: None,
+            owner: None,
         });
         state.insert("uptime".into(), json!(s.uptime_s));
     }

@@ -16,8 +16,19 @@
 //! changes go to a bounded queue that drops its oldest entries. With
 //! `mqtt.tls` the socket is wrapped in rustls ([`tls`]) before CONNECT.
 //! Entities that go away (a plugin disabled or removed) are withdrawn with
-//! an empty retained discovery config. [`Service`] replaces the thread when
-//! the config file's `[mqtt]` table changes.
+//! an empty retained discovery config; how many a plugin may have, how fast
+//! new ones come and how much is logged about them is bounded
+//! ([`announce`]). [`Service`] replaces the thread when the config file's
+//! `[mqtt]` table changes.
+//!
+//! What a broker (or anyone who may publish to our command topic) cannot
+//! do: knock us off with one big message (a PUBLISH over
+//! [`codec::MAX_INCOMING`] is skipped as it arrives, acknowledged and
+//! counted, never buffered), or hold us on a dead connection (we ping when
+//! the broker has been silent for half the keep-alive, also while
+//! publishing, and give up on it a keep-alive later: a broker that accepts
+//! and then stops answering is left within 1.5 × keep-alive; a write that
+//! blocks is given up after [`WRITE_TIMEOUT`]).
 //!
 //! # Troubleshooting
 //!
@@ -33,11 +44,12 @@
 //! * `certificate is not trusted` / `not valid for HOST` / `TLS handshake
 //!   failed`: see [`tls`]; the message says which setting to change.
 
+pub mod announce;
 pub mod codec;
 pub mod discovery;
 pub mod tls;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +63,7 @@ use serde_json::Value;
 use crate::config::MqttSection;
 use crate::control::{Control, Pattern};
 use crate::scheduler::Shared;
+use announce::{Announcements, Group, Planned, Wanted};
 use codec::{ConnectRefused, Incoming, Malformed};
 use discovery::Naming;
 
@@ -61,7 +74,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the loop looks at the readings when nothing arrives.
 const TICK: Duration = Duration::from_millis(100);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A write to the broker that blocks this long (a broker that stopped
+/// reading, a full socket buffer) ends the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Oversized messages are logged at most once per this long.
+const SKIPPED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How often plugin health is compared with what was last published.
 const PLUGIN_CHECK: Duration = Duration::from_secs(1);
 
@@ -112,6 +129,8 @@ pub struct Status {
     pub dropped: AtomicU64,
     /// Buzzer presses received on the command topic.
     pub commands: AtomicU64,
+    /// Messages from the broker skipped for their size.
+    pub skipped: AtomicU64,
     pub connects: AtomicU64,
     pub last_error: Mutex<String>,
 }
@@ -123,6 +142,7 @@ pub struct StatusView {
     pub published: u64,
     pub dropped: u64,
     pub commands: u64,
+    pub skipped: u64,
     pub connects: u64,
     pub last_error: String,
 }
@@ -262,7 +282,8 @@ impl Mqtt {
             broker: broker.clone(),
             seen: Seen::default(),
             tls: None,
-            announced: Default::default(),
+            announcements: Announcements::default(),
+            skipped_logged: None,
         };
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
@@ -309,6 +330,7 @@ pub fn view(broker: &str, s: &Status) -> StatusView {
         published: s.published.load(Ordering::Relaxed),
         dropped: s.dropped.load(Ordering::Relaxed),
         commands: s.commands.load(Ordering::Relaxed),
+        skipped: s.skipped.load(Ordering::Relaxed),
         connects: s.connects.load(Ordering::Relaxed),
         last_error: s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
     }
@@ -359,8 +381,6 @@ struct Seen {
     state_at: Option<Instant>,
     plugins: Option<serde_json::Map<String, Value>>,
     plugins_at: Option<Instant>,
-    /// Discovery config topics published on this connection.
-    discovered: BTreeSet<String>,
 }
 
 struct Worker {
@@ -376,33 +396,27 @@ struct Worker {
     seen: Seen,
     /// The TLS client config, built on the first TLS connect.
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// Discovery config topics this thread has published (retained) and
-    /// not withdrawn, by [`Group`], across connections: when an entity
-    /// disappears its config is cleared with an empty retained message.
-    announced: [BTreeSet<String>; 2],
-}
-
-/// Which part of the host an entity comes from; each is worked out on its
-/// own schedule.
-#[derive(Debug, Clone, Copy)]
-enum Group {
-    /// Readings: sensors, system stats, plugin telemetry.
-    Sensors = 0,
-    /// Plugin health.
-    Plugins = 1,
+    /// Discovery configs published (retained) and not withdrawn, across
+    /// connections, and the limits on announcing more.
+    announcements: Announcements,
+    /// When an oversized message was last logged.
+    skipped_logged: Option<Instant>,
 }
 
 /// One thing `collect` sends.
 enum Out {
-    Config(Group, String, Value),
-    Clear(Group, String),
+    Discovery(Planned),
     Publish(String, Value, bool),
 }
 
 struct Conn {
     stream: tls::Stream,
     buf: Vec<u8>,
+    /// Bytes of an oversized packet still to be read and dropped.
+    skip: usize,
     last_sent: Instant,
+    /// When the broker last sent anything: its sign of life.
+    last_received: Instant,
     ping_sent: Option<Instant>,
 }
 
@@ -507,7 +521,9 @@ impl Worker {
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
+            skip: 0,
             last_sent: Instant::now(),
+            last_received: Instant::now(),
             ping_sent: None,
         };
         let availability = self.naming.availability();
@@ -542,6 +558,7 @@ impl Worker {
     /// Runs one connection until it fails (`Err`) or the host stops (`Ok`).
     fn serve(&mut self, mut conn: Conn) -> Result<(), MqttError> {
         self.seen = Seen::default();
+        self.announcements.new_connection();
         self.publish(&mut conn, &self.naming.availability(), b"online", true)?;
         for (topic, payload) in discovery::button_configs(&self.naming) {
             self.publish_json(&mut conn, &topic, &payload, true)?;
@@ -557,6 +574,8 @@ impl Worker {
             if self.stopping() {
                 if self.withdraw.load(Ordering::Relaxed) {
                     self.withdraw_all(&mut conn);
+                } else {
+                    self.withdraw_volatile(&mut conn);
                 }
                 // A clean goodbye: the broker does not send the will.
                 let _ = self.publish(&mut conn, &self.naming.availability(), b"offline", true);
@@ -567,11 +586,17 @@ impl Worker {
             while let Some(packet) = conn.next_packet()? {
                 self.handle(&mut conn, packet)?;
             }
+            // A broker silent for half the keep-alive is pinged, however
+            // busy we are publishing (a write succeeds into the socket
+            // buffer whether or not anyone reads it), and given up on if
+            // it stays silent for a keep-alive more.
             if let Some(sent) = conn.ping_sent {
-                if sent.elapsed() > keep_alive {
+                if sent.elapsed() >= keep_alive {
                     return Err(MqttError::Timeout("PINGRESP"));
                 }
-            } else if conn.last_sent.elapsed() >= keep_alive / 2 {
+            } else if conn.last_received.elapsed() >= keep_alive / 2
+                || conn.last_sent.elapsed() >= keep_alive / 2
+            {
                 conn.send(&codec::pingreq())?;
                 conn.ping_sent = Some(Instant::now());
             }
@@ -584,10 +609,9 @@ impl Worker {
             .into_iter()
             .map(|(topic, _)| topic);
         let all: Vec<String> = self
-            .announced
-            .iter()
-            .flatten()
-            .cloned()
+            .announcements
+            .all()
+            .into_iter()
             .chain(buttons)
             .collect();
         for topic in &all {
@@ -596,7 +620,22 @@ impl Worker {
             }
         }
         log::info!(target: "mqtt", "withdrew {} Home Assistant entities of device `{}`", all.len(), self.naming.device_id);
-        self.announced = Default::default();
+        self.announcements.forget();
+    }
+
+    /// At a clean stop: empties the configs of plugins whose entities came
+    /// and went while they ran (their ids would never come back).
+    fn withdraw_volatile(&mut self, conn: &mut Conn) {
+        let topics = self.announcements.at_stop();
+        if topics.is_empty() {
+            return;
+        }
+        for topic in &topics {
+            if self.publish(conn, topic, b"", true).is_err() {
+                return;
+            }
+        }
+        log::info!(target: "mqtt", "withdrew {} Home Assistant entities of plugins whose sensor ids kept changing", topics.len());
     }
 
     fn handle(&mut self, conn: &mut Conn, packet: Incoming) -> Result<(), MqttError> {
@@ -627,34 +666,35 @@ impl Worker {
                     }
                 }
             }
+            Incoming::Oversized {
+                topic,
+                len,
+                packet_id,
+            } => {
+                if let Some(id) = packet_id {
+                    conn.send(&codec::puback(id))?;
+                }
+                let n = self.status.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                if self
+                    .skipped_logged
+                    .is_none_or(|t| t.elapsed() >= SKIPPED_LOG_EVERY)
+                {
+                    self.skipped_logged = Some(Instant::now());
+                    log::warn!(
+                        target: "mqtt",
+                        "skipped a {len}-byte message on {}: more than the {} bytes accepted \
+                         ({n} skipped so far; logged at most once a minute)",
+                        crate::capabilities::log::truncate(&topic, 200),
+                        codec::MAX_INCOMING
+                    );
+                }
+            }
             Incoming::SubAck { granted } if granted.contains(&0x80) => {
                 log::warn!(target: "mqtt", "the broker refused our subscription to {}: the buzzer buttons will not work (check the broker's ACL)", self.naming.buzzer_command());
             }
             _ => {}
         }
         Ok(())
-    }
-
-    /// Discovery configs of `group` to publish (new on this connection) and
-    /// to withdraw (announced before, gone now).
-    fn discovery_changes(
-        &self,
-        group: Group,
-        configs: impl Iterator<Item = (String, Value)>,
-        out: &mut Vec<Out>,
-    ) {
-        let mut wanted = BTreeSet::new();
-        for (topic, payload) in configs {
-            if !self.seen.discovered.contains(&topic) {
-                out.push(Out::Config(group, topic.clone(), payload));
-            }
-            wanted.insert(topic);
-        }
-        for topic in &self.announced[group as usize] {
-            if !wanted.contains(topic) {
-                out.push(Out::Clear(group, topic.clone()));
-            }
-        }
     }
 
     /// Publishes (or, with no connection, queues) what changed since the
@@ -683,10 +723,28 @@ impl Worker {
         if due || changed {
             let (entities, state) = discovery::sensors(&readings);
             if conn.is_some() {
-                let configs = entities
+                let wanted = entities
                     .iter()
-                    .map(|e| discovery::sensor_config(&self.naming, e));
-                self.discovery_changes(Group::Sensors, configs, &mut messages);
+                    .map(|e| {
+                        let (topic, payload) = discovery::sensor_config(&self.naming, e);
+                        Wanted {
+                            topic,
+                            payload,
+                            owner: e.owner.clone(),
+                        }
+                    })
+                    .collect();
+                let running = |name: &str| {
+                    plugins
+                        .get(name)
+                        .is_some_and(|status| *status != "disabled")
+                };
+                messages.extend(
+                    self.announcements
+                        .plan(Group::Sensors, wanted, &running)
+                        .into_iter()
+                        .map(Out::Discovery),
+                );
             }
             if !state.is_empty() {
                 messages.push(Out::Publish(
@@ -699,11 +757,24 @@ impl Worker {
         if due || plugins_changed {
             if conn.is_some() {
                 // A disabled plugin has no entity: Home Assistant drops it.
-                let configs = plugins
+                let wanted = plugins
                     .iter()
                     .filter(|(_, status)| *status != "disabled")
-                    .map(|(name, _)| discovery::plugin_config(&self.naming, name));
-                self.discovery_changes(Group::Plugins, configs, &mut messages);
+                    .map(|(name, _)| {
+                        let (topic, payload) = discovery::plugin_config(&self.naming, name);
+                        Wanted {
+                            topic,
+                            payload,
+                            owner: None,
+                        }
+                    })
+                    .collect();
+                messages.extend(
+                    self.announcements
+                        .plan(Group::Plugins, wanted, &|_| true)
+                        .into_iter()
+                        .map(Out::Discovery),
+                );
             }
             if !plugins.is_empty() {
                 messages.push(Out::Publish(
@@ -718,18 +789,23 @@ impl Worker {
         self.seen.plugins = Some(plugins);
         for out in messages {
             match (out, conn.as_deref_mut()) {
-                (Out::Config(group, topic, payload), Some(c)) => {
+                (
+                    Out::Discovery(Planned::Config {
+                        group,
+                        topic,
+                        payload,
+                        owner,
+                    }),
+                    Some(c),
+                ) => {
                     self.publish_json(c, &topic, &payload, true)?;
-                    self.seen.discovered.insert(topic.clone());
-                    self.announced[group as usize].insert(topic);
+                    self.announcements.published(group, &topic, owner);
                 }
-                (Out::Clear(group, topic), Some(c)) => {
+                (Out::Discovery(Planned::Clear { group, topic }), Some(c)) => {
                     // An empty retained config: the broker forgets the
                     // retained one and Home Assistant removes the entity.
                     self.publish(c, &topic, b"", true)?;
-                    log::info!(target: "mqtt", "withdrew the Home Assistant entity {topic}");
-                    self.seen.discovered.remove(&topic);
-                    self.announced[group as usize].remove(&topic);
+                    self.announcements.cleared(group, &topic);
                 }
                 (Out::Publish(topic, payload, retain), Some(c)) => {
                     self.publish_json(c, &topic, &payload, retain)?;
@@ -749,7 +825,7 @@ impl Worker {
                     }
                 }
                 // Discovery is only worked out with a connection.
-                (Out::Config(..) | Out::Clear(..), None) => {}
+                (Out::Discovery(_), None) => {}
             }
         }
         Ok(())
@@ -786,16 +862,32 @@ impl Conn {
     }
 
     /// The next whole packet, or `None` after one read timeout (`TICK`).
+    /// An oversized PUBLISH comes back as [`Incoming::Oversized`] as soon
+    /// as its head is here; the rest of it is dropped as it arrives.
     fn next_packet(&mut self) -> Result<Option<Incoming>, MqttError> {
         loop {
-            if let Some((packet, used)) = codec::parse(&self.buf).map_err(MqttError::Protocol)? {
-                self.buf.drain(..used);
-                return Ok(Some(packet));
+            if self.skip == 0 {
+                if let Some((packet, used)) =
+                    codec::parse(&self.buf).map_err(MqttError::Protocol)?
+                {
+                    if used > self.buf.len() {
+                        self.skip = used - self.buf.len();
+                        self.buf.clear();
+                    } else {
+                        self.buf.drain(..used);
+                    }
+                    return Ok(Some(packet));
+                }
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(MqttError::Closed),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.last_received = Instant::now();
+                    let dropped = self.skip.min(n);
+                    self.skip -= dropped;
+                    self.buf.extend_from_slice(&chunk[dropped..n]);
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return Ok(None)
                 }

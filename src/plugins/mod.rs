@@ -91,6 +91,9 @@ pub struct PluginStatus {
     pub reloads: u64,
     /// Linear memory of the live instance; 0 when there is none.
     pub instance_memory_bytes: u64,
+    /// Durable writes of its state store so far (a call's changes are
+    /// written at most once, and at most once per 5 s).
+    pub state_writes: u64,
     /// Call durations by call kind (`poll`, `render`), for `/metrics`.
     #[serde(skip)]
     pub call_seconds: BTreeMap<&'static str, Histogram>,
@@ -125,6 +128,7 @@ impl PluginStatus {
             fuel_used_total: 0,
             reloads: 0,
             instance_memory_bytes: 0,
+            state_writes: 0,
             call_seconds: BTreeMap::new(),
             start_delay_seconds: Histogram::new(histogram::START_DELAY_SECONDS),
         }
@@ -434,6 +438,7 @@ impl Plugin {
         } else {
             instance.memory_bytes()
         };
+        let state_writes = self.flush_state(false);
         let call_kind = match self.kind {
             PluginKind::Dashboard => "render",
             PluginKind::Automation => "run",
@@ -456,6 +461,7 @@ impl Plugin {
                 .or_insert_with(|| Histogram::new(histogram::CALL_SECONDS))
                 .observe(duration.as_secs_f64());
             s.denied_calls = denied;
+            s.state_writes = state_writes;
         });
         match result {
             Ok(r) => {
@@ -546,6 +552,9 @@ impl Plugin {
             .min(BACKOFF_MAX);
         self.retry_at = Some(now + backoff);
         self.quarantined = self.recent_failures.len() >= QUARANTINE_FAILURES;
+        if self.quarantined {
+            self.flush_state(true);
+        }
         let health = if self.quarantined {
             Health::Quarantined
         } else {
@@ -583,6 +592,36 @@ impl Plugin {
         });
     }
 
+    /// Writes what the plugin's calls changed in its state store: after a
+    /// call (at most once per `state::MIN_WRITE_INTERVAL`), or everything at
+    /// once (`now`: the plugin is going away, or was quarantined). A failed
+    /// write keeps the changes in memory for the next attempt.
+    /// Returns the store's durable writes so far.
+    fn flush_state(&self, now: bool) -> u64 {
+        let mut store = self.shared.state.lock().expect("state store lock");
+        let written = if now {
+            store.flush_now()
+        } else {
+            store.flush()
+        };
+        if let Err(e) = written {
+            let log_it = self
+                .shared
+                .state_error_log
+                .lock()
+                .expect("state error log lock")
+                .try_take();
+            if log_it {
+                log::error!(
+                    "plugin `{}`: cannot save its state ({e}); kept in memory, retrying after \
+                     its next call",
+                    self.name
+                );
+            }
+        }
+        store.writes()
+    }
+
     /// LEDs this plugin owns off, buzzer silent if it may drive it.
     pub fn safe_state(&self) {
         let grants = &self.shared.grants;
@@ -597,6 +636,7 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
+        self.flush_state(true);
         if self.safe_on_drop {
             self.safe_state();
         }

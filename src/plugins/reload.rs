@@ -20,9 +20,9 @@
 //! fixed (also when the fix restores the running text).
 //!
 //! A changed config is applied only once the file has stayed the same for
-//! [`CONFIG_SETTLE`] (a save in several writes is not read half-way), and
-//! only if it is valid: an invalid, empty or truncated file, or a deleted
-//! one, keeps the running config, and `/healthz` says why. A valid one is
+//! [`CONFIG_SETTLE`] (a save in several writes, or a slow copy, is not read
+//! half-way), and only if it is valid: an invalid, empty or truncated file,
+//! or a deleted one, keeps the running config, and `/healthz` says why. A valid one is
 //! applied plugin by plugin; every plugin it removes, disables, enables or
 //! reconfigures is logged by name.
 
@@ -46,7 +46,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(40);
 /// Longest a steady stream of events can postpone acting.
 pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
 /// How long the config file must stay unchanged before a change applies.
-pub const CONFIG_SETTLE: Duration = Duration::from_millis(200);
+pub const CONFIG_SETTLE: Duration = Duration::from_millis(1000);
 
 /// What wakes the loader up: a file in a watched folder was written,
 /// renamed into place or removed.

@@ -478,6 +478,22 @@ fn beep_needs_login_and_plugin_script_cannot_reach_controls() {
         Duration::from_secs(20),
         "return document.getElementById('live').textContent=='LIVE'",
     );
+    // Logged in, the plugin's script pressing Beep by itself (no click, so
+    // no user activation) is still not sent.
+    browser.js(
+        "parent.postMessage({type:'buzzer',pattern:'beep'},'*')",
+        json!([]),
+    );
+    browser.wait_js(
+        "the press without a click to be refused",
+        Duration::from_secs(10),
+        "return /press the button yourself/.test(document.getElementById('bzmsg').textContent)",
+    );
+    assert_eq!(
+        host.api()["buzzer"]["beeps_total"],
+        before,
+        "no beep without a user gesture"
+    );
     browser.click("button");
     browser.wait_js(
         "the beep to be sent",

@@ -509,8 +509,11 @@ fn api_sim_fault_alone_keeps_pinned_values() {
 
 // --- Config keys.
 
+/// Parses `text` made whole: with the `[host]` and plugin tables every
+/// config needs appended (so error lines stay those of `text`).
 fn parse(text: &str) -> Result<Config, String> {
-    Config::parse(text, Path::new("host.toml")).map_err(|e| e.to_string())
+    let whole = format!("{text}\n[host]\n[plugins.p]\n");
+    Config::parse(&whole, Path::new("host.toml")).map_err(|e| e.to_string())
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod drivers;
+mod files;
 mod first_plugin;
 mod hardware;
 mod host;

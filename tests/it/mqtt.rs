@@ -947,3 +947,230 @@ fn removed_plugins_and_their_entities_leave_home_assistant() {
     assert!(withdrawn.is_empty(), "withdrawn too: {withdrawn:?}");
     assert!(host.log().contains("withdrew the Home Assistant entity"));
 }
+
+/// Issue 16, item 10: big messages on the command topic are skipped, and
+/// the host stays connected. QoS 1, so each must still be acknowledged:
+/// Mosquitto holds back QoS 1 deliveries past 20 unacknowledged ones, and
+/// the `beep` after them would never arrive.
+#[test]
+fn oversized_messages_are_skipped_without_losing_the_connection() {
+    let dir = temp_dir("mqtt-oversized");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, |_| {});
+    sub.wait(AVAILABILITY, |_, p| p == "online");
+    wait_until("the host to connect", WAIT, || {
+        connected(&host).then_some(())
+    });
+    let big = dir.join("big-payload");
+    std::fs::write(&big, vec![b'x'; 200_000]).unwrap();
+    for _ in 0..25 {
+        let ok = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(["-t", COMMAND, "-q", "1", "-f"])
+            .arg(&big)
+            .status()
+            .expect("mosquitto_pub runs");
+        assert!(ok.success());
+    }
+    let before = host.api()["buzzer"]["beeps_total"].as_u64().unwrap();
+    broker.publish(COMMAND, &["beep"]);
+    let api = host.wait_api("the beep after the big messages", WAIT, |a| {
+        a["buzzer"]["beeps_total"].as_u64() > Some(before)
+    });
+    let mqtt = &api["mqtt"];
+    assert_eq!(mqtt["skipped"], 25, "{mqtt}");
+    assert_eq!(mqtt["connects"], 1, "never reconnected: {mqtt}");
+    assert_eq!(mqtt["connected"], true, "{mqtt}");
+    assert_eq!(mqtt["last_error"], "", "{mqtt}");
+    assert!(
+        !sub.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, t, p)| t == AVAILABILITY && p == "offline"),
+        "the broker never sent the last will"
+    );
+    let log = host.log();
+    assert_eq!(
+        log.matches("skipped a 200").count(),
+        1,
+        "one log line for 25 messages: {log}"
+    );
+    assert!(log.contains(COMMAND), "the line names the topic: {log}");
+}
+
+/// One connection to the silent broker: when its CONNECT was answered,
+/// and the types of the packets the host sent after that, in order.
+type Answered = (std::time::Instant, Vec<u8>);
+
+/// A TCP listener that plays a broker which accepts the host, answers its
+/// CONNECT, and then never says anything again while still reading (a hung
+/// broker, or a network that lost the way back).
+struct SilentBroker {
+    port: u16,
+    conns: Arc<Mutex<Vec<Answered>>>,
+}
+
+impl SilentBroker {
+    fn start() -> SilentBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the silent broker");
+        let port = listener.local_addr().unwrap().port();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let record = conns.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut answered = None;
+                    loop {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        // Packets: first byte, remaining length (< 128 or
+                        // two bytes here), body.
+                        while buf.len() >= 2 {
+                            let (len, head) = if buf[1] & 0x80 == 0 {
+                                (usize::from(buf[1]), 2)
+                            } else if buf.len() >= 3 {
+                                (usize::from(buf[1] & 0x7f) + (usize::from(buf[2]) << 7), 3)
+                            } else {
+                                break;
+                            };
+                            if buf.len() < head + len {
+                                break;
+                            }
+                            let kind = buf[0] >> 4;
+                            buf.drain(..head + len);
+                            match (kind, answered) {
+                                // CONNECT: accepted; the one answer given.
+                                (1, None) => {
+                                    let _ = stream.write_all(&[0x20, 0x02, 0x00, 0x00]);
+                                    let mut conns = record.lock().unwrap();
+                                    conns.push((std::time::Instant::now(), Vec::new()));
+                                    answered = Some(conns.len() - 1);
+                                }
+                                (kind, Some(i)) => record.lock().unwrap()[i].1.push(kind),
+                                _ => {}
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        SilentBroker { port, conns }
+    }
+}
+
+/// Issue 16, item 11: a broker that stops answering is noticed within
+/// about 1.5 × keep-alive, even while the host is publishing, and the host
+/// reconnects.
+#[test]
+fn a_broker_that_stops_answering_is_left_and_reconnected() {
+    let broker = SilentBroker::start();
+    // keep_alive_s = 5, and readings change every second or two: the host
+    // publishes state more often than half the keep-alive.
+    let host = mqtt_host(broker.port, |_| {});
+    let second = wait_until("the host to connect again", Duration::from_secs(60), || {
+        let conns = broker.conns.lock().unwrap();
+        (conns.len() >= 2).then(|| (conns[0].0, conns[1].0, conns[0].1.clone()))
+    });
+    let (first_at, second_at, first_sent) = second;
+    let gap = second_at - first_at;
+    eprintln!("silent broker left and reconnected after {gap:?} (keep-alive 5 s)");
+    let publishes = first_sent.iter().filter(|&&k| k == 3).count();
+    assert!(
+        publishes >= 3,
+        "the host was publishing to the silent broker ({publishes} PUBLISH): {first_sent:?}"
+    );
+    assert!(
+        first_sent.contains(&12),
+        "it pinged while publishing: {first_sent:?}"
+    );
+    let api = host.api();
+    assert!(
+        api["mqtt"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no PINGRESP from the broker in time")),
+        "{}",
+        api["mqtt"]
+    );
+    assert!(
+        api["mqtt"]["connects"].as_u64() >= Some(2),
+        "{}",
+        api["mqtt"]
+    );
+}
+
+/// Issue 16, item 12: a plugin inventing new sensor ids on every poll gets
+/// a bounded number of Home Assistant entities (its polls are refused past
+/// 16 ids: see `plugins::checks`; the discovery limits of `mqtt::announce`
+/// back that up), with a bounded log, and what it had is withdrawn when the
+/// host stops; the real plugins' entities stay.
+#[test]
+fn a_plugin_churning_sensor_ids_cannot_churn_home_assistant() {
+    let dir = temp_dir("mqtt-churn");
+    let broker = Broker::start(&dir, free_port(), None);
+    let sub = Subscriber::start(broker.port);
+    let host = mqtt_host(broker.port, |c| {
+        // Eight new ids per poll, two fields each.
+        crate::support::add_hostile(c, "hostile", "ids", 500, &[]);
+    });
+    let dht22 = "homeassistant/sensor/test/dht22_gpio_4_temperature/config";
+    sub.wait(dht22, |_, p| !p.is_empty());
+    let p = host.wait_plugin("hostile", "polls refused past 16 ids", WAIT, |p| {
+        p["failures"].as_u64() >= Some(3)
+    });
+    assert!(
+        p["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 16 different sensor ids"),
+        "{p}"
+    );
+    let churn = |empty: bool| {
+        sub.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, p)| t.contains("/hostile_churn_") && p.is_empty() == empty)
+            .count()
+    };
+    let (announced, withdrawn) = (churn(false), churn(true));
+    eprintln!("churn: {announced} entities announced, {withdrawn} withdrawn");
+    // Two polls got through: 16 ids, two fields each.
+    assert!(
+        announced <= 32,
+        "{announced} entities announced for a plugin held to 16 sensor ids"
+    );
+    assert!(withdrawn <= announced, "{withdrawn} withdrawn");
+    let lines = host.log().matches("Home Assistant entit").count();
+    assert!(
+        lines <= 12,
+        "{lines} log lines about entities:\n{}",
+        host.log()
+    );
+
+    assert!(host.stop().success());
+    sub.wait(AVAILABILITY, |_, p| p == "offline");
+    // Everything the churner had is withdrawn, in order before `offline`.
+    let lines = sub.lines.lock().unwrap().clone();
+    let mut last: std::collections::BTreeMap<&str, &str> = Default::default();
+    for (_, topic, payload) in &lines {
+        last.insert(topic, payload);
+    }
+    let left: Vec<_> = last
+        .iter()
+        .filter(|(t, p)| t.contains("/hostile_churn_") && !p.is_empty())
+        .collect();
+    assert!(left.is_empty(), "left on the broker: {left:?}");
+    assert!(
+        !last[dht22].is_empty(),
+        "the real DHT22's entity stays for Home Assistant to grey out"
+    );
+}

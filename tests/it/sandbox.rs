@@ -518,3 +518,48 @@ fn forged_ids_bad_times_and_id_churn_are_refused() {
         "one series for the real sensor"
     );
 }
+
+/// Issue 16, item 8: a call's state writes are coalesced into at most one
+/// durable write, the write rate is bounded, and nothing is lost when the
+/// host stops.
+#[test]
+fn state_writes_are_coalesced_and_bounded() {
+    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "state-spam", 200, &[]));
+    let p = host.wait_plugin("hostile", "ten calls", Duration::from_secs(30), |p| {
+        p["calls"].as_u64() >= Some(10)
+    });
+    let calls = p["calls"].as_u64().unwrap();
+    let writes = p["state_writes"].as_u64().unwrap();
+    // 2,000+ set() calls: one write at the first call, then at most one per
+    // 5 s (ten calls at 200 ms take ~2 s).
+    assert!(writes >= 1, "{p}");
+    assert!(
+        writes <= 2,
+        "{writes} durable writes for {calls} calls: {p}"
+    );
+    assert_eq!(p["failures"], 0, "{p}");
+    let state_file = std::path::Path::new(host.config_path.parent().unwrap())
+        .join("state")
+        .join("hostile.json");
+    let last_call = host.plugin("hostile")["calls"].as_u64().unwrap();
+    assert!(host.stop().success());
+    // The last call's value is on disk after the stop (values are stored
+    // as hex of their bytes).
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let hex = saved["counter"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let value: u64 = String::from_utf8(bytes).unwrap().parse().unwrap();
+    assert_eq!(
+        value % 1000,
+        199,
+        "the call's last write is the one saved: {value}"
+    );
+    assert!(
+        value / 1000 >= last_call,
+        "the value of the last call ({last_call}) or a later one is saved, not an older one: {value}"
+    );
+}

@@ -256,10 +256,32 @@ impl Resp {
     }
 }
 
+/// The address hostile clients connect from: another LAN client as far as
+/// the host can tell (Linux routes all of 127/8 to loopback), so its
+/// per-client limits do not touch the tests' own requests from 127.0.0.1.
+pub const ATTACKER: &str = "127.0.0.2";
+
+/// A connection from `source` (an IPv4 address of this machine).
+pub fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let source: SocketAddr = format!("{source}:0")
+        .parse()
+        .expect("a source IPv4 address");
+    socket.bind(&SockAddr::from(source))?;
+    socket.connect_timeout(&SockAddr::from(addr), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
 /// Sends raw bytes and reads the whole response (the request must ask
 /// for `Connection: close`).
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Resp {
-    let mut stream = TcpStream::connect(addr).expect("host accepts connections");
+    raw_http_from("127.0.0.1", addr, request)
+}
+
+/// [`raw_http`] from another source address.
+pub fn raw_http_from(source: &str, addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut stream = connect_from(source, addr).expect("host accepts connections");
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{raw_http, TestHost, BIN, TEST_TOKEN};
+use crate::support::{raw_http, raw_http_from, TestHost, ATTACKER, BIN, TEST_TOKEN};
 
 const BEEP: &str = r#"{"pattern":"beep"}"#;
 
@@ -24,12 +24,37 @@ fn beep(host: &TestHost, headers: &str) -> crate::support::Resp {
     )
 }
 
+/// [`beep`] from another address.
+fn beep_from(source: &str, host: &TestHost, headers: &str) -> crate::support::Resp {
+    raw_http_from(
+        source,
+        host.addr,
+        format!(
+            "POST /api/buzzer HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{BEEP}",
+            host.addr,
+            BEEP.len()
+        )
+        .as_bytes(),
+    )
+}
+
 fn login(host: &TestHost, token: &str, origin: Option<&str>) -> crate::support::Resp {
+    login_from("127.0.0.1", host, token, origin)
+}
+
+fn login_from(
+    source: &str,
+    host: &TestHost,
+    token: &str,
+    origin: Option<&str>,
+) -> crate::support::Resp {
     let body = format!("token={token}");
     let origin = origin
         .map(|o| format!("Origin: {o}\r\n"))
         .unwrap_or_default();
-    raw_http(
+    raw_http_from(
+        source,
         host.addr,
         format!(
             "POST /login HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{origin}\
@@ -298,4 +323,169 @@ fn history_collects_readings_in_bounded_buckets() {
 
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap()
+}
+
+/// The `name=value` part of a login's `Set-Cookie`.
+fn session_of(r: &crate::support::Resp) -> String {
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("Set-Cookie").expect("a session cookie");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// Issue 16, item 5: a client guessing the token (bearer or login form)
+/// gets 429 with Retry-After after a few tries, and the log gets a summary,
+/// not a line per guess.
+#[test]
+fn guessing_the_token_is_throttled_per_client_and_logged_in_summary() {
+    let host = TestHost::start();
+    let wrong = "Authorization: Bearer guess-guess-guess-0000\r\n";
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(beep_from(ATTACKER, &host, wrong).status);
+    }
+    let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
+    assert_eq!(
+        unauthorized, 10,
+        "10 wrong tokens are answered: {statuses:?}"
+    );
+    assert!(
+        statuses[10..].iter().all(|&s| s == 429),
+        "then 429: {statuses:?}"
+    );
+    // 429 says when to come back, and holds for the right token too (else
+    // the status would tell a guesser when it hit).
+    let right = format!("Authorization: Bearer {TEST_TOKEN}\r\n");
+    let throttled = beep_from(ATTACKER, &host, &right);
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    let retry: u64 = throttled
+        .header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {}", throttled.head));
+    assert!((1..=6).contains(&retry), "{retry}");
+    assert!(
+        throttled.body.contains("try again in"),
+        "{}",
+        throttled.body
+    );
+    // Another client is not locked out by the guesser.
+    assert_eq!(beep(&host, &right).status, 202);
+
+    // The login form, from a third address.
+    let origin = format!("http://{}", host.addr);
+    let guesser = "127.0.0.3";
+    let statuses: Vec<u16> = (0..20)
+        .map(|i| login_from(guesser, &host, &format!("wrong-{i:016}"), Some(&origin)).status)
+        .collect();
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert!(statuses[10..].iter().all(|&s| s == 429), "{statuses:?}");
+    let page = login_from(guesser, &host, TEST_TOKEN, Some(&origin));
+    assert_eq!(page.status, 429);
+    assert!(page.header("Retry-After").is_some(), "{}", page.head);
+    assert!(page.body.contains("Too many wrong tokens"), "{}", page.body);
+    assert_eq!(login(&host, TEST_TOKEN, Some(&origin)).status, 303);
+
+    // 20 wrong tokens counted, 2 log lines at most (the first, and no
+    // summary before a minute has passed).
+    let metrics = host.get("/metrics").body;
+    assert!(
+        metrics.contains("whp_http_auth_failures_total 20"),
+        "{metrics}"
+    );
+    let lines = host.log().matches("wrong control token").count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} log lines for 20 wrong tokens:\n{}",
+        host.log()
+    );
+    assert!(host.log().contains(ATTACKER), "the log names the address");
+}
+
+/// Issue 16, low item: logging out ends the session on the host, so a
+/// copy of the cookie no longer authorizes; a live session survives a
+/// restart.
+#[test]
+fn logout_revokes_the_session_and_sessions_survive_a_restart() {
+    let dir = crate::support::temp_dir("sessions");
+    let host = TestHost::start_in(&dir, crate::support::base_config(&dir));
+    let origin = format!("http://{}", host.addr);
+    let ended = session_of(&login(&host, TEST_TOKEN, Some(&origin)));
+    let kept = session_of(&login(&host, TEST_TOKEN, Some(&origin)));
+    assert_ne!(ended, kept, "each login is its own session");
+    let with = |session: &str| format!("Cookie: {session}\r\nOrigin: {origin}\r\n");
+    assert_eq!(beep(&host, &with(&ended)).status, 202);
+
+    let out = raw_http(
+        host.addr,
+        format!(
+            "POST /logout HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: {ended}\r\n\
+             Origin: {origin}\r\nContent-Length: 0\r\n\r\n",
+            host.addr
+        )
+        .as_bytes(),
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(out.header("Set-Cookie").unwrap().contains("Max-Age=0"));
+    // The browser forgets the cookie; a copy of it is refused by the host.
+    let replayed = beep(&host, &with(&ended));
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
+    assert_eq!(beep(&host, &with(&kept)).status, 202, "other sessions stay");
+
+    let sessions = std::fs::read_to_string(dir.join("sessions.json")).expect("sessions are kept");
+    let kept_id = kept.split('=').nth(1).unwrap();
+    assert!(
+        !sessions.contains(kept_id),
+        "only hashes on disk: {sessions}"
+    );
+    drop(host);
+    let host = TestHost::start_in(&dir, crate::support::base_config(&dir));
+    let origin = format!("http://{}", host.addr);
+    let with = |session: &str| format!("Cookie: {session}\r\nOrigin: {origin}\r\n");
+    assert_eq!(
+        beep(&host, &with(&kept)).status,
+        202,
+        "kept across a restart"
+    );
+    assert_eq!(beep(&host, &with(&ended)).status, 401, "still ended");
+}
+
+/// Issue 16, low item: a DNS-rebinding page reaches the host under its own
+/// (public) name; the host answers only its own names.
+#[test]
+fn requests_for_a_foreign_host_name_are_refused() {
+    let get = |host: &TestHost, name: &str, path: &str| {
+        raw_http(
+            host.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    let host = TestHost::start();
+    for path in ["/api", "/", "/view", "/healthz", "/metrics"] {
+        let r = get(&host, "rebind.attacker.example:3000", path);
+        assert_eq!(r.status, 421, "{path}: {}", r.body);
+        assert!(r.body.contains("host.http_allowed_hosts"), "{}", r.body);
+    }
+    for name in [
+        host.addr.to_string(),
+        "raspberrypi.local:3000".into(),
+        "localhost:3000".into(),
+        "raspberrypi".into(),
+    ] {
+        assert_eq!(get(&host, &name, "/api").status, 200, "{name}");
+    }
+    assert_eq!(get(&host, "pi.example.com", "/api").status, 421);
+    let metrics = host.get("/metrics").body;
+    assert!(
+        metrics.contains(r#"route="host",status="421""#),
+        "refusals are counted: {metrics}"
+    );
+    drop(host);
+    // A name of the user's own DNS, allowed in the config.
+    let host = TestHost::start_with(|config| {
+        crate::support::table(config, &["host"]).insert(
+            "http_allowed_hosts".into(),
+            toml::Value::Array(vec!["pi.example.com".into()]),
+        );
+    });
+    assert_eq!(get(&host, "pi.example.com:3000", "/api").status, 200);
+    assert_eq!(get(&host, "rebind.attacker.example", "/api").status, 421);
 }

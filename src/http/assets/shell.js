@@ -6,6 +6,10 @@
 // This script fetches /api and /api/history and hands them to the frame by
 // postMessage; the frame asks for the few actions below by postMessage and
 // this script decides. The session cookie (HttpOnly) authorises them.
+// A buzzer press is forwarded only while the page has transient user
+// activation (a click or key press a moment ago; a click inside the frame
+// activates this page too): the plugin's script cannot sound the buzzer on
+// its own, only when the user just pressed something.
 (function () {
   'use strict';
   var frame = document.getElementById('view');
@@ -73,6 +77,13 @@
     });
   }
 
+  // Browsers without navigator.userActivation (before 2023) cannot tell a
+  // press from a script: they get no buzzer from the page, rather than one
+  // the plugin could press.
+  function userPressed() {
+    return !!(navigator.userActivation && navigator.userActivation.isActive);
+  }
+
   window.addEventListener('message', function (e) {
     if (e.source !== frame.contentWindow) return;
     var m = e.data;
@@ -83,7 +94,12 @@
       if (last) send(last);
       if (history) send(history);
     } else if (m.type === 'buzzer' && PATTERNS.hasOwnProperty(m.pattern)) {
-      buzzer(m.pattern);
+      if (userPressed()) {
+        buzzer(m.pattern);
+      } else {
+        send({ type: 'buzzer-result', ok: false, pattern: m.pattern,
+               error: 'not sent: press the button yourself' });
+      }
     } else if (m.type === 'reload' && Date.now() - reloadedAt > RELOAD_GAP_MS) {
       reloadedAt = Date.now();
       frame.src = '/view';

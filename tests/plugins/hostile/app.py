@@ -11,7 +11,7 @@ import sys
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import buzzer_controller, gpio_provider, led_controller, settings
+from wit_world.imports import buzzer_controller, gpio_provider, led_controller, log, settings
 from wit_world.imports.types import AlertLevel, Dht22Reading, Rgb
 
 _calls = 0
@@ -180,6 +180,15 @@ class Dht22Logic(exports.Dht22Logic):
         if m == "buzz-then-spin":
             buzzer_controller.buzz(2000)
             spin_forever()
+        if m == "churn":
+            # A fresh set of 32 sensor ids on every poll (issue 16, item 12).
+            return [reading(f"churn-{_calls}-{i}") for i in range(32)]
+        if m == "forge-log":
+            # Control characters that would rewrite or forge log lines
+            # (issue 16, low item): through the log interface and stdout.
+            log.write(log.Level.WARN, "ok\rFORGED: all good\n[host] forged line \x1b[2Jwiped")
+            print("out\rFORGED-STDOUT \x1b[31mred\u202e")
+            return [reading("forge-log", f"call {_calls}")]
         if m == "slow10":
             if _calls % 10 == 0:
                 spin_forever()
@@ -204,6 +213,12 @@ class Dht22Logic(exports.Dht22Logic):
             r.timestamp_ms = 2**64 - 1
             return [r]
         if m == "ids":
-            # New sensor ids on every poll.
-            return [reading(f"id{_calls}-{i}") for i in range(8)]
+            # Eight new sensor ids on every poll.
+            return [reading(f"churn-{_calls}-{i}") for i in range(8)]
+        if m == "state-spam":
+            # 200 writes in one call (each a full, fsynced file rewrite once).
+            from wit_world.imports import state
+            for i in range(200):
+                state.set("counter", str(_calls * 1000 + i).encode())
+            return [reading("state", f"call {_calls}")]
         raise ValueError(f"unknown mode {m}")
