@@ -124,7 +124,10 @@ fn span_of(text: &str, key: &str) -> Option<usize> {
     let mut table = root.get_ref();
     let mut found = None;
     for part in key.split('.') {
-        let (k, v) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+        // A missing key (a required one left out) points at its table.
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == part) else {
+            break;
+        };
         found = Some(k.span().start);
         match v.get_ref() {
             DeValue::Table(inner) => table = inner,
@@ -148,6 +151,11 @@ mod tests {
         assert_eq!(
             key_at(text, text.find("5").unwrap()).as_deref(),
             Some("plugins.a.interval_ms")
+        );
+        // A key that is not there: the line of the table it belongs in.
+        assert_eq!(
+            span_of(text, "plugins.a.kind").map(|o| line_of(text, o)),
+            Some(4)
         );
     }
 }
