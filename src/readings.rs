@@ -72,7 +72,19 @@ pub const RESERVED_KEYS: &[&str] = &[
     "message",
     "plugin",
     "units",
+    "kind",
 ];
+
+impl Origin {
+    /// What `/api` calls it: the entry point the reading came from.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Dht22 => "dht22",
+            Origin::Bme680 => "bme680",
+            Origin::Generic => "sensor",
+        }
+    }
+}
 
 impl serde::Serialize for SensorReading {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -86,6 +98,7 @@ impl serde::Serialize for SensorReading {
         map.serialize_entry("alert", self.alert)?;
         map.serialize_entry("message", &self.message)?;
         map.serialize_entry("plugin", &self.plugin)?;
+        map.serialize_entry("kind", self.origin.name())?;
         let units: BTreeMap<&str, &str> = self
             .fields
             .iter()

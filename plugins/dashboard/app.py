@@ -14,17 +14,22 @@ sparklines. The buzzer buttons post ``{type: 'buzzer', pattern}`` to the
 host's page, which sends the authorised request — this page never sees the
 control token.
 
+Every sensor gets a card: the DHT22 and BME680 ones in their own cards
+(the seed's), and every other sensor (a ``sensor`` plugin's, or the values
+a plugin publishes) a card of its own with its fields, units and a
+sparkline per field — with no change here for a new sensor.
+
 Live values are marked for the script with ids (``hw``, ``lu``, ``bz``,
 ``bzmsg``, ``live``, ``down``) and, inside the list containers ``dht``,
-``bme``, ``sys``, ``leds`` and ``plugins``, with one element per item
+``bme``, ``gen``, ``sys``, ``leds`` and ``plugins``, with one element per item
 carrying ``data-k`` (its key) and ``data-ts`` (its timestamp), whose fields
 carry ``data-f``. Each container's ``data-keys`` lists the keys it shows;
 when a list's membership changes (a sensor or plugin comes or goes) the
 script asks the host's page to reload it (``{type: 'reload'}``, at most
 every few seconds), so the markup is built only here, by ``render``.
 
-The plugin imports only ``log`` and ``settings`` from the host (see the
-``dashboard-plugin`` world in wit/plugin.wit). Settings, all optional:
+The plugin imports only ``log`` and ``settings`` from the host (its
+config grants it nothing else). Settings, all optional:
 ``title`` (string, default "WASI PYTHON HOST") and ``refresh_ms`` (integer,
 default 2000).
 """
@@ -85,9 +90,11 @@ h1:after{content:"_";animation:bl 1s steps(1) infinite}
 #down{position:sticky;top:0;z-index:10;margin:0 0 12px;padding:4px;text-align:center;background:var(--r);color:#000;text-shadow:none;animation:bl 1.2s steps(1) infinite}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:14px}
 section{min-width:0;padding:8px 12px 10px;border:1px solid var(--d);background:#04180bcc;box-shadow:0 0 14px #39ff6a1f,inset 0 0 22px #39ff6a0d}
-h2{display:flex;flex-wrap:wrap;align-items:baseline;margin:-8px -12px 8px;padding:2px 12px;font-size:21px;font-weight:400;letter-spacing:2px;background:var(--f);border-bottom:1px solid var(--d)}
+h2{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 .5em;margin:-8px -12px 8px;padding:2px 12px;font-size:21px;font-weight:400;letter-spacing:2px;background:var(--f);border-bottom:1px solid var(--d);overflow-wrap:anywhere}
 h2:before{content:">";margin-right:.5em}
-h2 small{margin-left:auto;color:var(--d);font-size:17px;letter-spacing:0}
+h2 small{margin-left:auto;min-width:0;color:var(--d);font-size:17px;letter-spacing:0}
+.gen{display:contents}
+.gen section{border-left-width:3px}
 #live:before{content:"● ";animation:bl 2s steps(1) infinite}
 .rd{margin:6px 0;padding:2px 0 4px 9px;border-left:3px solid;overflow-wrap:anywhere}
 .lv{padding:0 5px;border:1px solid}
@@ -151,19 +158,23 @@ function bme(e,r){rd(e,r);var q=Math.max(0,r.iaq_score|0),i=0;while(q>IQ[i][0])i
 function sys(e,s){e.dataset.ts=s.timestamp_ms||0;lvl(e,s.alert);var t=s.ram_total_mb,p=t?100*s.ram_used_mb/t:0;fill(e,{cpu:fx(s.cpu_temp_c,1),ram:s.ram_used_mb+' / '+t+' MB'+(t?' ('+Math.round(p)+'%)':''),up:upt(s.uptime_s),load:fx(s.load_1m,2),msg:s.message||''});bar(e,p,p>90?'b5':p>75?'b3':'b0')}
 function led(e,l){var i=e.firstChild;l.r|l.g|l.b?i.style.setProperty('--c','#'+[l.r,l.g,l.b].map(function(v){return(256|v).toString(16).slice(1)}).join('')):i.removeAttribute('style')}
 function plg(e,p){e.querySelector('[data-f=st]').className=PS[p.status]||'warn';fill(e,{st:p.status,ver:p.version||D,lr:p.loaded_at_ms?ago(Date.now()+off-p.loaded_at_ms):D,calls:p.calls,fails:p.failures,err:p.last_error||''})}
-var CH={temperature:['temp','\u00b0C',1],humidity:['hum','%',1],pressure:['pres','hPa',1],iaq_score:['iaq','',0],cpu_temp_c:['cpu','\u00b0C',1]};
-function spark(e,ps,f){var c=CH[f],n=ps.length,lo=1/0,hi=-1/0;if(!n){e.innerHTML='';return}
+var CH={temperature:['temp','\u00b0C',1],humidity:['hum','%',1],pressure:['pres','hPa',1],iaq_score:['iaq','',0],cpu_temp_c:['cpu','\u00b0C',1]},
+NF={sensor_id:1,timestamp_ms:1,alert:1,message:1,plugin:1,units:1,kind:1};
+function dec(v){return v%1?(Math.abs(v)<10?2:1):0}
+function gen(e,r){e.dataset.ts=r.timestamp_ms||0;lvl(e,r.alert);var o={msg:r.message||''};for(var k in r)if(!NF[k]&&typeof r[k]=='number')o['x_'+k]=fx(r[k],dec(r[k]));fill(e,o)}
+function spark(e,ps,f,u){var c=CH[f]||[f.replace(/_/g,' '),u||'',1],n=ps.length,lo=1/0,hi=-1/0;if(!n){e.innerHTML='';return}
 ps.forEach(function(p){lo=Math.min(lo,p[2]);hi=Math.max(hi,p[3])});
 var t0=ps[0][0],t1=ps[n-1][0];function X(t){return n>1?(100*(t-t0)/(t1-t0)).toFixed(2):50}function Y(v){return hi>lo?(30*(hi-v)/(hi-lo)).toFixed(2):15}
 var l=ps.map(function(p){return X(p[0])+','+Y(p[1])}).join(' '),g=ps.map(function(p){return X(p[0])+','+Y(p[3])}).concat(ps.slice().reverse().map(function(p){return X(p[0])+','+Y(p[2])})).join(' ');
 e.innerHTML='<span class="cl">'+c[0]+' <b>'+fx(lo,c[2])+'\u2013'+fx(hi,c[2])+'</b>'+c[1]+'</span><svg viewBox="0 0 100 30" preserveAspectRatio="none" role="img" aria-label="'+c[0]+' over the last hour"><polygon points="'+g+'"/><polyline points="'+l+'"/></svg>'}
-function hist(h){(h.series||[]).forEach(function(s){if(!CH[s.field])return;var k=s.sensor_id=='system'?'sys':s.sensor_id;
-[].forEach.call(document.querySelectorAll('.rd'),function(r){if(r.dataset.k===k){var e=r.querySelector('[data-c='+s.field+']');if(e)spark(e,s.points||[],s.field)}})})}
+function hist(h){(h.series||[]).forEach(function(s){var k=s.sensor_id=='system'?'sys':s.sensor_id;
+[].forEach.call(document.querySelectorAll('[data-k]'),function(r){if(r.dataset.k===k){var e=r.querySelector('[data-c='+s.field+']');if(e)spark(e,s.points||[],s.field,s.unit)}})})}
 function sid(r){return r.sensor_id}
 function tick(){var n=Date.now()+off;document.querySelectorAll('[data-ts]').forEach(function(e){var t=+e.dataset.ts,d=n-t;fill(e,{age:t?ago(d):D});e.classList.toggle('stale',!!t&&d>ST)})}
 function apply(d){var rs=d.readings||[],z=d.buzzer&&d.buzzer.active,b=$('bz');
-sync('dht',rs.filter(function(r){return!('pressure'in r)}),sid,rd);
-sync('bme',rs.filter(function(r){return'pressure'in r}),sid,bme);
+sync('dht',rs.filter(function(r){return r.kind=='dht22'}),sid,rd);
+sync('bme',rs.filter(function(r){return r.kind=='bme680'}),sid,bme);
+sync('gen',rs.filter(function(r){return r.kind=='sensor'}),sid,gen);
 sync('sys',d.system?[d.system]:[],function(){return'sys'},sys);
 sync('leds',d.leds||[],function(l,i){return''+(l.index==null?i:l.index)},led);
 sync('plugins',d.plugins||[],function(p){return p.name},plg);
@@ -400,6 +411,34 @@ def _card_bme(a, ctx, rows):
     a("</div></section>")
 
 
+def _card_sensors(a, ctx, readings, known):
+    """A card per sensor that is neither the DHT22's nor the BME680's: its
+    fields with their units, a sparkline each. They live in one container
+    (`gen`, laid out as if its cards were the grid's own) so the script
+    notices a sensor coming or going."""
+    rows = [f for f in readings if f.reading.sensor_id not in known]
+    a('<div id="gen" class="gen" data-keys="%s">'
+      % _esc("|".join(f.reading.sensor_id for f in rows)))
+    for f in rows:
+        r = f.reading
+        sid = _esc(r.sensor_id)
+        lv = _level(r.alert)
+        age_text, stale = ctx.age(r.timestamp_ms)
+        a('<section class="%s%s" data-k="%s" data-ts="%d"><h2>%s<small>%s</small></h2>'
+          '<div class="rh"><span>%s</span><b class="lv" data-f=alert>%s</b></div><div class="kv">'
+          % (lv, " stale" if stale else "", sid, r.timestamp_ms, sid, _esc(f.plugin),
+             "sensor", lv.upper()))
+        for fld in r.fields:
+            digits = 0 if float(fld.value).is_integer() else (2 if abs(fld.value) < 10 else 1)
+            a('<span>%s</span><span><b data-f=x_%s>%s</b> <span class="u">%s</span></span>'
+              % (_esc(fld.name.replace("_", " ")), fld.name, _fx(fld.value, digits), _esc(fld.unit)))
+        a("</div>")
+        _charts(a, [fld.name for fld in r.fields])
+        a('<div class="msg" data-f=msg>%s</div><div class="age" data-f=age>%s</div></section>'
+          % (_esc(r.message), age_text))
+    a("</div>")
+
+
 def _card_sys(a, ctx, s):
     _list_open(a, "SYSTEM HEALTH", "rpi", "sys", ["sys"] if s else [])
     if s is not None:
@@ -466,6 +505,8 @@ def render_page(data, title, refresh_ms):
     a = out.append
     _card_dht(a, ctx, data.dht22)
     _card_bme(a, ctx, data.bme680)
+    known = {r.sensor_id for r in list(data.dht22) + list(data.bme680)}
+    _card_sensors(a, ctx, getattr(data, "readings", []), known)
     _card_sys(a, ctx, data.system)
     _card_leds(a, data.leds)
     _card_buzzer(a, data.buzzer_active)

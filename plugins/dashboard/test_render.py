@@ -17,6 +17,7 @@ def sample(host, **over):
     """A snapshot like the host's, with one reading per sensor."""
     t, d = host.types, host.wit.exports.dashboard
     data = dict(
+        readings=[],
         dht22=[t.Dht22Reading("dht22-gpio-4", 21.5, 40.9, NOW - 3000, t.AlertLevel.OK, "")],
         bme680=[t.Bme680Reading("bme680-i2c-0x77", 22.1, 38.5, 1013.2, 150.5, 35,
                                 NOW - 1000, t.AlertLevel.OK, "")],
@@ -228,3 +229,39 @@ def test_humanise(dash):
     assert app.uptime(3600) == "1h 0m" and app.uptime(90061) == "1d 1h 1m"
     assert app.ago(3000) == "3 s ago" and app.ago(-5) == "0 s ago"
     assert app.ago(7_200_000) == "2 h ago"
+
+
+def generic(host, plugin, sensor_id, fields, level="OK", message="", ts=NOW):
+    """A followed reading of any sensor: fields as (name, value, unit, class)."""
+    t = host.types
+    return t.FollowedReading(plugin, t.Reading(
+        sensor_id, [t.Field(n, v, u, c) for n, v, u, c in fields], ts, t.AlertLevel[level],
+        message))
+
+
+def test_any_sensor_gets_a_card_with_its_fields_units_and_sparklines(dash):
+    gen = [generic(dash, "dew", "dew", [("dew_point", 9.25, "\u00b0C", "temperature")],
+                   message="dry"),
+           generic(dash, "air_light", "air_light", [("iaq_seen", 35.0, "", None),
+                                                     ("switches", 3.0, "", None)], level="WARN")]
+    # The DHT22 reading is in `readings` too: it keeps its own card only.
+    t = dash.types
+    seed = t.FollowedReading("dht22", t.Reading(
+        "dht22-gpio-4", [t.Field("temperature", 21.5, "\u00b0C", "temperature")], NOW,
+        t.AlertLevel.OK, ""))
+    page = render(dash, sample(dash, readings=[seed] + gen))
+    assert '<div id="gen" class="gen" data-keys="dew|air_light">' in page
+    assert page.count('<section class="ok" data-k="dew"') == 1
+    assert 'data-k="air_light"' in page and 'class="warn" data-k="air_light"' in page
+    assert "<b data-f=x_dew_point>9.25</b> <span class=\"u\">\u00b0C</span>" in page
+    assert "<b data-f=x_iaq_seen>35</b>" in page
+    assert "<div data-c=dew_point></div>" in page and "<div data-c=switches></div>" in page
+    assert ">dry<" in page
+    assert page.count('data-k="dht22-gpio-4"') == 1, "the DHT22 is not shown twice"
+
+
+def test_a_sensor_card_is_escaped(dash):
+    gen = [generic(dash, "x", "x-<b>", [("v", 1.5, "<u>", None)], message="<script>")]
+    page = render(dash, sample(dash, readings=gen))
+    assert "x-&lt;b&gt;" in page and "&lt;u&gt;" in page and "&lt;script&gt;" in page
+    assert "x-<b>" not in page and "<u>" not in page

@@ -28,11 +28,11 @@ impl Browser {
         Self::start_with(json!({}))
     }
 
-    /// A phone: 390×844 CSS pixels, touch, mobile user agent.
-    fn phone() -> Browser {
+    /// A phone `width` CSS pixels wide (844 high), touch, mobile user agent.
+    fn phone_of_width(width: u64) -> Browser {
         Self::start_with(json!({
             "mobileEmulation": {
-                "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": true},
+                "deviceMetrics": {"width": width, "height": 844, "pixelRatio": 2.0, "touch": true},
                 "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) Mobile"
             }
         }))
@@ -535,37 +535,110 @@ fn forced_alarm_shows_on_page_and_led_card() {
     browser.screenshot("dashboard-alarm");
 }
 
-/// At a phone's width nothing overflows sideways and the cards stack.
+/// At a phone's width (360 and 390 px) nothing overflows sideways — no
+/// card's content sticks out of its card, a new sensor's card included —
+/// and the cards stack.
 #[test]
 fn phone_layout_fits() {
-    let host = TestHost::start();
-    let browser = Browser::phone();
+    let host = TestHost::start_with(add_sensor_plugin);
+    for width in [390, 360] {
+        let browser = Browser::phone_of_width(width);
+        browser.goto(&url(&host, "/"));
+        browser.enter_view();
+        browser.wait_js(
+            "values and the sensor card on the phone",
+            Duration::from_secs(30),
+            "var e=document.querySelector('#dht [data-f=temp]'),g=document.querySelector('#gen [data-f=x_answer]');\
+             return e&&/\\d/.test(e.textContent)&&g&&g.textContent=='42'",
+        );
+        let inner = browser.js("return window.innerWidth", json!([]));
+        assert!(
+            inner.as_u64().is_some_and(|w| w <= width),
+            "the frame is phone-sized: {inner}"
+        );
+        let overflow = browser.js(
+            "var d=document.documentElement;return d.scrollWidth-d.clientWidth",
+            json!([]),
+        );
+        assert_eq!(overflow, 0, "{width} px: no horizontal scrolling");
+        // Every element inside a card ends within the card's right edge.
+        let sticking_out = browser.js(
+            "var out=[];document.querySelectorAll('main section').forEach(function(s){\
+               var edge=s.getBoundingClientRect().right+0.5;\
+               s.querySelectorAll('*').forEach(function(e){var r=e.getBoundingClientRect();\
+                 if(r.width&&r.right>edge)out.push(e.tagName+' '+(e.textContent||'').slice(0,30)+' '+Math.round(r.right-edge)+'px')})});\
+             return out",
+            json!([]),
+        );
+        assert_eq!(
+            sticking_out,
+            json!([]),
+            "{width} px: content sticking out of its card"
+        );
+        let columns = browser.js(
+            "var s=[].map.call(document.querySelectorAll('main section'),function(e){return e.getBoundingClientRect().left});\
+             return new Set(s).size",
+            json!([]),
+        );
+        assert_eq!(columns, 1, "{width} px: one column of cards");
+        browser.leave_frame();
+        let shot = browser.screenshot(&format!("dashboard-phone-{width}"));
+        assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
+    }
+}
+
+/// A plugin that publishes a value: on the dashboard it is a sensor card of
+/// its own (sensor id = the plugin's name, field `answer`).
+fn add_sensor_plugin(config: &mut toml::Table) {
+    let mut interfaces = crate::support::SENSOR_INTERFACES.to_vec();
+    interfaces.push("telemetry");
+    crate::support::add_plugin(
+        config,
+        "telem",
+        &crate::support::test_plugin("telemetry"),
+        "dht22",
+        500,
+        &interfaces,
+    );
+    table(config, &["plugins", "telem", "grants"]).insert(
+        "sensor_ids".into(),
+        toml::Value::Array(vec!["telemetry-0".into()]),
+    );
+}
+
+/// Any sensor gets a card with its values and, from the history, a
+/// sparkline per field; no host change for a new sensor.
+#[test]
+fn a_new_sensor_gets_its_own_card_with_sparklines() {
+    let host = TestHost::start_with(add_sensor_plugin);
+    let browser = Browser::start();
     browser.goto(&url(&host, "/"));
     browser.enter_view();
     browser.wait_js(
-        "values on the phone",
-        Duration::from_secs(20),
-        "var e=document.querySelector('#dht [data-f=temp]');return e&&/\\d/.test(e.textContent)",
+        "the sensor's value on its card",
+        Duration::from_secs(30),
+        "var e=document.querySelector('#gen [data-k=telem] [data-f=x_answer]');return e&&e.textContent=='42'",
     );
-    let width = browser.js("return window.innerWidth", json!([]));
+    browser.wait_js(
+        "its sparkline",
+        Duration::from_secs(60),
+        "return !!document.querySelector('#gen [data-k=telem] [data-c=answer] svg polyline')",
+    );
+    let label = browser
+        .text("#gen [data-k=telem] [data-c=answer] .cl")
+        .unwrap();
     assert!(
-        width.as_u64().is_some_and(|w| w <= 400),
-        "the frame is phone-sized: {width}"
+        label.starts_with("answer ") && label.ends_with("units"),
+        "{label}"
     );
-    let overflow = browser.js(
-        "var d=document.documentElement;return d.scrollWidth-d.clientWidth",
+    // The seed's sensors keep their cards, and are not shown twice.
+    let dht = browser.js(
+        "return document.querySelectorAll('[data-k=\"dht22-gpio-4\"]').length",
         json!([]),
     );
-    assert_eq!(overflow, 0, "no horizontal scrolling");
-    let columns = browser.js(
-        "var s=[].map.call(document.querySelectorAll('main>section'),function(e){return e.getBoundingClientRect().left});\
-         return new Set(s).size",
-        json!([]),
-    );
-    assert_eq!(columns, 1, "one column of cards");
+    assert_eq!(dht, 1);
     browser.leave_frame();
-    let shot = browser.screenshot("dashboard-phone");
-    assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
+    browser.screenshot("dashboard-new-sensor");
 }
 
 /// A dashboard plugin that fails leaves the user the host's plain page with
@@ -573,8 +646,15 @@ fn phone_layout_fits() {
 #[test]
 fn fallback_page_when_the_dashboard_plugin_fails() {
     let host = TestHost::start_with(|config| {
-        // Too little fuel to render anything: every render traps.
-        table(config, &["plugins", "dashboard", "limits"]).insert("fuel".into(), 1_000_000.into());
+        // A dashboard whose every render fails.
+        let dir = crate::support::plugin_dir(config, "dashboard");
+        std::fs::write(
+            dir.join("app.py"),
+            "from wit_world import exports\n\n\
+             class Dashboard(exports.Dashboard):\n    def render(self, data):\n        \
+             raise RuntimeError('cannot draw today')\n",
+        )
+        .unwrap();
     });
     let browser = Browser::start();
     browser.goto(&url(&host, "/"));
@@ -586,7 +666,7 @@ fn fallback_page_when_the_dashboard_plugin_fails() {
     );
     let why = why.as_str().unwrap();
     assert!(
-        why.contains("dashboard plugin failed") && why.contains("fuel"),
+        why.contains("dashboard plugin failed") && why.contains("cannot draw today"),
         "{why}"
     );
     browser.wait_js(
