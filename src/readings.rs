@@ -4,6 +4,7 @@
 //! BME680 entry points (the seed's) become readings with the seed's fields;
 //! a `sensor` plugin reports them directly.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -351,13 +352,19 @@ pub struct Readings {
 
 impl Readings {
     /// All sensor readings: DHT22s, then BME680s, then the others, each
-    /// in plugin-name order.
-    pub fn all(&self) -> Vec<&SensorReading> {
-        let mut all: Vec<&SensorReading> = self
+    /// in plugin-name order. A plugin's published values are its reading
+    /// with its own name as sensor id: added as fields to the reading it
+    /// reports under that id, if it reports one, else a reading of their own.
+    pub fn all(&self) -> Vec<Cow<'_, SensorReading>> {
+        let mut all: Vec<Cow<'_, SensorReading>> = self
             .sensors
-            .values()
-            .flatten()
-            .chain(self.published.values())
+            .keys()
+            .chain(
+                self.published
+                    .keys()
+                    .filter(|p| !self.sensors.contains_key(*p)),
+            )
+            .flat_map(|plugin| self.of_plugin(plugin))
             .collect();
         all.sort_by_key(|r| match r.origin {
             Origin::Dht22 => 0,
@@ -366,14 +373,36 @@ impl Readings {
         });
         all
     }
-    /// Everything plugin `plugin` reports: its readings and the one made of
-    /// its published values.
-    pub fn of_plugin(&self, plugin: &str) -> Vec<&SensorReading> {
-        self.sensors
+
+    /// Everything plugin `plugin` reports: its readings and its published
+    /// values (see [`Readings::all`]).
+    pub fn of_plugin(&self, plugin: &str) -> Vec<Cow<'_, SensorReading>> {
+        let polled = self
+            .sensors
             .get(plugin)
-            .into_iter()
-            .flatten()
-            .chain(self.published.get(plugin))
-            .collect()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let published = self.published.get(plugin);
+        let mut out: Vec<Cow<'_, SensorReading>> = polled
+            .iter()
+            .map(|r| match published {
+                Some(p) if r.sensor_id == plugin => {
+                    let mut merged = r.clone();
+                    for f in &p.fields {
+                        if !merged.fields.iter().any(|g| g.name == f.name) {
+                            merged.fields.push(f.clone());
+                        }
+                    }
+                    Cow::Owned(merged)
+                }
+                _ => Cow::Borrowed(r),
+            })
+            .collect();
+        if let Some(p) = published {
+            if !polled.iter().any(|r| r.sensor_id == plugin) {
+                out.push(Cow::Borrowed(p));
+            }
+        }
+        out
     }
 }

@@ -35,7 +35,7 @@ pub fn readings(state: &AppState) -> Response {
     }
     #[derive(Serialize)]
     struct Api<'a> {
-        readings: Vec<&'a SensorReading>,
+        readings: Vec<std::borrow::Cow<'a, SensorReading>>,
         last_update: u64,
         system: Option<&'a SystemReading>,
         leds: Vec<Led>,

@@ -456,8 +456,8 @@ fn post(services: &HostServices, readings: &Readings, plugin: &str) {
         plugin,
         readings
             .of_plugin(plugin)
-            .into_iter()
-            .map(SensorReading::to_generic)
+            .iter()
+            .map(|r| r.to_generic())
             .collect(),
     );
 }

@@ -14,4 +14,5 @@ mod recycle;
 mod reload;
 mod sandbox;
 mod support;
+mod testkit;
 mod web;
