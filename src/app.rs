@@ -168,6 +168,9 @@ pub struct Host {
 impl Host {
     /// Starts everything for `config`.
     pub fn start(config: Config) -> anyhow::Result<Host> {
+        crate::budget::check(&config, crate::budget::current()).map_err(|why| {
+            anyhow::anyhow!("{}: {why}", config.source.display())
+        })?;
         let backend = backend(&config)?;
         let hardware_name = backend.name().to_string();
         let hardware = Hardware::start(

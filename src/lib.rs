@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the map; `app` wires the threads together.
 
 pub mod app;
+pub mod budget;
 pub mod capabilities;
 pub mod config;
 pub mod contract;
