@@ -107,6 +107,8 @@ fn call_once(
         PluginKind::Bme680 => instance.poll_bme680(limits).map(drop),
         PluginKind::PiMonitor => instance.poll_pi_monitor(limits).map(drop),
         PluginKind::Dashboard => instance.render(limits, snapshot).map(drop),
+        PluginKind::Sensor => instance.poll_sensor(limits).map(drop),
+        PluginKind::Automation => instance.run_automation(limits, &[]),
     };
     r.map_err(|f| anyhow::anyhow!("{}: {}\n{}", f.kind.as_str(), f.message, f.detail))
 }
@@ -121,6 +123,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn snapshot() -> Snapshot {
     use wasi_python_host::contract::types::{AlertLevel, Bme680Reading, Dht22Reading, PiStats};
     Snapshot {
+        readings: Vec::new(),
         dht22: vec![Dht22Reading {
             sensor_id: "dht22-gpio-4".into(),
             temperature: 21.5,
@@ -224,7 +227,12 @@ fn main() -> anyhow::Result<()> {
                     .modules
                     .iter()
                     .map(|m| (m.name.clone(), m.path.clone(), m.source.clone())),
-                plugin_config.grants.interfaces.clone(),
+                plugin_config
+                    .grants
+                    .interfaces
+                    .iter()
+                    .map(|i| i.name().to_string())
+                    .collect(),
                 python.bytecode.clone(),
             );
             let mut prepared = Prepared::new(

@@ -168,9 +168,8 @@ pub struct Host {
 impl Host {
     /// Starts everything for `config`.
     pub fn start(config: Config) -> anyhow::Result<Host> {
-        crate::budget::check(&config, crate::budget::current()).map_err(|why| {
-            anyhow::anyhow!("{}: {why}", config.source.display())
-        })?;
+        crate::budget::check(&config, crate::budget::current())
+            .map_err(|why| anyhow::anyhow!("{}: {why}", config.source.display()))?;
         let backend = backend(&config)?;
         let hardware_name = backend.name().to_string();
         let hardware = Hardware::start(
@@ -496,12 +495,10 @@ pub fn check(
         crate::capabilities::ungranted_imports(runtime.engine(), &component, &plugin.grants);
     let exports = crate::runtime::check_exports(runtime.engine(), &component, plugin.kind());
     if !missing.is_empty() {
-        let mut wanted = plugin.grants.interfaces.clone();
-        wanted.extend(missing.iter().cloned());
         println!(
-            "verdict:  refused: imports {} without a grant; to allow, set in [plugins.{name}.grants]: interfaces = [{}]",
+            "verdict:  refused: imports {} without a grant; to allow, set in [plugins.{name}.grants]: {}",
             missing.join(", "),
-            wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+            plugin.grants.interfaces_line(&missing)
         );
         Ok(false)
     } else if let Err(e) = exports {
@@ -527,7 +524,10 @@ fn print_grants(config: &Config, name: &str) {
         "grants in [plugins.{name}.grants] of {}:",
         config.source.display()
     );
-    println!("  interfaces      = {:?}", g.interfaces);
+    println!(
+        "  interfaces      = {:?}",
+        g.interfaces.iter().map(|i| i.name()).collect::<Vec<_>>()
+    );
     println!("  dht22_pins      = {:?}", g.dht22_pins);
     println!("  i2c_addresses   = {:?}", g.i2c_addresses);
     println!("  leds            = {:?}", g.leds);

@@ -136,9 +136,15 @@ mod tests {
             );
         }
         let err = fits(256, 20, mem(128)).unwrap_err();
-        assert!(err.contains("limits.memory_mb") && err.contains("MemoryMax="), "{err}");
+        assert!(
+            err.contains("limits.memory_mb") && err.contains("MemoryMax="),
+            "{err}"
+        );
         let err = fits(0, 144, tasks(64)).unwrap_err();
-        assert!(err.contains("http_max_connections") && err.contains("TasksMax="), "{err}");
+        assert!(
+            err.contains("http_max_connections") && err.contains("TasksMax="),
+            "{err}"
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::config::{Grants, Limits, PluginConfig};
+use crate::config::{Grants, Interface, Limits, PluginConfig};
 use crate::contract;
 use crate::hardware::HardwareHandle;
 use crate::runtime::{FailureKind, Interrupt};
@@ -184,7 +184,7 @@ impl PluginShared {
         limits: Limits,
         services: &HostServices,
     ) -> anyhow::Result<PluginShared> {
-        let quota = if config.grants.allows("state") {
+        let quota = if config.grants.allows(Interface::State) {
             config
                 .grants
                 .state_quota_bytes
@@ -351,6 +351,50 @@ impl Refuser {
     }
 }
 
+/// Links one capability's interface into a plugin's linker, pointed at its
+/// field of [`PluginCtx`].
+pub type AddToLinker = fn(&mut Linker<PluginCtx>) -> wasmtime::Result<()>;
+
+/// Every capability: its interface and how it is linked. Adding a
+/// capability: its WIT interface in `wit/plugin.wit`, a variant of
+/// `config::Interface`, a module here with its state, grant checks and
+/// `Host` impl, its field in [`PluginCtx`], and its line below (a test
+/// checks that this list, `config::Interface`, the WIT and the runtime's
+/// list agree).
+pub const REGISTRY: &[(Interface, AddToLinker)] = &[
+    (Interface::GpioProvider, |l| {
+        contract::gpio_provider::add_to_linker::<_, HasSelf<gpio::Gpio>>(l, |c| &mut c.gpio)
+    }),
+    (Interface::LedController, |l| {
+        contract::led_controller::add_to_linker::<_, HasSelf<leds::Leds>>(l, |c| &mut c.leds)
+    }),
+    (Interface::BuzzerController, |l| {
+        contract::buzzer_controller::add_to_linker::<_, HasSelf<buzzer::Buzzer>>(l, |c| {
+            &mut c.buzzer
+        })
+    }),
+    (Interface::System, |l| {
+        contract::system::add_to_linker::<_, HasSelf<system::System>>(l, |c| &mut c.system)
+    }),
+    (Interface::State, |l| {
+        contract::state::add_to_linker::<_, HasSelf<state::State>>(l, |c| &mut c.state)
+    }),
+    (Interface::Log, |l| {
+        contract::log::add_to_linker::<_, HasSelf<log::Log>>(l, |c| &mut c.log)
+    }),
+    (Interface::Settings, |l| {
+        contract::settings::add_to_linker::<_, HasSelf<settings::Settings>>(l, |c| &mut c.settings)
+    }),
+    (Interface::Telemetry, |l| {
+        contract::telemetry::add_to_linker::<_, HasSelf<telemetry::Telemetry>>(l, |c| {
+            &mut c.telemetry
+        })
+    }),
+    (Interface::Readings, |l| {
+        contract::readings::add_to_linker::<_, HasSelf<readings::Readings>>(l, |c| &mut c.readings)
+    }),
+];
+
 /// Builds the linker for a plugin with these grants: WASI (which grants
 /// nothing, and whose clock waits end by the call's deadline), the granted
 /// contract interfaces, and a trapping stub for every function of every
@@ -367,47 +411,13 @@ pub fn linker(
         .context("failed to link WASI")?;
     sleep::add_to_linker(&mut linker)?;
     contract::types::add_to_linker::<_, HasSelf<PluginCtx>>(&mut linker, |c| c)?;
-    for interface in &grants.interfaces {
-        match interface.as_str() {
-            "gpio-provider" => contract::gpio_provider::add_to_linker::<_, HasSelf<gpio::Gpio>>(
-                &mut linker,
-                |c| &mut c.gpio,
-            )?,
-            "led-controller" => contract::led_controller::add_to_linker::<_, HasSelf<leds::Leds>>(
-                &mut linker,
-                |c| &mut c.leds,
-            )?,
-            "buzzer-controller" => contract::buzzer_controller::add_to_linker::<
-                _,
-                HasSelf<buzzer::Buzzer>,
-            >(&mut linker, |c| &mut c.buzzer)?,
-            "system" => {
-                contract::system::add_to_linker::<_, HasSelf<system::System>>(&mut linker, |c| {
-                    &mut c.system
-                })?
-            }
-            "state" => {
-                contract::state::add_to_linker::<_, HasSelf<state::State>>(&mut linker, |c| {
-                    &mut c.state
-                })?
-            }
-            "log" => {
-                contract::log::add_to_linker::<_, HasSelf<log::Log>>(&mut linker, |c| &mut c.log)?
-            }
-            "settings" => contract::settings::add_to_linker::<_, HasSelf<settings::Settings>>(
-                &mut linker,
-                |c| &mut c.settings,
-            )?,
-            "telemetry" => contract::telemetry::add_to_linker::<_, HasSelf<telemetry::Telemetry>>(
-                &mut linker,
-                |c| &mut c.telemetry,
-            )?,
-            "readings" => contract::readings::add_to_linker::<_, HasSelf<readings::Readings>>(
-                &mut linker,
-                |c| &mut c.readings,
-            )?,
-            other => bail!("unknown interface `{other}` in grants"),
-        }
+    for &interface in &grants.interfaces {
+        let add = REGISTRY
+            .iter()
+            .find(|(i, _)| *i == interface)
+            .map(|(_, add)| add)
+            .with_context(|| format!("no capability module for interface `{interface}`"))?;
+        add(&mut linker)?;
     }
     add_denied_stubs(&mut linker, engine, plugin, grants, component)?;
     Ok(linker)
@@ -430,22 +440,16 @@ fn add_denied_stubs(
         else {
             continue;
         };
-        if interface == "types" || grants.allows(interface) {
+        if interface == "types" || grants.allows_named(interface) {
             continue;
         }
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
         };
-        let mut wanted = grants.interfaces.clone();
-        wanted.push(interface.to_string());
         let message = format!(
             "{interface} is not granted to plugin `{plugin}`; to allow it, set in \
-             [plugins.{plugin}.grants]: interfaces = [{}]",
-            wanted
-                .iter()
-                .map(|i| format!("\"{i}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
+             [plugins.{plugin}.grants]: {}",
+            grants.interfaces_line(&[interface])
         );
         let mut root = linker.root();
         let mut stubs = root.instance(name)?;
@@ -496,7 +500,61 @@ pub fn ungranted_imports(
         .filter_map(|(name, _)| {
             let interface = name.strip_prefix(&prefix)?;
             let interface = interface.split('@').next().unwrap_or(interface);
-            (interface != "types" && !grants.allows(interface)).then(|| interface.to_string())
+            (interface != "types" && !grants.allows_named(interface)).then(|| interface.to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interfaces of the runtime's world in `wit/plugin.wit`.
+    fn wit_imports() -> Vec<String> {
+        let wit = include_str!("../../wit/plugin.wit");
+        let world = wit
+            .split("world python-runtime {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .expect("wit/plugin.wit has the python-runtime world");
+        world
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("import "))
+            .map(|i| i.trim_end_matches(';').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn registry_config_wit_runtime_and_test_kit_agree() {
+        let names: Vec<&str> = Interface::ALL.iter().map(|i| i.name()).collect();
+        // One registry entry per interface, no more.
+        for i in Interface::ALL {
+            assert_eq!(
+                REGISTRY.iter().filter(|(r, _)| *r == i).count(),
+                1,
+                "{i}: one capability module in REGISTRY"
+            );
+        }
+        assert_eq!(REGISTRY.len(), Interface::ALL.len());
+        // The runtime imports exactly the grantable interfaces.
+        let mut wit = wit_imports();
+        wit.sort();
+        let mut sorted: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        sorted.sort();
+        assert_eq!(wit, sorted, "the python-runtime world's imports");
+        // The runtime's loader and the test kit know each by its module.
+        let loader = include_str!("../../runtime/plugin_loader.py");
+        let kit = include_str!("../../plugins/testing/fakehost/__init__.py");
+        for i in Interface::ALL {
+            let module = i.name().replace('-', "_");
+            assert!(
+                loader.contains(&format!("\"{}\": \"{module}\"", i.name())),
+                "runtime/plugin_loader.py INTERFACES lacks {i}"
+            );
+            assert!(
+                kit.contains(&format!("\"{module}\": dict(")),
+                "the test kit has no fakes for {i}"
+            );
+        }
+    }
 }

@@ -653,8 +653,8 @@ fn default_interval() -> u64 {
 #[serde(deny_unknown_fields, default)]
 pub struct Grants {
     /// Contract interfaces the plugin may import, by WIT name
-    /// (`gpio-provider`, `led-controller`, ...). See [`INTERFACES`].
-    pub interfaces: Vec<String>,
+    /// (`gpio-provider`, `led-controller`, ...).
+    pub interfaces: Vec<Interface>,
     /// GPIO pins (BCM) the plugin may read a DHT22 on.
     pub dht22_pins: Vec<u8>,
     /// I2C addresses the plugin may read a BME680 at.
@@ -671,18 +671,63 @@ pub struct Grants {
     pub sensor_ids: Vec<String>,
 }
 
-/// The contract interfaces a grant can name.
-pub const INTERFACES: &[&str] = &[
-    "gpio-provider",
-    "led-controller",
-    "buzzer-controller",
-    "system",
-    "state",
-    "log",
-    "settings",
-    "telemetry",
-    "readings",
-];
+/// A contract interface a grant can name: every interface of
+/// `wit/plugin.wit` a plugin may import (`types` is always there). Each has
+/// one module in `capabilities` (see `capabilities::REGISTRY`; a test keeps
+/// the two, the WIT and the runtime's list in step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interface {
+    GpioProvider,
+    LedController,
+    BuzzerController,
+    System,
+    State,
+    Log,
+    Settings,
+    Telemetry,
+    Readings,
+}
+
+impl Interface {
+    pub const ALL: [Interface; 9] = [
+        Interface::GpioProvider,
+        Interface::LedController,
+        Interface::BuzzerController,
+        Interface::System,
+        Interface::State,
+        Interface::Log,
+        Interface::Settings,
+        Interface::Telemetry,
+        Interface::Readings,
+    ];
+
+    /// Its name in the WIT and in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interface::GpioProvider => "gpio-provider",
+            Interface::LedController => "led-controller",
+            Interface::BuzzerController => "buzzer-controller",
+            Interface::System => "system",
+            Interface::State => "state",
+            Interface::Log => "log",
+            Interface::Settings => "settings",
+            Interface::Telemetry => "telemetry",
+            Interface::Readings => "readings",
+        }
+    }
+
+    /// The interface called `name`, if there is one.
+    pub fn named(name: &str) -> Option<Interface> {
+        Interface::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+impl std::fmt::Display for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Folders of the plugins folder that are not plugins: the modules every
 /// plugin shares, and the test kit.
@@ -708,8 +753,33 @@ pub const MAX_DEADLINE_MS: u64 = 60_000;
 pub const MIN_INTERVAL_MS: u64 = 50;
 
 impl Grants {
-    pub fn allows(&self, interface: &str) -> bool {
-        self.interfaces.iter().any(|i| i == interface)
+    pub fn allows(&self, interface: Interface) -> bool {
+        self.interfaces.contains(&interface)
+    }
+
+    /// Whether the interface called `name` is granted (false for a name
+    /// that is no interface).
+    pub fn allows_named(&self, name: &str) -> bool {
+        Interface::named(name).is_some_and(|i| self.allows(i))
+    }
+
+    /// The `interfaces = [...]` line that grants what is granted now and
+    /// `more`: what an error about an ungranted import tells the user to set.
+    pub fn interfaces_line<S: AsRef<str>>(&self, more: &[S]) -> String {
+        let mut names: Vec<&str> = self.interfaces.iter().map(|i| i.name()).collect();
+        for m in more {
+            if !names.contains(&m.as_ref()) {
+                names.push(m.as_ref());
+            }
+        }
+        format!(
+            "interfaces = [{}]",
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -857,17 +927,6 @@ impl Config {
                 ));
             }
             check_limits(&key("limits"), &plugin.limits.apply(self.limits))?;
-            for interface in &plugin.grants.interfaces {
-                if !INTERFACES.contains(&interface.as_str()) {
-                    return Err((
-                        key("grants.interfaces"),
-                        format!(
-                            "unknown interface `{interface}`: expected one of {}",
-                            INTERFACES.join(", ")
-                        ),
-                    ));
-                }
-            }
             for &index in &plugin.grants.leds {
                 if index >= self.hardware.leds.count {
                     return Err((
@@ -1145,7 +1204,9 @@ mod tests {
 
     /// A minimal whole config, with `extra` appended.
     fn whole(extra: &str) -> String {
-        format!("[host]\nlisten = \"127.0.0.1:0\"\n\n[plugins.p]\ninterval_ms = 1000\n{extra}")
+        format!(
+            "[host]\nlisten = \"127.0.0.1:0\"\n\n[plugins.p]\nkind = \"sensor\"\ninterval_ms = 1000\n{extra}"
+        )
     }
 
     /// Parses `text`; `Ok` or the one-line error.
@@ -1174,7 +1235,10 @@ mod tests {
             ("", "host.toml:1: the file is empty"),
             ("  \n\t\n  \n", "host.toml:1: the file is empty"),
             ("# just a comment\n", "host.toml:1: `host`: missing"),
-            ("[plugins.p]\n", "host.toml:1: `host`: missing"),
+            (
+                "[plugins.p]\nkind = \"sensor\"\n",
+                "host.toml:2: `host`: missing",
+            ),
             (
                 "[host]\nlisten = \"127.0.0.1:0\"\n",
                 "host.toml:2: `plugins`: no plugin",
@@ -1210,7 +1274,7 @@ mod tests {
         for (extra, key) in [
             (
                 "[limits]\nmemory_mb = 1025\n",
-                "host.toml:7: `limits.memory_mb`: must be at most 1024",
+                "host.toml:8: `limits.memory_mb`: must be at most 1024",
             ),
             (
                 "[plugins.p.limits]\nmemory_mb = 4096\n",
@@ -1226,7 +1290,7 @@ mod tests {
         }
         check(&whole("[limits]\nmemory_mb = 1024\n")).unwrap();
 
-        let host = |lines: &str| format!("[host]\n{lines}\n[plugins.p]\n");
+        let host = |lines: &str| format!("[host]\n{lines}\n[plugins.p]\nkind = \"sensor\"\n");
         let config = check(&host("http_max_connections = 128")).unwrap();
         assert_eq!(config.host.max_connections_per_client(), 32);
         let config = check(&host("http_max_connections = 2")).unwrap();

@@ -139,7 +139,7 @@ mod tests {
 
     fn owned(grants: &str) -> Owned {
         let c = Config::parse(
-            &format!("[plugins.dew]\nkind = \"sensor\"\n[plugins.dew.grants]\n{grants}\n"),
+            &format!("[host]\n[plugins.dew]\nkind = \"sensor\"\n[plugins.dew.grants]\n{grants}\n"),
             std::path::Path::new("host.toml"),
         )
         .unwrap();

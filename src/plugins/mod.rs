@@ -214,7 +214,11 @@ pub fn load(
                     .modules
                     .into_iter()
                     .map(|m| (m.name, m.path, m.source)),
-                grants.interfaces.clone(),
+                grants
+                    .interfaces
+                    .iter()
+                    .map(|i| i.name().to_string())
+                    .collect(),
                 python.bytecode.clone(),
             );
             (pre, Some(program), sources.version, dir)
@@ -235,13 +239,12 @@ pub fn load(
                 .with_context(|| format!("plugin `{name}` ({}) is not usable", file.display()))?;
             let missing = capabilities::ungranted_imports(engine, &component, grants);
             if !missing.is_empty() {
-                let mut wanted = grants.interfaces.clone();
-                wanted.extend(missing.iter().cloned());
+                let them = if missing.len() == 1 { "it" } else { "them" };
                 anyhow::bail!(
-                    "plugin `{name}` imports {} but its config does not grant {}; to allow it, set in [plugins.{name}.grants]: interfaces = [{}]",
+                    "plugin `{name}` imports {} but its config does not grant {them}; to allow \
+                     {them}, set in [plugins.{name}.grants]: {}",
                     missing.join(", "),
-                    if missing.len() == 1 { "it" } else { "them" },
-                    wanted.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+                    grants.interfaces_line(&missing)
                 );
             }
             let linker = capabilities::linker(engine, name, grants, &component)?;
@@ -625,10 +628,10 @@ impl Plugin {
     /// LEDs this plugin owns off, buzzer silent if it may drive it.
     pub fn safe_state(&self) {
         let grants = &self.shared.grants;
-        if grants.allows("led-controller") && !grants.leds.is_empty() {
+        if grants.allows(crate::config::Interface::LedController) && !grants.leds.is_empty() {
             self.services.hardware.leds_off(&grants.leds);
         }
-        if grants.allows("buzzer-controller") {
+        if grants.allows(crate::config::Interface::BuzzerController) {
             self.services.hardware.buzzer_off();
         }
     }

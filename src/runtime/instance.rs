@@ -198,19 +198,20 @@ impl Program {
         let message = match e.failure {
             loader::Failure::NotGranted => {
                 let missing: Vec<&str> = e.message.split(", ").collect();
-                let mut wanted = self.granted.clone();
-                wanted.extend(missing.iter().map(|s| s.to_string()));
-                format!(
-                    "plugin `{name}` imports {} but its config does not grant {}; to allow {}, \
-                     set in [plugins.{name}.grants]: interfaces = [{}]",
-                    e.message,
-                    if missing.len() == 1 { "it" } else { "them" },
-                    if missing.len() == 1 { "it" } else { "them" },
-                    wanted
+                let them = if missing.len() == 1 { "it" } else { "them" };
+                let granted = crate::config::Grants {
+                    interfaces: self
+                        .granted
                         .iter()
-                        .map(|i| format!("\"{i}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                        .filter_map(|i| crate::config::Interface::named(i))
+                        .collect(),
+                    ..Default::default()
+                };
+                format!(
+                    "plugin `{name}` imports {} but its config does not grant {them}; to allow \
+                     {them}, set in [plugins.{name}.grants]: {}",
+                    e.message,
+                    granted.interfaces_line(&missing)
                 )
             }
             _ => e.message,

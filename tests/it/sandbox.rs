@@ -269,12 +269,12 @@ fn an_ungranted_interface_is_refused_at_load() {
     // imports them, refused before the first call, with the line to add.
     assert!(
         err.contains(
-            "plugin `hostile` imports buzzer-controller, led-controller but its config does not grant them"
+            "plugin `hostile` imports buzzer-controller, led-controller, state but its config does not grant them"
         ),
         "{err}"
     );
     assert!(
-        err.contains("[plugins.hostile.grants]: interfaces = [\"gpio-provider\", \"log\", \"settings\", \"buzzer-controller\", \"led-controller\"]"),
+        err.contains("[plugins.hostile.grants]: interfaces = [\"gpio-provider\", \"log\", \"settings\", \"buzzer-controller\", \"led-controller\", \"state\"]"),
         "{err}"
     );
     assert_eq!(p["last_error_kind"], "load", "{p}");
