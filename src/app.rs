@@ -99,12 +99,15 @@ fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
             bme680,
             ..PiOptions::default()
         }))),
-        _ => Ok(Box::new(SimBackend::with_bme680_settings(
-            hw.sim.seed,
-            hw.sim.dht22_pins.clone(),
-            hw.sim.bme680_addresses.clone(),
-            bme680,
-        ))),
+        _ => Ok(Box::new(
+            SimBackend::with_bme680_settings(
+                hw.sim.seed,
+                hw.sim.dht22_pins.clone(),
+                hw.sim.bme680_addresses.clone(),
+                bme680,
+            )
+            .with_bme688_at(&hw.sim.bme688_addresses),
+        )),
     }
 }
 
