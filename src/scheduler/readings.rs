@@ -32,6 +32,12 @@ pub struct SensorReading {
     pub plugin: String,
 }
 
+/// The highest IAQ score; a plugin reports anything above for "no score".
+pub const IAQ_MAX: u16 = 500;
+/// What a plugin's `iaq-score` carries when there is no score (see
+/// `plugins/common/iaq.py`, `NO_SCORE`).
+pub const NO_IAQ: u16 = u16::MAX;
+
 /// What the pi-monitor plugin reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SystemReading {
@@ -84,7 +90,9 @@ impl SensorReading {
             humidity: r.humidity,
             pressure: Some(r.pressure),
             gas_resistance: Some(r.gas_resistance),
-            iaq_score: Some(r.iaq_score),
+            // Above 500 is the plugin saying "no score" (no valid gas
+            // reading): published as none, never as a number.
+            iaq_score: (r.iaq_score <= IAQ_MAX).then_some(r.iaq_score),
             timestamp_ms: r.timestamp_ms,
             alert: alert_name(r.alert),
             message: r.message,
@@ -114,7 +122,7 @@ impl SensorReading {
             humidity: self.humidity,
             pressure: self.pressure.unwrap_or_default(),
             gas_resistance: self.gas_resistance.unwrap_or_default(),
-            iaq_score: self.iaq_score.unwrap_or_default(),
+            iaq_score: self.iaq_score.unwrap_or(NO_IAQ),
             timestamp_ms: self.timestamp_ms,
             alert: alert_level(self.alert),
             message: self.message.clone(),
@@ -172,5 +180,38 @@ impl Readings {
         let mut all: Vec<&SensorReading> = self.sensors.values().flatten().collect();
         all.sort_by_key(|r| r.is_bme680());
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bme680(iaq_score: u16) -> Bme680Reading {
+        Bme680Reading {
+            sensor_id: "bme680-i2c-0x77".into(),
+            temperature: 22.0,
+            humidity: 40.0,
+            pressure: 1013.0,
+            gas_resistance: 0.0,
+            iaq_score,
+            timestamp_ms: 1,
+            alert: AlertLevel::Ok,
+            message: String::new(),
+        }
+    }
+
+    /// A plugin's "no score" (no valid gas reading) is published as no
+    /// score, never as a number: /api, metrics, MQTT and history skip it.
+    #[test]
+    fn an_iaq_score_above_500_is_published_as_none() {
+        for (sent, published) in [(0, Some(0)), (500, Some(500)), (501, None), (NO_IAQ, None)] {
+            let reading = SensorReading::from_bme680(bme680(sent), "bme680");
+            assert_eq!(reading.iaq_score, published, "plugin sent {sent}");
+        }
+        let none = SensorReading::from_bme680(bme680(NO_IAQ), "bme680");
+        let json = serde_json::to_string(&none).unwrap();
+        assert!(!json.contains("iaq_score"), "{json}");
+        assert_eq!(none.to_bme680().iaq_score, NO_IAQ, "the dashboard sees no score too");
     }
 }
