@@ -416,6 +416,29 @@ fn precompile_for_target(
     )
 }
 
+/// `check` without a plugin: validates the config file alone, as the
+/// service would read it, and prints what it would run. Compiles nothing,
+/// opens no device and writes no file, so the deploy can run it on the
+/// device with a new binary before switching to it.
+pub fn check_config(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
+    let config = load_config(&config_path, &overrides)?;
+    let enabled: Vec<&str> = config
+        .plugins
+        .iter()
+        .filter(|(_, p)| p.enabled)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    println!(
+        "config ok: {}: listen {}, hardware {}, {} plugin(s) enabled: {}",
+        config_path.display(),
+        config.host.listen,
+        config.host.hardware,
+        enabled.len(),
+        enabled.join(", ")
+    );
+    Ok(())
+}
+
 /// `check`: prints a component's imports and exports and what the config
 /// grants it, and whether the host would load it. Returns that verdict.
 pub fn check(

@@ -16,6 +16,7 @@ const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the h
                                                     that machine's cache_dir expects
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
                                                     show a plugin's imports, exports and grants
+       wasi-python-host check [OPTIONS]           validate the config file only (compiles nothing)
        wasi-python-host probe [OPTIONS]           check the configured devices
        wasi-python-host token [OPTIONS]           print the control token (buzzer and other
                                                     control endpoints; browsers log in at /login)
@@ -201,10 +202,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Run => app::run(args.config, args.overrides),
         Command::Precompile(options) => app::precompile(args.config, args.overrides, &options),
-        Command::Check { file: None, .. } => {
-            eprintln!("error: check needs a PLUGIN.wasm\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Command::Check { file: None, .. } => app::check_config(args.config, args.overrides),
         Command::Check {
             file: Some(file),
             name,
