@@ -25,6 +25,8 @@
 # running VM's folder, default $DEVICE_VM_CACHE/run), DEVICE_VM_BOOT_TIMEOUT_S
 # (default 600), DEVICE_VM_MIRROR (Debian mirror for the build).
 # Needs root for the build (debootstrap); installs its tools with apt-get.
+# One block, read whole before it runs (a long `start` survives an edit).
+{
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 recipe_dir="$root/scripts/device-vm"
@@ -200,10 +202,10 @@ cmd_stop() {
     local pid deadline
     pid=$(running_pid) || { say "not running"; return 0; }
     vm_ssh -o ConnectTimeout=5 sudo systemctl poweroff >/dev/null 2>&1 || true
-    deadline=$(( SECONDS + 60 ))
+    deadline=$(( SECONDS + 120 ))
     while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then
-        say "no power-off within 60 s; stopping qemu"
+        say "no power-off within 120 s; stopping qemu"
         kill "$pid"
     fi
     rm -f "$run/overlay.qcow2" "$run/qemu.pid"
@@ -220,3 +222,5 @@ case "${1:-}" in
     -h|--help|help) sed -n '2,31p' "$0" ;;
     *) echo "usage: scripts/device-vm.sh build|start|ssh [CMD...]|wait-ssh [TIMEOUT_S]|env|stop" >&2; exit 2 ;;
 esac
+exit
+}
