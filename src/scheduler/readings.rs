@@ -212,6 +212,10 @@ mod tests {
         let none = SensorReading::from_bme680(bme680(NO_IAQ), "bme680");
         let json = serde_json::to_string(&none).unwrap();
         assert!(!json.contains("iaq_score"), "{json}");
-        assert_eq!(none.to_bme680().iaq_score, NO_IAQ, "the dashboard sees no score too");
+        assert_eq!(
+            none.to_bme680().iaq_score,
+            NO_IAQ,
+            "the dashboard sees no score too"
+        );
     }
 }

@@ -419,7 +419,7 @@ fn bme680_simulator_encoding_round_trips_the_vector_values() {
             target("humidity_pct")?,
             target("gas_resistance_ohm")?,
         );
-        let field = bme680::encode_field(&cal, t, p, h, g, true, true);
+        let field = bme680::encode_field(&cal, Variant::Bme680, t, p, h, g, true, true);
         let m = bme680::compensate(&cal, Variant::Bme680, &field).map_err(|e| e.to_string())?;
         within(
             "temperature_c",
