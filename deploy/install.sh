@@ -161,7 +161,7 @@ install_artifacts() {
         [ -f "$cache/$name" ] && cmp -s "$f" "$cache/$name" && continue
         install -m 0600 -o "$user" -g "$user" "$f" "$cache/.$name.new"
         mv "$cache/.$name.new" "$cache/$name"
-        n=$((n + 1))
+        case "$name" in *.cwasm) n=$((n + 1)) ;; esac
     done
     say "artifacts: $n new in $cache ($(find "$here/cache" -type f -name '*.cwasm' | wc -l) shipped)"
 }
@@ -246,6 +246,13 @@ if [ "$MODE" = plugins ]; then
     exit 0
 fi
 
+# Plugins the workstation found unchanged here come from the live folder.
+KEEP_PLUGINS=${KEEP_PLUGINS:-}
+for p in $KEEP_PLUGINS; do
+    [ -d "$lib/plugins/$p" ] ||
+        fail "plugin $p was not sent because it looked unchanged, but $lib/plugins/$p is gone; deploy again"
+done
+
 # ---- 3. Which config will run, checked with the new binary -------------------
 new_cfg="$here/host.toml"
 cur_cfg="$etc/host.toml"
@@ -297,6 +304,7 @@ install_artifacts
 install -d -m 0755 "$lib"
 rm -rf "$lib/plugins.new"
 cp -R "$here/plugins" "$lib/plugins.new"
+for p in $KEEP_PLUGINS; do cp -a "$lib/plugins/$p" "$lib/plugins.new/$p"; done
 chmod -R a+rX,go-w "$lib/plugins.new"
 rollback_plugins=0
 if [ -d "$lib/plugins" ]; then
@@ -305,7 +313,7 @@ if [ -d "$lib/plugins" ]; then
     rollback_plugins=1
 fi
 mv "$lib/plugins.new" "$lib/plugins"
-say "plugins: $PLUGINS"
+say "plugins: $PLUGINS${KEEP_PLUGINS:+ (unchanged, taken from the live folder:$(printf ' %s' $KEEP_PLUGINS))}"
 # Config.
 install -d -m 0755 "$etc"
 install_config() {

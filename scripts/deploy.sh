@@ -207,29 +207,46 @@ if [ "$mode" = full ]; then
     run cp deploy/wasi-python-host.service "$stage/"
 fi
 stage_payload "$stage" "${plugins[@]}"
-if [ "$mode" = plugins ] && [ "$dry" -eq 0 ]; then
-    # Ship only the plugins whose files differ from the Pi's (its plugin
-    # folder is world-readable): an unchanged plugin costs no copy.
+keep=()
+if [ "$dry" -eq 0 ]; then
+    # What the Pi has already is not copied again: plugins whose files are
+    # the same as its live ones (that folder is world-readable) and, where
+    # sudo works without a password, artifacts its cache holds (their names
+    # are content hashes). On a Pi over Wi-Fi that is most of a redeploy.
     remote_sums=$(ssh "${ssh_opts[@]}" "$dest" \
-        'cd /usr/local/lib/wasi-python-host/plugins 2>/dev/null && find . -type f ! -name ".*" -exec sha256sum {} + | sort -k2' || true)
+        'cd /usr/local/lib/wasi-python-host/plugins 2>/dev/null && find . -type f ! -path "*/.*" -exec sha256sum {} + | sort -k2' || true)
     changed=()
     for p in "${plugins[@]}"; do
         local_sums=$(cd "$stage/plugins" && find "./$p" -type f -exec sha256sum {} + | sort -k2)
         if [ "$local_sums" != "$(grep -F "  ./$p/" <<<"$remote_sums" || true)" ]; then
             changed+=("$p")
+        else
+            keep+=("$p")
         fi
     done
-    if [ "${#changed[@]}" -eq 0 ]; then
-        step "no plugin differs from the Pi's (${plugins[*]}): nothing to push"
-        exit 0
+    if [ "$mode" = plugins ]; then
+        if [ "${#changed[@]}" -eq 0 ]; then
+            step "no plugin differs from the Pi's (${plugins[*]}): nothing to push"
+            exit 0
+        fi
+        if [ "${#keep[@]}" -gt 0 ]; then
+            step "changed on this side: ${changed[*]} (the others are the Pi's already)"
+            plugins=("${changed[@]}")
+            rm -rf "$stage"
+            mkdir -p "$stage"
+            stage_payload "$stage" "${plugins[@]}" >/dev/null
+        fi
+        keep=()
+    else
+        # install.sh copies these from the Pi's live folder into the new one.
+        for p in "${keep[@]}"; do rm -rf "${stage:?}/plugins/$p"; done
     fi
-    if [ "${#changed[@]}" -lt "${#plugins[@]}" ]; then
-        step "changed on this side: ${changed[*]} (the others are the Pi's already)"
-        plugins=("${changed[@]}")
-        rm -rf "$stage"
-        mkdir -p "$stage"
-        stage_payload "$stage" "${plugins[@]}" >/dev/null
-    fi
+    remote_cache=$(ssh "${ssh_opts[@]}" "$dest" 'sudo -n ls /var/lib/wasi-python-host/cache 2>/dev/null' || true)
+    for f in "$stage"/cache/*; do
+        [ -e "$f" ] || continue
+        ! grep -qxF "$(basename "$f")" <<<"$remote_cache" || rm "$f"
+    done
+    [ "${#keep[@]}" -eq 0 ] || step "already on the Pi, not copied: ${keep[*]}"
 fi
 run cp deploy/install.sh "$stage/install.sh"
 if [ "$dry" -eq 0 ]; then
@@ -239,6 +256,7 @@ MACHINE=$machine
 REPLACE_CONFIG=$replace_config
 WAIT_S=$wait_s
 PLUGINS="${plugins[*]}"
+KEEP_PLUGINS="${keep[*]}"
 EOF
     bytes=$(du -sb "$stage" | cut -f1)
     step "staged $(( bytes / 1048576 )) MiB"

@@ -219,7 +219,7 @@ case "${1:-}" in
     wait-ssh) shift; load_env; wait_ssh "${1:-$boot_timeout_s}" ;;
     env) shift; load_env; cat "$run/env" ;;
     stop) shift; cmd_stop ;;
-    -h|--help|help) sed -n '2,31p' "$0" ;;
+    -h|--help|help) sed -n '2,27p' "$0" ;;
     *) echo "usage: scripts/device-vm.sh build|start|ssh [CMD...]|wait-ssh [TIMEOUT_S]|env|stop" >&2; exit 2 ;;
 esac
 exit

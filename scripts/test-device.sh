@@ -174,7 +174,7 @@ record_memory() { # label
     current=$(cgroup_file memory.current)
     peak=$(cgroup_file memory.peak 2>/dev/null || echo "?")
     tasks=$(service TasksCurrent)
-    figure "memory $1: MemoryCurrent $(( current / 1048576 )) MiB, MemoryPeak $(( ${peak/\?/0} / 1048576 )) MiB, TasksCurrent $tasks; memory.stat: $(cgroup_file memory.stat | awk '$1 == "anon" || $1 == "file" { printf "%s %d MiB ", $1, $2 / 1048576 }')"
+    figure "memory $1: MemoryCurrent $(( current / 1048576 )) MiB, MemoryPeak $(( ${peak/\?/0} / 1048576 )) MiB, TasksCurrent $tasks; memory.stat: $(cgroup_file memory.stat | awk '$1 == "anon" || $1 == "file" || $1 == "file_mapped" { printf "%s %d MiB ", $1, $2 / 1048576 }'); memory.events: $(cgroup_file memory.events | tr '\n' ' '); memory stall (PSI full total): $(( $(cgroup_file memory.pressure | sed -n 's/^full .*total=\([0-9]*\).*/\1/p') / 1000 )) ms"
     on_vm systemctl show -p MemoryCurrent,MemoryHigh,MemoryMax,TasksCurrent,TasksMax,NRestarts wasi-python-host >>"$work/systemctl-show.txt"
 }
 
@@ -314,6 +314,10 @@ else
 fi
 
 step "push a broken plugin the same way"
+# The good build is kept: builds are not reproducible, so rebuilding the
+# same source later would make a new version. RUNTIME-MODEL (issue 15): with
+# Python source as the payload, keeping app.py is enough.
+cp "$project/plugins/$user_plugin/$user_plugin.wasm" "$work/$user_plugin.good.wasm"
 sed -i 's/        pin = setting("pin", 4)/        raise RuntimeError("broken on purpose")/' "$project/plugins/$user_plugin/app.py"
 (cd "$project" && scripts/build-plugins.sh "$user_plugin" >/dev/null)
 deploy --plugins-only >"$work/push-broken.log" 2>&1
@@ -335,9 +339,10 @@ if [ "$rc" -ne 0 ] && grep -q "FAILED on its first calls" "$work/push-broken.log
 else
     fail "broken push: exit $rc, live \"$live\" (want \"porch v2 $v2 running\"), on disk $on_disk"
 fi
-# Back to the good version, so what follows runs the good code.
+# Back to the good version (the very file that runs on the Pi), so what
+# follows runs the good code and a redeploy finds nothing changed.
 sed -i 's/        raise RuntimeError("broken on purpose")/        pin = setting("pin", 4)/' "$project/plugins/$user_plugin/app.py"
-(cd "$project" && scripts/build-plugins.sh "$user_plugin" >/dev/null)
+cp "$work/$user_plugin.good.wasm" "$project/plugins/$user_plugin/$user_plugin.wasm"
 
 # ---- 5. Soak with the dashboard open ------------------------------------------------------
 step "soak: ${soak_s} s with the dashboard open (/ and /view once, /api every 2 s, /api/history every 30 s)"
@@ -381,11 +386,15 @@ if "$vm" wait-ssh 600 && secs=$(wait_full_api 300); then
     figure "reboot → full /api: $(( $(date +%s) - t0 )) s"
     sleep_until_fresh
     record_memory "after a reboot"
+    # At start the host reads every plugin file and artifact whole (to hash
+    # them); that clean page cache is charged here and may pass MemoryHigh,
+    # where the kernel reclaims it ("high" events, the stall is in the
+    # figure above). The hard limit must never be reached.
     events=$(cgroup_file memory.events | tr '\n' ' ')
-    if grep -q "high 0 max 0 oom 0 oom_kill 0" <<<"$events"; then
-        pass "after a reboot the service serves full /api ($(( $(date +%s) - t0 )) s), under its limits [$events]"
+    if grep -q " max 0 oom 0 oom_kill 0" <<<" $events"; then
+        pass "after a reboot the service serves full /api ($(( $(date +%s) - t0 )) s), never at MemoryMax [$events]"
     else
-        fail "after a reboot the service reached its memory limits: memory.events [$events]"
+        fail "after a reboot the service reached MemoryMax: memory.events [$events]"
     fi
 else
     fail "no full /api after a reboot"
@@ -411,8 +420,8 @@ deploy >"$work/deploy-3.log" 2>&1
 rc=$?
 grep "deploy: \*\*\*" "$work/deploy-3.log" | head -n 6
 if [ "$rc" -eq 0 ] && grep -q "CONFIG KEPT" "$work/deploy-3.log" &&
-    on_vm grep -q '^temp_warn_c = 27.5' /etc/wasi-python-host/host.toml &&
-    on_vm grep -q '^http_idle_timeout_ms = 6000' /etc/wasi-python-host/host.toml.new &&
+    on_vm sudo grep -q "'^temp_warn_c = 27.5'" /etc/wasi-python-host/host.toml &&
+    on_vm sudo grep -q "'^http_idle_timeout_ms = 6000'" /etc/wasi-python-host/host.toml.new &&
     wait_full_api 180 >/dev/null; then
     pass "the edited config was kept, the new default written as host.toml.new, loudly"
 else
