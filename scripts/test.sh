@@ -48,6 +48,22 @@ if [ "${TEST_CROSS:-1}" != 0 ]; then
 else
     echo "cross: skipped (TEST_CROSS=0)"
 fi
+step "the device path on an emulated Pi Zero 2 W (scripts/test-device.sh; TEST_DEVICE=0 skips)"
+if [ "${TEST_DEVICE:-1}" != 0 ]; then
+    devicelog=$(mktemp)
+    set +e
+    scripts/test-device.sh 2>&1 | tee "$devicelog"
+    devicestatus=${PIPESTATUS[0]}
+    set -e
+    read -r device_passed device_failed < <(sed -nE 's/^device: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$devicelog" | tail -n 1) || true
+    rm -f "$devicelog"
+    # No summary line from it counts as one failure.
+    passed=$((passed + ${device_passed:-0}))
+    failed=$((failed + ${device_failed:-1}))
+    if [ "$status" -eq 0 ]; then status=$devicestatus; fi
+else
+    echo "device: skipped (TEST_DEVICE=0)"
+fi
 step "done"
 echo "summary: $((passed + ${py_passed:-0})) passed, $((failed + ${py_failed:-0})) failed"
 [ "$pystatus" -eq 0 ] || exit "$pystatus"

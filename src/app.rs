@@ -96,12 +96,15 @@ fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
             bme680,
             ..PiOptions::default()
         }))),
-        _ => Ok(Box::new(SimBackend::with_bme680_settings(
-            hw.sim.seed,
-            hw.sim.dht22_pins.clone(),
-            hw.sim.bme680_addresses.clone(),
-            bme680,
-        ))),
+        _ => Ok(Box::new(
+            SimBackend::with_bme680_settings(
+                hw.sim.seed,
+                hw.sim.dht22_pins.clone(),
+                hw.sim.bme680_addresses.clone(),
+                bme680,
+            )
+            .with_bme688_at(&hw.sim.bme688_addresses),
+        )),
     }
 }
 
@@ -439,6 +442,32 @@ fn precompile_for_target(
         "cannot precompile for `{triple}`: this is a runtime-only build (no compiler); \
          precompile on a build machine with a host built with `--features precompile-all-targets`"
     )
+}
+
+/// `check` without a plugin: validates the config file alone, as the
+/// service would read it, and checks it against this process's cgroup
+/// limits (`budget`), and prints what it would run. Compiles nothing, opens
+/// no device and writes no file, so the deploy can run it on the device
+/// with a new binary before switching to it.
+pub fn check_config(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
+    let config = load_config(&config_path, &overrides)?;
+    crate::budget::check(&config, crate::budget::current())
+        .map_err(|why| anyhow::anyhow!("{}: {why}", config_path.display()))?;
+    let enabled: Vec<&str> = config
+        .plugins
+        .iter()
+        .filter(|(_, p)| p.enabled)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    println!(
+        "config ok: {}: listen {}, hardware {}, {} plugin(s) enabled: {}",
+        config_path.display(),
+        config.host.listen,
+        config.host.hardware,
+        enabled.len(),
+        enabled.join(", ")
+    );
+    Ok(())
 }
 
 /// `check`: shows what a plugin is and whether the host would load it,

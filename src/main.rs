@@ -19,6 +19,8 @@ const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the h
                                                     whether it loads (SyntaxError, grants, ...)
        wasi-python-host check [OPTIONS] [--name NAME] PLUGIN.wasm
                                                     show a component's imports, exports and grants
+       wasi-python-host check [OPTIONS]           validate the config file, and that it fits the
+                                                    service's limits (compiles nothing)
        wasi-python-host probe [OPTIONS]           check the configured devices
        wasi-python-host token [OPTIONS]           print the control token (buzzer and other
                                                     control endpoints; browsers log in at /login)
@@ -207,10 +209,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Run => app::run(args.config, args.overrides),
         Command::Precompile(options) => app::precompile(args.config, args.overrides, &options),
-        Command::Check { target: None, .. } => {
-            eprintln!("error: check needs a plugin NAME or a PLUGIN.wasm\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Command::Check { target: None, .. } => app::check_config(args.config, args.overrides),
         Command::Check {
             target: Some(target),
             name,

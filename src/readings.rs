@@ -39,6 +39,12 @@ pub fn from_f32(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::from(x))
 }
 
+/// The highest IAQ score; a plugin reports anything above for "no score".
+pub const IAQ_MAX: u16 = 500;
+/// What a plugin's `iaq-score` carries when there is no score (see
+/// `plugins/common/iaq.py`, `NO_SCORE`).
+pub const NO_IAQ: u16 = u16::MAX;
+
 /// Which entry point a reading came from; the dashboard's typed lists
 /// (the seed's) hold only DHT22 and BME680 ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,25 +188,35 @@ impl SensorReading {
     }
 
     pub fn from_bme680(r: Bme680Reading, plugin: &str) -> SensorReading {
+        let mut fields = vec![
+            Field::of(
+                "temperature",
+                from_f32(r.temperature),
+                "°C",
+                Some("temperature"),
+            ),
+            Field::of("humidity", from_f32(r.humidity), "%", Some("humidity")),
+            Field::of(
+                "pressure",
+                from_f32(r.pressure),
+                "hPa",
+                Some("atmospheric_pressure"),
+            ),
+            Field::of("gas_resistance", from_f32(r.gas_resistance), "kΩ", None),
+        ];
+        // Above 500 is the plugin saying "no score" (no valid gas reading):
+        // published as no field, never as a number.
+        if r.iaq_score <= IAQ_MAX {
+            fields.push(Field::of(
+                "iaq_score",
+                f64::from(r.iaq_score),
+                "",
+                Some("aqi"),
+            ));
+        }
         SensorReading {
             sensor_id: r.sensor_id,
-            fields: vec![
-                Field::of(
-                    "temperature",
-                    from_f32(r.temperature),
-                    "°C",
-                    Some("temperature"),
-                ),
-                Field::of("humidity", from_f32(r.humidity), "%", Some("humidity")),
-                Field::of(
-                    "pressure",
-                    from_f32(r.pressure),
-                    "hPa",
-                    Some("atmospheric_pressure"),
-                ),
-                Field::of("gas_resistance", from_f32(r.gas_resistance), "kΩ", None),
-                Field::of("iaq_score", f64::from(r.iaq_score), "", Some("aqi")),
-            ],
+            fields,
             timestamp_ms: r.timestamp_ms,
             alert: alert_name(r.alert),
             message: r.message,
@@ -278,7 +294,7 @@ impl SensorReading {
             humidity: self.value_f32("humidity"),
             pressure: self.value_f32("pressure"),
             gas_resistance: self.value_f32("gas_resistance"),
-            iaq_score: self.value("iaq_score").unwrap_or_default() as u16,
+            iaq_score: self.value("iaq_score").map_or(NO_IAQ, |v| v as u16),
             timestamp_ms: self.timestamp_ms,
             alert: alert_level(self.alert),
             message: self.message.clone(),
@@ -404,5 +420,80 @@ impl Readings {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bme680(iaq_score: u16) -> Bme680Reading {
+        Bme680Reading {
+            sensor_id: "bme680-i2c-0x77".into(),
+            temperature: 22.0,
+            humidity: 40.0,
+            pressure: 1013.0,
+            gas_resistance: 0.0,
+            iaq_score,
+            timestamp_ms: 1,
+            alert: AlertLevel::Ok,
+            message: String::new(),
+        }
+    }
+
+    /// A plugin's "no score" (no valid gas reading) is published as no
+    /// score, never as a number: /api, metrics, MQTT and history skip it.
+    #[test]
+    fn an_iaq_score_above_500_is_published_as_none() {
+        for (sent, published) in [
+            (0, Some(0.0)),
+            (500, Some(500.0)),
+            (501, None),
+            (NO_IAQ, None),
+        ] {
+            let reading = SensorReading::from_bme680(bme680(sent), "bme680");
+            assert_eq!(reading.value("iaq_score"), published, "plugin sent {sent}");
+        }
+        let none = SensorReading::from_bme680(bme680(NO_IAQ), "bme680");
+        let json = serde_json::to_string(&none).unwrap();
+        assert!(!json.contains("iaq_score"), "{json}");
+        assert_eq!(
+            none.to_bme680().iaq_score,
+            NO_IAQ,
+            "the dashboard sees no score too"
+        );
+    }
+
+    #[test]
+    fn a_reading_in_api_has_its_fields_as_keys_whole_numbers_as_integers() {
+        let r = SensorReading::from_bme680(bme680(35), "bme680");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["temperature"], 22);
+        assert_eq!(v["iaq_score"], 35);
+        assert_eq!(v["kind"], "bme680");
+        assert_eq!(v["units"]["pressure"], "hPa");
+        assert!(v["units"].get("iaq_score").is_none(), "no unit, no entry");
+        let mut dht = SensorReading::from_dht22(
+            crate::contract::types::Dht22Reading {
+                sensor_id: "d".into(),
+                temperature: 21.3,
+                humidity: 40.9,
+                timestamp_ms: 1,
+                alert: AlertLevel::Warn,
+                message: "m".into(),
+            },
+            "dht22",
+        );
+        let v = serde_json::to_value(&dht).unwrap();
+        assert_eq!(
+            v["temperature"], 21.3,
+            "the f32 as it prints, not 21.29999…"
+        );
+        assert_eq!(v["alert"], "warn");
+        dht.fields[0].value = f64::NAN;
+        assert_eq!(
+            serde_json::to_value(&dht).unwrap()["temperature"],
+            serde_json::Value::Null
+        );
     }
 }

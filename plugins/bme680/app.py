@@ -66,7 +66,7 @@ class Bme680Logic(exports.Bme680Logic):
         baseline = _baseline if _baseline is not None else saved.get("baseline")
         if s.gas_valid:
             baseline = fixed if fixed > 0 else iaq.update_baseline(baseline, s.gas_resistance_ohm)
-        score = iaq.iaq_score(s.gas_resistance_ohm, s.humidity_pct, baseline or 0.0) if s.gas_valid else 0
+        score = iaq.iaq_score(s.gas_resistance_ohm, s.humidity_pct, baseline or 0.0) if s.gas_valid else iaq.NO_SCORE
 
         values = {"temperature": s.temperature_c}
         if s.gas_valid:
@@ -76,7 +76,7 @@ class Bme680Logic(exports.Bme680Logic):
             note = f"air {iaq.band(score)}"
             message = f"{message}; {note}" if message else note
         else:
-            message = (message + "; " if message else "") + "gas heater not stable yet"
+            message = (message + "; " if message else "") + "no IAQ score: gas heater not stable yet"
 
         old_baseline = saved.get("baseline") or 0.0
         baseline_moved = baseline is not None and abs(baseline - old_baseline) > BASELINE_SAVE_STEP * max(old_baseline, 1.0)

@@ -159,7 +159,9 @@ def test_alarm_survives_a_reload_without_beeping(host, bme):
 
 def test_gas_not_valid_yet(host, bme):
     r = read(host, bme, gas_valid=False, gas_resistance_ohm=0.0)
-    assert "not stable" in r.message
+    assert "not stable" in r.message and "no IAQ score" in r.message
+    assert r.iaq_score == 0xFFFF, "no score, never 0 (\"excellent\") for an invalid gas value"
+    assert "excellent" not in r.message
     assert r.alert.name == "OK", "no IAQ alert without a gas value"
     assert "baseline" not in host.state_json("alert") or host.state_json("alert")["baseline"] is None
     r = read(host, bme, gas_valid=True, gas_resistance_ohm=CLEAN)

@@ -1,8 +1,9 @@
 """Indoor air quality score from a BME680's gas resistance and humidity.
 
-The score runs from 0 (excellent) to 500 (hazardous), like Bosch's BSEC IAQ
-index, but is computed openly (BSEC is a closed binary that cannot run in a
-sandbox). It is the widely used humidity-plus-gas method:
+The score runs from 0 (excellent) to 500 (hazardous), on the scale of Bosch's
+BSEC IAQ index, but it is NOT BSEC (a closed binary that cannot run in a
+sandbox) and not calibrated like it: it is a relative estimate, computed
+openly by the widely used humidity-plus-gas method:
 
 * Humidity contributes up to 25 points of "air quality": full marks at the
   comfortable 40 %RH, falling off linearly towards 0 % and 100 %.
@@ -16,6 +17,11 @@ Bands (as BSEC documents them): 0-50 excellent, 51-100 good, 101-150 lightly
 polluted, 151-200 moderately polluted, 201-250 heavily polluted, 251-350
 severely polluted, above 350 extremely polluted.
 """
+
+# What a reading carries when there is no valid gas value to score (heater
+# not stable yet, or a chip whose gas is not read): outside 0..500, so it can
+# never read as "excellent"; the host publishes no score for it.
+NO_SCORE = 0xFFFF
 
 HUMIDITY_OPTIMUM_PCT = 40.0
 # Per poll, the baseline forgets 0.01 % of the way down to the current value.

@@ -8,6 +8,7 @@ at 0 % and 100 %), gas up to 75 points (resistance / baseline), IAQ =
 
 import pytest
 
+import iaq
 from iaq import band, gas_quality, humidity_quality, iaq_score, update_baseline
 
 
@@ -70,3 +71,8 @@ def test_baseline_learning():
     (500, "extremely polluted"), (9999, "extremely polluted")])
 def test_bands(score, name):
     assert band(score) == name
+
+
+def test_no_score_can_never_read_as_a_score():
+    assert iaq.NO_SCORE > 500, "outside the 0-500 scale, so no one reads it as excellent"
+    assert iaq.NO_SCORE <= 0xFFFF, "fits the contract's u16"

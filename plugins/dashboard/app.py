@@ -154,7 +154,7 @@ function relay(){parent.postMessage({type:'reload'},'*')}
 function sync(id,it,key,upd){var c=$(id),m={},ks=it.map(key);[].forEach.call(c.children,function(e){m[e.dataset.k]=e});
 it.forEach(function(x,i){var e=m[ks[i]];if(e)upd(e,x)});if(c.dataset.keys!==ks.join('|'))relay()}
 function rd(e,r){e.dataset.ts=r.timestamp_ms||0;lvl(e,r.alert);fill(e,{temp:fx(r.temperature,1),hum:fx(r.humidity,1),msg:r.message||''})}
-function bme(e,r){rd(e,r);var q=Math.max(0,r.iaq_score|0),i=0;while(q>IQ[i][0])i++;fill(e,{pres:fx(r.pressure,1),gas:fx(r.gas_resistance,1),iaq:q,band:IQ[i][1]});e.querySelector('.iaq').className='iaq b'+i;bar(e,q/5,'b'+i)}
+function bme(e,r){rd(e,r);if(r.iaq_score==null){fill(e,{pres:fx(r.pressure,1),gas:fx(r.gas_resistance,1),iaq:'\u2014',band:'no gas reading yet'});e.querySelector('.iaq').className='iaq dim';bar(e,0,'b0');return}var q=Math.max(0,r.iaq_score|0),i=0;while(q>IQ[i][0])i++;fill(e,{pres:fx(r.pressure,1),gas:fx(r.gas_resistance,1),iaq:q,band:IQ[i][1]});e.querySelector('.iaq').className='iaq b'+i;bar(e,q/5,'b'+i)}
 function sys(e,s){e.dataset.ts=s.timestamp_ms||0;lvl(e,s.alert);var t=s.ram_total_mb,p=t?100*s.ram_used_mb/t:0;fill(e,{cpu:fx(s.cpu_temp_c,1),ram:s.ram_used_mb+' / '+t+' MB'+(t?' ('+Math.round(p)+'%)':''),up:upt(s.uptime_s),load:fx(s.load_1m,2),msg:s.message||''});bar(e,p,p>90?'b5':p>75?'b3':'b0')}
 function led(e,l){var i=e.firstChild;l.r|l.g|l.b?i.style.setProperty('--c','#'+[l.r,l.g,l.b].map(function(v){return(256|v).toString(16).slice(1)}).join('')):i.removeAttribute('style')}
 function plg(e,p){e.querySelector('[data-f=st]').className=PS[p.status]||'warn';fill(e,{st:p.status,ver:p.version||D,lr:p.loaded_at_ms?ago(Date.now()+off-p.loaded_at_ms):D,calls:p.calls,fails:p.failures,err:p.last_error||''})}
@@ -399,13 +399,16 @@ def _card_bme(a, ctx, rows):
         sid = _esc(r.sensor_id)
         age_text = _row_open(a, ctx, sid, sid, r.alert, r.timestamp_ms)
         _th(a, r)
-        iaq = max(0, int(r.iaq_score))
-        band, cls = iaq_band(iaq)
+        # Above 500 is "no score" (no valid gas reading yet), never a number.
+        scored = 0 <= r.iaq_score <= 500
+        iaq = int(r.iaq_score) if scored else 0
+        band, cls = iaq_band(iaq) if scored else ("no gas reading yet", "dim")
         a('<div class="kv"><span>pressure</span><span><b data-f=pres>%s</b> hPa</span>'
           '<span>gas</span><span><b data-f=gas>%s</b> k\u03a9</span></div>'
-          '<div class="iaq %s">IAQ <b data-f=iaq>%d</b> \u00b7 <b data-f=band>%s</b></div>'
+          '<div class="iaq %s">IAQ <b data-f=iaq>%s</b> \u00b7 <b data-f=band>%s</b></div>'
           '<div class="bar %s"><i style="width:%.0f%%"></i></div>'
-          % (_fx(r.pressure), _fx(r.gas_resistance), cls, iaq, band, cls, min(100.0, iaq / 5)))
+          % (_fx(r.pressure), _fx(r.gas_resistance), cls, iaq if scored else "\u2014", band, cls,
+             min(100.0, iaq / 5)))
         _charts(a, ("temperature", "humidity", "pressure", "iaq_score"))
         _row_close(a, r.message, age_text)
     a("</div></section>")

@@ -161,6 +161,15 @@ def test_iaq_bands(dash):
         assert dash.app.iaq_band(score)[0] == band, score
 
 
+def test_no_iaq_score_is_shown_as_none_not_excellent(dash):
+    t = dash.types
+    unscored = t.Bme680Reading("bme680-i2c-0x77", 22.1, 38.5, 1013.2, 0.0, 0xFFFF,
+                               NOW - 1000, t.AlertLevel.OK, "no IAQ score: gas heater not stable yet")
+    page = render(dash, sample(dash, bme680=[unscored]))
+    assert "<b data-f=iaq>\u2014</b>" in page and "no gas reading yet" in page
+    assert "excellent" not in page.split('id="bme"')[1].split("</section>")[0]
+
+
 def test_settings(dash):
     conf, lines = dash.settings, dash.logs
     conf.update(title="GREENHOUSE", refresh_ms=5000)

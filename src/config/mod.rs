@@ -231,6 +231,9 @@ pub struct SimSection {
     pub dht22_pins: Vec<u8>,
     /// I2C addresses with a simulated BME680.
     pub bme680_addresses: Vec<u8>,
+    /// Of those, the ones where the simulated chip is a BME688 (same chip
+    /// id, variant id 0x01, its own gas registers and formula).
+    pub bme688_addresses: Vec<u8>,
 }
 
 impl Default for SimSection {
@@ -239,6 +242,7 @@ impl Default for SimSection {
             seed: 1,
             dht22_pins: vec![4],
             bme680_addresses: vec![0x77],
+            bme688_addresses: Vec::new(),
         }
     }
 }

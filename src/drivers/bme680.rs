@@ -13,11 +13,12 @@
 //!
 //! The arithmetic follows the *floating-point* path of Bosch's BME68x
 //! SensorAPI v4.4.8 (`calc_temperature`, `calc_pressure`, `calc_humidity`,
-//! `calc_gas_resistance_low`, `calc_res_heat`, `calc_gas_wait`,
-//! `bme68x_get_meas_dur`) operation for operation in `f32`, as the C code
-//! does, so the results are the reference's bit for bit (checked against the
-//! C code compiled with gcc on 20 000 random calibrations and ADC values, all
-//! gas ranges included). Results are therefore `f32`; the sensor's own
+//! `calc_gas_resistance_low`, `calc_gas_resistance_high`, `calc_res_heat`,
+//! `calc_gas_wait`, `bme68x_get_meas_dur`) operation for operation in `f32`,
+//! as the C code does, so the results are the reference's bit for bit
+//! (checked against the C code compiled with gcc on 20 000 random
+//! calibrations and ADC values, all gas ranges included; the BME688's gas
+//! formula on every range). Results are therefore `f32`; the sensor's own
 //! resolution (0.01 °C, ~0.2 Pa, ~0.01 %RH) is far coarser than `f32`
 //! precision at these magnitudes. The integer path is not implemented.
 //!
@@ -28,8 +29,14 @@
 //! - `par_h1` and `par_h2` are 12-bit values sharing register 0xE2: `par_h1`
 //!   takes its low nibble, `par_h2` its high nibble.
 //! - `range_sw_err` (bits 7..4 of 0x04) is a *signed* 4-bit value.
-//! - The BME680 gas formula (with the `range_sw_err` correction and the two
-//!   per-range lookup tables) differs from the BME688's; this is the BME680's.
+//! - The BME688 answers with the same chip id (0x61). Only the variant id
+//!   register 0xF0 tells them apart ([`Variant`]), and the two differ in
+//!   three places: the gas enable bit in `ctrl_gas_1` (bit 4 on a BME680,
+//!   bit 5 on a BME688), where the gas ADC, range and flags sit in the field
+//!   (0x2A/0x2B on a BME680, 0x2C/0x2D on a BME688) and the gas formula
+//!   (the BME680's with `range_sw_err` and two per-range lookup tables;
+//!   the BME688's "high" formula without either). A BME688 driven as a
+//!   BME680 never reports a valid gas reading.
 //!
 //! # Troubleshooting
 //!
@@ -66,14 +73,78 @@ pub const SOFT_RESET_COMMAND: u8 = 0xB6;
 pub const SOFT_RESET_DELAY: Duration = Duration::from_millis(10);
 /// Variant id register (0x00 on a BME680, 0x01 on a BME688).
 pub const REG_VARIANT_ID: u8 = 0xF0;
+/// [`REG_VARIANT_ID`] of a BME680 (Bosch: `BME68X_VARIANT_GAS_LOW`).
+pub const VARIANT_ID_BME680: u8 = 0x00;
+/// [`REG_VARIANT_ID`] of a BME688 (Bosch: `BME68X_VARIANT_GAS_HIGH`).
+pub const VARIANT_ID_BME688: u8 = 0x01;
+
+/// Which chip of the family answers at chip id 0x61.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// BME680: variant id 0x00.
+    #[default]
+    Bme680,
+    /// BME688: variant id 0x01. Same registers and compensation except gas
+    /// (see the module doc).
+    Bme688,
+}
+
+impl Variant {
+    /// The chip from its [`REG_VARIANT_ID`] value; another value is
+    /// [`Bme680Error::Variant`], not a guess.
+    pub fn from_id(id: u8) -> Result<Variant, Bme680Error> {
+        match id {
+            VARIANT_ID_BME680 => Ok(Variant::Bme680),
+            VARIANT_ID_BME688 => Ok(Variant::Bme688),
+            got => Err(Bme680Error::Variant { got }),
+        }
+    }
+
+    /// The [`REG_VARIANT_ID`] value this chip reports.
+    pub fn id(self) -> u8 {
+        match self {
+            Variant::Bme680 => VARIANT_ID_BME680,
+            Variant::Bme688 => VARIANT_ID_BME688,
+        }
+    }
+
+    /// "BME680" or "BME688".
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Bme680 => "BME680",
+            Variant::Bme688 => "BME688",
+        }
+    }
+
+    /// The `run_gas` bit of [`REG_CTRL_GAS_1`] that enables the gas
+    /// measurement (Bosch: `BME68X_ENABLE_GAS_MEAS_L`/`_H` << 4).
+    pub fn run_gas(self) -> u8 {
+        match self {
+            Variant::Bme680 => RUN_GAS,
+            Variant::Bme688 => RUN_GAS_BME688,
+        }
+    }
+
+    /// Index in the 17-byte field of the gas ADC's high byte; the next
+    /// byte holds its two low bits, `gas_valid`, `heat_stab` and the range.
+    fn gas_field_index(self) -> usize {
+        match self {
+            Variant::Bme680 => 13, // 0x2A, 0x2B
+            Variant::Bme688 => 15, // 0x2C, 0x2D
+        }
+    }
+}
 
 /// Gas control 0: bit 3 turns the heater off.
 pub const REG_CTRL_GAS_0: u8 = 0x70;
 /// Gas control 1: bits 3..0 select the heater profile (`nb_conv`), bit 4
 /// enables the gas measurement on a BME680 ([`RUN_GAS`]).
 pub const REG_CTRL_GAS_1: u8 = 0x71;
-/// `run_gas` bit of [`REG_CTRL_GAS_1`] on a BME680 (the BME688 uses bit 5).
+/// `run_gas` bit of [`REG_CTRL_GAS_1`] on a BME680 (the BME688 uses bit 5,
+/// [`RUN_GAS_BME688`]; see [`Variant::run_gas`]).
 pub const RUN_GAS: u8 = 0x10;
+/// `run_gas` bit of [`REG_CTRL_GAS_1`] on a BME688.
+pub const RUN_GAS_BME688: u8 = 0x20;
 /// Humidity control: bits 2..0 are the humidity oversampling.
 pub const REG_CTRL_HUM: u8 = 0x72;
 /// Measurement control: bits 7..5 temperature oversampling, 4..2 pressure
@@ -171,6 +242,13 @@ pub enum Bme680Error {
     /// so the gas resistance is not meaningful. Lengthen [`gas_wait`] or
     /// lower the target temperature.
     HeaterNotStable,
+    /// The variant id register (0xF0) holds neither 0x00 (BME680) nor 0x01
+    /// (BME688): a part of the family this driver does not know, whose gas
+    /// readings it would misread. Check the part number on the board.
+    Variant {
+        /// Value read from [`REG_VARIANT_ID`].
+        got: u8,
+    },
 }
 
 impl fmt::Display for Bme680Error {
@@ -192,6 +270,12 @@ impl fmt::Display for Bme680Error {
             Bme680Error::HeaterNotStable => {
                 f.write_str("BME680 gas heater did not reach its target temperature")
             }
+            Bme680Error::Variant { got } => write!(
+                f,
+                "chip id 0x61 but variant id register {REG_VARIANT_ID:#04x} reads {got:#04x}: \
+                 neither a BME680 ({VARIANT_ID_BME680:#04x}) nor a BME688 \
+                 ({VARIANT_ID_BME688:#04x}); refusing to guess how to read its gas sensor"
+            ),
         }
     }
 }
@@ -363,30 +447,33 @@ pub struct RawField {
 }
 
 impl RawField {
-    /// Splits the 17 bytes read from [`REG_FIELD`] into ADC values and flags.
-    pub fn parse(field: &[u8]) -> Result<RawField, Bme680Error> {
+    /// Splits the 17 bytes read from [`REG_FIELD`] into ADC values and flags;
+    /// the gas bytes are where `variant` puts them.
+    pub fn parse(field: &[u8], variant: Variant) -> Result<RawField, Bme680Error> {
         let b = exact::<FIELD_LEN>("data field (0x1D)", field)?;
         let adc_20bit = |msb: u8, lsb: u8, xlsb: u8| {
             (u32::from(msb) << 12) | (u32::from(lsb) << 4) | u32::from(xlsb >> 4)
         };
+        let g = variant.gas_field_index();
         Ok(RawField {
             adc_pres: adc_20bit(b[2], b[3], b[4]),
             adc_temp: adc_20bit(b[5], b[6], b[7]),
             adc_hum: u16::from_be_bytes([b[8], b[9]]),
-            adc_gas: (u16::from(b[13]) << 2) | u16::from(b[14] >> 6),
-            gas_range: b[14] & GAS_RANGE_MASK,
+            adc_gas: (u16::from(b[g]) << 2) | u16::from(b[g + 1] >> 6),
+            gas_range: b[g + 1] & GAS_RANGE_MASK,
             measurement_index: b[1],
             gas_index: b[0] & GAS_INDEX_MASK,
             new_data: b[0] & NEW_DATA_MASK != 0,
-            gas_valid: b[14] & GAS_VALID_MASK != 0,
-            heat_stable: b[14] & HEAT_STAB_MASK != 0,
+            gas_valid: b[g + 1] & GAS_VALID_MASK != 0,
+            heat_stable: b[g + 1] & HEAT_STAB_MASK != 0,
         })
     }
 
-    /// The 17 field bytes a chip would return for these values; the inverse
-    /// of [`RawField::parse`]. ADC values wider than their fields are
-    /// truncated to the field width.
-    pub fn to_bytes(&self) -> [u8; FIELD_LEN] {
+    /// The 17 field bytes a `variant` chip would return for these values;
+    /// the inverse of [`RawField::parse`]. ADC values wider than their
+    /// fields are truncated to the field width; the other variant's gas
+    /// bytes stay 0.
+    pub fn to_bytes(&self, variant: Variant) -> [u8; FIELD_LEN] {
         let mut b = [0u8; FIELD_LEN];
         let flag = |set: bool, mask: u8| if set { mask } else { 0 };
         b[0] = flag(self.new_data, NEW_DATA_MASK) | (self.gas_index & GAS_INDEX_MASK);
@@ -397,8 +484,9 @@ impl RawField {
         b[5..8].copy_from_slice(&[temp_msb, temp_lsb, temp_xlsb]);
         b[8..10].copy_from_slice(&self.adc_hum.to_be_bytes());
         let [gas_msb, gas_lsb] = (self.adc_gas << 6).to_be_bytes();
-        b[13] = gas_msb;
-        b[14] = gas_lsb
+        let g = variant.gas_field_index();
+        b[g] = gas_msb;
+        b[g + 1] = gas_lsb
             | flag(self.gas_valid, GAS_VALID_MASK)
             | flag(self.heat_stable, HEAT_STAB_MASK)
             | (self.gas_range & GAS_RANGE_MASK);
@@ -446,23 +534,32 @@ impl Bme680Measurement {
 }
 
 /// Compensates the 17 bytes read from [`REG_FIELD`] with the chip's
-/// calibration.
+/// calibration, for the chip `variant` (which decides where the gas bytes
+/// are and which gas formula applies).
 ///
 /// The flags are reported, not enforced: a measurement without new data or
 /// with an invalid gas reading is still returned (see
 /// [`Bme680Measurement::require_complete`]).
-pub fn compensate(cal: &Calibration, field: &[u8]) -> Result<Bme680Measurement, Bme680Error> {
-    Ok(compensate_raw(cal, &RawField::parse(field)?))
+pub fn compensate(
+    cal: &Calibration,
+    variant: Variant,
+    field: &[u8],
+) -> Result<Bme680Measurement, Bme680Error> {
+    Ok(compensate_raw(
+        cal,
+        variant,
+        &RawField::parse(field, variant)?,
+    ))
 }
 
 /// [`compensate`] for an already parsed field.
-pub fn compensate_raw(cal: &Calibration, raw: &RawField) -> Bme680Measurement {
+pub fn compensate_raw(cal: &Calibration, variant: Variant, raw: &RawField) -> Bme680Measurement {
     let t_fine = calc_t_fine(cal, raw.adc_temp);
     Bme680Measurement {
         temperature_c: t_fine / 5120.0,
         pressure_pa: calc_pressure(cal, t_fine, raw.adc_pres),
         humidity_pct: calc_humidity(cal, t_fine, raw.adc_hum),
-        gas_resistance_ohm: calc_gas_resistance(cal, raw.adc_gas, raw.gas_range),
+        gas_resistance_ohm: gas_resistance(cal, variant, raw.adc_gas, raw.gas_range),
         new_data: raw.new_data,
         gas_valid: raw.gas_valid,
         heat_stable: raw.heat_stable,
@@ -543,6 +640,22 @@ fn gas_range_terms(cal: &Calibration, gas_range: u8) -> (f32, f32, f32) {
 fn calc_gas_resistance(cal: &Calibration, adc_gas: u16, gas_range: u8) -> f32 {
     let (var2, var3, scale) = gas_range_terms(cal, gas_range);
     1.0 / (var3 * 0.000000125 * scale * (((f32::from(adc_gas) - 512.0) / var2) + 1.0))
+}
+
+/// Bosch's `calc_gas_resistance_high` (the BME688 formula, float path), in
+/// Ω: no calibration, no lookup tables.
+fn calc_gas_resistance_high(adc_gas: u16, gas_range: u8) -> f32 {
+    let var1: u32 = 262144 >> (gas_range & GAS_RANGE_MASK);
+    let var2: i32 = 4096 + (i32::from(adc_gas) - 512) * 3;
+    1000000.0f32 * var1 as f32 / var2 as f32
+}
+
+/// The gas resistance in Ω by the formula of the chip `variant`.
+fn gas_resistance(cal: &Calibration, variant: Variant, adc_gas: u16, gas_range: u8) -> f32 {
+    match variant {
+        Variant::Bme680 => calc_gas_resistance(cal, adc_gas, gas_range),
+        Variant::Bme688 => calc_gas_resistance_high(adc_gas, gas_range),
+    }
 }
 
 /// The `res_heat_x` register value that heats the plate to `target_c` (°C,
@@ -662,10 +775,13 @@ pub fn measurement_duration(
 /// therefore limited only by ADC resolution: with a real chip's calibration
 /// it is within ~0.001 °C, ~0.2 Pa, ~0.005 %RH and ~0.05 % of the gas
 /// resistance. Values beyond what the ADCs can express saturate (humidity
-/// is 0..=100 %RH anyway; gas about 180 Ω..13 MΩ). `new_data` is set; the
-/// measurement and gas indices are 0.
+/// is 0..=100 %RH anyway; gas about 180 Ω..13 MΩ on a BME680, 1.4 kΩ..100 MΩ
+/// on a BME688). `new_data` is set; the
+/// measurement and gas indices are 0. The gas bytes are the `variant`'s.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_field(
     cal: &Calibration,
+    variant: Variant,
     temperature_c: f32,
     pressure_pa: f32,
     humidity_pct: f32,
@@ -683,7 +799,7 @@ pub fn encode_field(
     let adc_hum = closest_code(u32::from(u16::MAX), humidity_pct, |adc| {
         calc_humidity(cal, t_fine, adc as u16)
     }) as u16;
-    let (adc_gas, gas_range) = encode_gas(cal, gas_resistance_ohm);
+    let (adc_gas, gas_range) = encode_gas(cal, variant, gas_resistance_ohm);
     RawField {
         adc_temp,
         adc_pres,
@@ -696,7 +812,7 @@ pub fn encode_field(
         gas_valid,
         heat_stable,
     }
-    .to_bytes()
+    .to_bytes(variant)
 }
 
 /// The code in `0..=max` whose `forward` value is closest to `target`,
@@ -727,12 +843,20 @@ fn closest_code(max: u32, target: f32, forward: impl Fn(u32) -> f32) -> u32 {
 /// Every range covers a factor of ~2.25 around `2^-range` / 125 ns, so
 /// neighbouring ranges overlap; the code with the smallest relative error
 /// wins, which is the one nearest mid-scale and thus finest-grained.
-fn encode_gas(cal: &Calibration, resistance_ohm: f32) -> (u16, u8) {
+fn encode_gas(cal: &Calibration, variant: Variant, resistance_ohm: f32) -> (u16, u8) {
     let mut best = (512, 0, f32::INFINITY);
     for range in 0..16u8 {
-        let (var2, var3, scale) = gas_range_terms(cal, range);
         // The forward formula solved for the ADC value.
-        let ideal = ((1.0 / (resistance_ohm * var3 * 0.000000125 * scale)) - 1.0) * var2 + 512.0;
+        let ideal = match variant {
+            Variant::Bme680 => {
+                let (var2, var3, scale) = gas_range_terms(cal, range);
+                ((1.0 / (resistance_ohm * var3 * 0.000000125 * scale)) - 1.0) * var2 + 512.0
+            }
+            Variant::Bme688 => {
+                let var1 = (262144u32 >> range) as f32;
+                ((1000000.0 * var1 / resistance_ohm) - 4096.0) / 3.0 + 512.0
+            }
+        };
         // Saturating casts keep NaN and infinities in range.
         let rounded = ideal.round().clamp(0.0, f32::from(ADC_GAS_MAX)) as u16;
         for adc in [
@@ -740,8 +864,9 @@ fn encode_gas(cal: &Calibration, resistance_ohm: f32) -> (u16, u8) {
             rounded,
             (rounded + 1).min(ADC_GAS_MAX),
         ] {
-            let error =
-                ((calc_gas_resistance(cal, adc, range) - resistance_ohm) / resistance_ohm).abs();
+            let error = ((gas_resistance(cal, variant, adc, range) - resistance_ohm)
+                / resistance_ohm)
+                .abs();
             if error < best.2 {
                 best = (adc, range, error);
             }
@@ -754,8 +879,22 @@ fn encode_gas(cal: &Calibration, resistance_ohm: f32) -> (u16, u8) {
 mod tests {
     use super::*;
 
-    fn field_of(cal: &Calibration, t: f32, p: f32, h: f32, g: f32) -> Bme680Measurement {
-        compensate(cal, &encode_field(cal, t, p, h, g, true, true)).unwrap()
+    const VARIANTS: [Variant; 2] = [Variant::Bme680, Variant::Bme688];
+
+    fn field_of(
+        cal: &Calibration,
+        variant: Variant,
+        t: f32,
+        p: f32,
+        h: f32,
+        g: f32,
+    ) -> Bme680Measurement {
+        compensate(
+            cal,
+            variant,
+            &encode_field(cal, variant, t, p, h, g, true, true),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -774,7 +913,7 @@ mod tests {
         let cal = Calibration::simulated();
         for len in [0, 16, 18] {
             assert_eq!(
-                compensate(&cal, &vec![0; len]),
+                compensate(&cal, Variant::Bme680, &vec![0; len]),
                 Err(Bme680Error::WrongLength {
                     what: "data field (0x1D)",
                     expected: FIELD_LEN,
@@ -822,23 +961,83 @@ mod tests {
             gas_valid: false,
             heat_stable: true,
         };
-        assert_eq!(RawField::parse(&raw.to_bytes()), Ok(raw));
+        for variant in VARIANTS {
+            assert_eq!(
+                RawField::parse(&raw.to_bytes(variant), variant),
+                Ok(raw),
+                "{variant:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_variants_keep_gas_in_their_own_bytes() {
+        let raw = RawField {
+            adc_temp: 0x80000,
+            adc_pres: 0x80000,
+            adc_hum: 0x8000,
+            adc_gas: 0x3FF,
+            gas_range: 0x0F,
+            measurement_index: 0,
+            gas_index: 0,
+            new_data: true,
+            gas_valid: true,
+            heat_stable: true,
+        };
+        let bme680 = raw.to_bytes(Variant::Bme680);
+        let bme688 = raw.to_bytes(Variant::Bme688);
+        assert_eq!(
+            (bme680[13], bme680[14], bme680[15], bme680[16]),
+            (0xFF, 0xFF, 0, 0)
+        );
+        assert_eq!(
+            (bme688[13], bme688[14], bme688[15], bme688[16]),
+            (0, 0, 0xFF, 0xFF)
+        );
+        // A BME688's field read as a BME680's has no valid gas: the bug a
+        // driver that never reads the variant id has.
+        let misread = RawField::parse(&bme688, Variant::Bme680).unwrap();
+        assert!(!misread.gas_valid && !misread.heat_stable && misread.adc_gas == 0);
+    }
+
+    #[test]
+    fn variant_ids_are_recognised_or_refused_by_name() {
+        assert_eq!(Variant::from_id(0x00), Ok(Variant::Bme680));
+        assert_eq!(Variant::from_id(0x01), Ok(Variant::Bme688));
+        assert_eq!(Variant::from_id(0x02), Err(Bme680Error::Variant { got: 2 }));
+        for variant in VARIANTS {
+            assert_eq!(Variant::from_id(variant.id()), Ok(variant));
+        }
+        assert_eq!(
+            (Variant::Bme680.run_gas(), Variant::Bme688.run_gas()),
+            (0x10, 0x20)
+        );
+        let message = Bme680Error::Variant { got: 0x42 }.to_string();
+        assert!(
+            message.contains("0x42") && message.contains("BME688"),
+            "{message}"
+        );
     }
 
     #[test]
     fn encode_field_round_trips_within_adc_resolution() {
         let cal = Calibration::simulated();
-        for &t in &[-39.5f32, -10.0, 0.0, 21.3, 25.0, 60.0, 84.9] {
-            for &p in &[30_000.0f32, 80_000.0, 101_325.0, 110_000.0] {
-                for &h in &[0.0f32, 12.5, 45.0, 99.0] {
-                    for &g in &[500.0f32, 12_345.0, 50_000.0, 250_000.0, 2_000_000.0] {
-                        let m = field_of(&cal, t, p, h, g);
-                        assert!((m.temperature_c - t).abs() < 0.005, "{t} -> {m:?}");
-                        assert!((m.pressure_pa - p).abs() < 1.0, "{p} -> {m:?}");
-                        assert!((m.humidity_pct - h).abs() < 0.01, "{h} -> {m:?}");
-                        let gas_error = (m.gas_resistance_ohm - g).abs() / g;
-                        assert!(gas_error < 0.001, "{g} -> {m:?}");
-                        assert!(m.new_data && m.gas_valid && m.heat_stable);
+        for variant in VARIANTS {
+            for &t in &[-39.5f32, -10.0, 0.0, 21.3, 25.0, 60.0, 84.9] {
+                for &p in &[30_000.0f32, 80_000.0, 101_325.0, 110_000.0] {
+                    for &h in &[0.0f32, 12.5, 45.0, 99.0] {
+                        for &g in &[500.0f32, 12_345.0, 50_000.0, 250_000.0, 2_000_000.0] {
+                            if variant == Variant::Bme688 && g < 1_500.0 {
+                                continue; // below the BME688's range (~1.4 kΩ..100 MΩ)
+                            }
+                            let m = field_of(&cal, variant, t, p, h, g);
+                            assert!((m.temperature_c - t).abs() < 0.005, "{t} -> {m:?}");
+                            assert!((m.pressure_pa - p).abs() < 1.0, "{p} -> {m:?}");
+                            assert!((m.humidity_pct - h).abs() < 0.01, "{h} -> {m:?}");
+                            let gas_error = (m.gas_resistance_ohm - g).abs() / g;
+                            assert!(gas_error < 0.001, "{variant:?} {g} -> {m:?}");
+                            assert!(m.new_data && m.gas_valid && m.heat_stable);
+                        }
                     }
                 }
             }
@@ -848,18 +1047,29 @@ mod tests {
     #[test]
     fn encode_field_saturates_out_of_reach_values() {
         let cal = Calibration::simulated();
-        let m = field_of(&cal, 25.0, 101_325.0, 150.0, 1.0);
-        assert_eq!(m.humidity_pct, 100.0);
-        assert!(m.gas_resistance_ohm > 0.0 && m.gas_resistance_ohm < 1_000.0);
-        let m = field_of(&cal, f32::NAN, f32::NAN, f32::NAN, f32::NAN);
-        assert!(m.temperature_c.is_finite() && m.pressure_pa.is_finite());
+        for variant in VARIANTS {
+            let m = field_of(&cal, variant, 25.0, 101_325.0, 150.0, 1.0);
+            assert_eq!(m.humidity_pct, 100.0);
+            assert!(m.gas_resistance_ohm > 0.0 && m.gas_resistance_ohm < 2_000.0);
+            let m = field_of(&cal, variant, f32::NAN, f32::NAN, f32::NAN, f32::NAN);
+            assert!(m.temperature_c.is_finite() && m.pressure_pa.is_finite());
+        }
     }
 
     #[test]
     fn flags_are_encoded_and_enforced_in_order() {
         let cal = Calibration::simulated();
-        let bytes = encode_field(&cal, 25.0, 101_325.0, 45.0, 50_000.0, false, true);
-        let m = compensate(&cal, &bytes).unwrap();
+        let bytes = encode_field(
+            &cal,
+            Variant::Bme680,
+            25.0,
+            101_325.0,
+            45.0,
+            50_000.0,
+            false,
+            true,
+        );
+        let m = compensate(&cal, Variant::Bme680, &bytes).unwrap();
         assert_eq!(
             (m.new_data, m.gas_valid, m.heat_stable),
             (true, false, true)
@@ -885,12 +1095,17 @@ mod tests {
     fn every_field_compensates_without_panicking() {
         let cal = Calibration::simulated();
         for byte in [0x00, 0x7F, 0x80, 0xFF] {
-            let m = compensate(&cal, &[byte; FIELD_LEN]).unwrap();
-            assert!((0.0..=100.0).contains(&m.humidity_pct));
+            for variant in VARIANTS {
+                let m = compensate(&cal, variant, &[byte; FIELD_LEN]).unwrap();
+                assert!((0.0..=100.0).contains(&m.humidity_pct));
+                assert!(!m.gas_resistance_ohm.is_nan());
+            }
         }
         let zero = Calibration::from_arrays(&[0; COEFF1_LEN], &[0; COEFF2_LEN], &[0; COEFF3_LEN]);
         assert_eq!(
-            compensate(&zero, &[0x55; FIELD_LEN]).unwrap().pressure_pa,
+            compensate(&zero, Variant::Bme680, &[0x55; FIELD_LEN])
+                .unwrap()
+                .pressure_pa,
             0.0
         );
     }
@@ -926,6 +1141,47 @@ mod tests {
                 bits,
                 "range {range}: {ohm} Ω vs {}",
                 f32::from_bits(bits)
+            );
+        }
+    }
+
+    #[test]
+    fn bme688_gas_resistance_matches_bosch_on_every_range() {
+        // (range, adc, f32 bits) from Bosch's calc_gas_resistance_high
+        // (v4.4.8, float path) compiled with gcc. No calibration enters the
+        // BME688's formula: a calibration that changes the BME680's result
+        // (range_sw_err = -3) must not change these.
+        const BOSCH: [(u8, u16, u32); 16] = [
+            (0, 37, 0x4CBB3220),
+            (1, 98, 0x4C2F3156),
+            (2, 159, 0x4BA4A2DB),
+            (3, 220, 0x4B1B478E),
+            (4, 281, 0x4A92EDDF),
+            (5, 342, 0x4A0B6E5E),
+            (6, 403, 0x4984A943),
+            (7, 464, 0x48FD0954),
+            (8, 525, 0x4871D685),
+            (9, 586, 0x47E796B5),
+            (10, 647, 0x475E2C40),
+            (11, 708, 0x46D57E24),
+            (12, 769, 0x464D7723),
+            (13, 830, 0x45C60512),
+            (14, 891, 0x453F1850),
+            (15, 952, 0x44B8A35B),
+        ];
+        let cal = Calibration::from_arrays(&SIM_COEFF1, &SIM_COEFF2, &[0, 0, 0, 0, 0xD0]);
+        for (range, adc, bits) in BOSCH {
+            let ohm = gas_resistance(&cal, Variant::Bme688, adc, range);
+            assert_eq!(
+                ohm.to_bits(),
+                bits,
+                "range {range}: {ohm} Ω vs {}",
+                f32::from_bits(bits)
+            );
+            assert_ne!(
+                ohm,
+                gas_resistance(&cal, Variant::Bme680, adc, range),
+                "range {range}: the two formulas differ"
             );
         }
     }

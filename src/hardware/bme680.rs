@@ -1,7 +1,10 @@
 //! The BME680 driver sequence, over any register bus.
 //!
 //! [`Bme680Driver`] does what a BME680 needs, in order: check the chip id,
-//! soft-reset, read the three calibration blocks once, then per reading
+//! read the variant id (a BME688 has the same chip id and needs its own gas
+//! enable bit, gas bytes and gas formula: both are supported, anything else
+//! is refused by name), soft-reset, read the three calibration blocks once,
+//! then per reading
 //! program the gas heater and oversampling, trigger one forced measurement,
 //! wait for it, poll `new_data` a bounded number of times, read the 17-byte
 //! field and compensate it with [`crate::drivers::bme680`].
@@ -31,7 +34,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::drivers::bme680::{
-    self as proto, Calibration, Oversampling, CHIP_ID, COEFF1_LEN, COEFF2_LEN, COEFF3_LEN,
+    self as proto, Calibration, Oversampling, Variant, CHIP_ID, COEFF1_LEN, COEFF2_LEN, COEFF3_LEN,
     FIELD_LEN,
 };
 
@@ -123,6 +126,8 @@ pub struct Bme680Driver<B> {
     /// Read after a successful chip-id check and reset; `None` until then
     /// and after any bus error, so the next reading starts over.
     calibration: Option<Calibration>,
+    /// BME680 or BME688, read with the calibration.
+    variant: Variant,
     /// Last measured temperature, for the heater set-point.
     ambient_c: i8,
 }
@@ -134,12 +139,22 @@ impl<B: Bme680Bus> Bme680Driver<B> {
             addr,
             settings,
             calibration: None,
+            variant: Variant::Bme680,
             ambient_c: DEFAULT_AMBIENT_C,
         }
     }
 
+    /// The chip found at the last successful initialisation.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
     pub fn addr(&self) -> u8 {
         self.addr
+    }
+
+    pub fn settings(&self) -> Bme680Settings {
+        self.settings
     }
 
     pub fn bus_mut(&mut self) -> &mut B {
@@ -173,6 +188,18 @@ impl<B: Bme680Bus> Bme680Driver<B> {
                 },
             )));
         }
+        let mut variant = [0u8];
+        self.read(
+            proto::REG_VARIANT_ID,
+            &mut variant,
+            "reading the variant id",
+        )?;
+        self.variant = proto::Variant::from_id(variant[0]).map_err(|e| {
+            HwError::NotPresent(format!(
+                "the device at I2C address {:#04x} is not a BME680 or BME688: {e}",
+                self.addr
+            ))
+        })?;
         self.write(
             proto::REG_SOFT_RESET,
             proto::SOFT_RESET_COMMAND,
@@ -226,8 +253,8 @@ impl<B: Bme680Bus> Bme680Driver<B> {
                 proto::heater_resistance(&cal, s.heater_temp_c, self.ambient_c),
             ),
             (proto::REG_GAS_WAIT_0, proto::gas_wait(heater_ms)),
-            (proto::REG_CTRL_GAS_0, 0),              // heater on
-            (proto::REG_CTRL_GAS_1, proto::RUN_GAS), // profile 0
+            (proto::REG_CTRL_GAS_0, 0),                      // heater on
+            (proto::REG_CTRL_GAS_1, self.variant.run_gas()), // profile 0
             (
                 proto::REG_CTRL_MEAS,
                 (s.os_temperature.register_bits() << 5)
@@ -243,8 +270,13 @@ impl<B: Bme680Bus> Bme680Driver<B> {
         let mut polls = 0;
         loop {
             self.read(proto::REG_FIELD, &mut field, "reading the measurement")?;
-            let measurement = proto::compensate(&cal, &field)
-                .map_err(|e| HwError::Sensor(format!("BME680 at {:#04x}: {e}", self.addr)))?;
+            let measurement = proto::compensate(&cal, self.variant, &field).map_err(|e| {
+                HwError::Sensor(format!(
+                    "{} at {:#04x}: {e}",
+                    self.variant.name(),
+                    self.addr
+                ))
+            })?;
             if measurement.new_data {
                 self.ambient_c = measurement.temperature_c.clamp(-40.0, 85.0) as i8;
                 let gas_ok = measurement.gas_valid && measurement.heat_stable;
@@ -258,6 +290,7 @@ impl<B: Bme680Bus> Bme680Driver<B> {
                         0.0
                     },
                     gas_valid: gas_ok,
+                    chip: self.variant.name(),
                 });
             }
             polls += 1;

@@ -120,8 +120,15 @@ pub fn high_pulses(edges: &[Edge]) -> Vec<u32> {
 
 /// Turns a capture into a reading: [`Dht22Error::NoResponse`] when the
 /// sensor never pulled the line low, [`Dht22Error::Timeout`] when the line
-/// was left low, otherwise the 80 µs response pulse is dropped and the rest
-/// go through [`dht22::decode_pulses`] and [`dht22::decode_frame`].
+/// was left low, otherwise the last 40 high pulses go through
+/// [`dht22::decode_pulses`] and [`dht22::decode_frame`].
+///
+/// The data are the *last* 40 pulses, not "all but the first": before them
+/// come the sensor's 80 µs response pulse and, when the line was still low
+/// at the first sample (a slow pull-up, a long cable), one more pulse from
+/// the line rising to the sensor pulling it low. So a capture holds 41 or
+/// 42 pulses; any other count lost or gained edges and is
+/// [`Dht22Error::PulseCount`] (counting data pulses, the response excluded).
 pub fn decode_capture(capture: &Capture) -> Result<Dht22Reading, Dht22Error> {
     if !capture.edges.iter().any(|e| !e.high) {
         return Err(Dht22Error::NoResponse);
@@ -130,7 +137,14 @@ pub fn decode_capture(capture: &Capture) -> Result<Dht22Reading, Dht22Error> {
         return Err(Dht22Error::Timeout);
     }
     let pulses = high_pulses(&capture.edges);
-    let data = pulses.get(1..).unwrap_or(&[]);
+    let data = match pulses.len() {
+        n if n == BITS + 1 || n == BITS + 2 => &pulses[n - BITS..],
+        n => {
+            return Err(Dht22Error::PulseCount {
+                got: n.saturating_sub(1),
+            })
+        }
+    };
     dht22::decode_frame(dht22::decode_pulses(data)?)
 }
 
@@ -252,6 +266,64 @@ mod tests {
         let reading = read(&mut line(transfer(frame))).unwrap();
         assert_eq!(reading.temperature_c, -10.1);
         assert_eq!(reading.humidity_pct, 65.2);
+    }
+
+    #[test]
+    fn a_line_still_low_at_the_first_sample_decodes() {
+        // A slow pull-up: when the capture starts, the released line has not
+        // risen yet. It rises at 15 µs, then the sensor answers as usual, so
+        // the capture sees one more high pulse (15..30 µs) before the
+        // response: 42 in all, of which the last 40 are the data.
+        let frame = dht22::encode_frame(21.7, 48.3);
+        let mut edges = vec![
+            Edge {
+                at_us: 0,
+                high: false,
+            },
+            Edge {
+                at_us: 15,
+                high: true,
+            },
+        ];
+        edges.extend(transfer(frame));
+        let mut slow = line(edges);
+        let capture = capture(&mut slow);
+        assert!(
+            !capture.edges.is_empty() && capture.edges[0].high,
+            "starts low, then rises"
+        );
+        assert_eq!(high_pulses(&capture.edges).len(), BITS + 2);
+        let reading = decode_capture(&capture).unwrap();
+        assert_eq!(reading.temperature_c, 21.7);
+        assert_eq!(reading.humidity_pct, 48.3);
+    }
+
+    #[test]
+    fn a_spurious_extra_pulse_is_a_pulse_count_error() {
+        // Three pulses before the data: one more than a slow pull-up explains.
+        let mut edges = vec![
+            Edge {
+                at_us: 0,
+                high: false,
+            },
+            Edge {
+                at_us: 5,
+                high: true,
+            },
+            Edge {
+                at_us: 10,
+                high: false,
+            },
+            Edge {
+                at_us: 15,
+                high: true,
+            },
+        ];
+        edges.extend(transfer(dht22::encode_frame(20.0, 50.0)));
+        assert_eq!(
+            read(&mut line(edges)),
+            Err(Dht22Error::PulseCount { got: 42 })
+        );
     }
 
     #[test]

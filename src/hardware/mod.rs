@@ -53,6 +53,8 @@ pub struct Bme680Sample {
     pub gas_resistance_ohm: f32,
     /// The heater was stable and the gas reading is meaningful.
     pub gas_valid: bool,
+    /// Which part answered: "BME680" or "BME688" (from its variant id).
+    pub chip: &'static str,
 }
 
 /// Memory, load and uptime of the device.

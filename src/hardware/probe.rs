@@ -132,7 +132,8 @@ pub fn probe(backend: &mut dyn Backend, plan: &ProbePlan) -> ProbeReport {
                     "gas not valid yet (heater not stable)".into()
                 };
                 format!(
-                    "chip id {:#04x}, {:.2} °C, {:.1} %RH, {:.2} hPa, {gas}",
+                    "{}, chip id {:#04x}, {:.2} °C, {:.1} %RH, {:.2} hPa, {gas}",
+                    s.chip,
                     crate::drivers::bme680::CHIP_ID,
                     s.temperature_c,
                     s.humidity_pct,

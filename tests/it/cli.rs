@@ -227,3 +227,47 @@ fn bad_arguments_exit_2_with_usage() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--hardware"));
 }
+
+/// `check` without a plugin validates the config alone, the deploy's
+/// pre-restart check: the shipped device config passes and says what it
+/// runs; a bad one fails naming the file, key and line; nothing is written
+/// next to the config (no state folder, no cache, no token).
+#[test]
+fn check_without_a_plugin_validates_the_config_only() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(format!("{root}/deploy/host.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("config ok: ")
+            && stdout.contains("dht22, ")
+            && stdout.contains("plugin(s) enabled"),
+        "{stdout}"
+    );
+
+    let dir = temp_dir("check-config");
+    let path = dir.join("host.toml");
+    std::fs::write(&path, "[host]\nstate_dir = \"state\"\n\nhttp_workers = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("host.toml:4") && err.contains("host.http_workers"),
+        "{err}"
+    );
+    let written: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(written.len(), 1, "check wrote files: {written:?}");
+}

@@ -7,7 +7,7 @@
 //! vector id at once, so one bad case does not hide the others.
 
 use serde_json::Value;
-use wasi_python_host::drivers::bme680::{self, Calibration, RawField};
+use wasi_python_host::drivers::bme680::{self, Calibration, RawField, Variant};
 use wasi_python_host::drivers::dht22::{self, Dht22Error, Dht22Reading};
 
 const DHT22_VECTORS: &str = include_str!(concat!(
@@ -251,8 +251,8 @@ fn within(what: &str, got: f32, want: f64, tolerance: f64) -> Result<(), String>
 fn bme680_raw_fields_parse_to_the_vectors_adc_values() {
     let vectors = vectors(BME680_VECTORS);
     check_all(&vectors["cases"], |case| {
-        let raw =
-            RawField::parse(&bytes(&case["field_regs_0x1D_0x2D"])?).map_err(|e| e.to_string())?;
+        let raw = RawField::parse(&bytes(&case["field_regs_0x1D_0x2D"])?, Variant::Bme680)
+            .map_err(|e| e.to_string())?;
         let want = &case["raw"];
         let got = [
             ("adc_temp", u64::from(raw.adc_temp)),
@@ -276,7 +276,7 @@ fn bme680_compensation_matches_bosch_float_path() {
     check_all(&vectors["cases"], |case| {
         let cal = calibration_of(case)?;
         let field = bytes(&case["field_regs_0x1D_0x2D"])?;
-        let m = bme680::compensate(&cal, &field).map_err(|e| e.to_string())?;
+        let m = bme680::compensate(&cal, Variant::Bme680, &field).map_err(|e| e.to_string())?;
         let want = &case["expected"];
         within(
             "temperature_c",
@@ -315,7 +315,7 @@ fn bme680_compensation_reproduces_bosch_f32_bits() {
     check_all(&vectors["cases"], |case| {
         let cal = calibration_of(case)?;
         let field = bytes(&case["field_regs_0x1D_0x2D"])?;
-        let m = bme680::compensate(&cal, &field).map_err(|e| e.to_string())?;
+        let m = bme680::compensate(&cal, Variant::Bme680, &field).map_err(|e| e.to_string())?;
         let want = &case["expected_float_f32bits"];
         let got = [
             ("temperature_c", m.temperature_c),
@@ -347,7 +347,7 @@ fn bme680_status_flags_match_the_vectors() {
     check_all(&vectors["cases"], |case| {
         let cal = calibration_of(case)?;
         let field = bytes(&case["field_regs_0x1D_0x2D"])?;
-        let m = bme680::compensate(&cal, &field).map_err(|e| e.to_string())?;
+        let m = bme680::compensate(&cal, Variant::Bme680, &field).map_err(|e| e.to_string())?;
         let status = &case["status"];
         let want = (
             status["new_data"].as_bool(),
@@ -419,8 +419,8 @@ fn bme680_simulator_encoding_round_trips_the_vector_values() {
             target("humidity_pct")?,
             target("gas_resistance_ohm")?,
         );
-        let field = bme680::encode_field(&cal, t, p, h, g, true, true);
-        let m = bme680::compensate(&cal, &field).map_err(|e| e.to_string())?;
+        let field = bme680::encode_field(&cal, Variant::Bme680, t, p, h, g, true, true);
+        let m = bme680::compensate(&cal, Variant::Bme680, &field).map_err(|e| e.to_string())?;
         within(
             "temperature_c",
             m.temperature_c,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::support::TEST_TOKEN;
 use wasi_python_host::config::Config;
+use wasi_python_host::drivers::bme680::Variant;
 use wasi_python_host::hardware::bme680::{Bme680Bus, Bme680Driver, Bme680Settings, BusError};
 use wasi_python_host::hardware::{
     Backend, Bme680Sample, Dht22Sample, Hardware, HardwareHandle, HardwareOptions, HwError, SimAir,
@@ -299,9 +300,10 @@ fn bme680_driver_runs_the_datasheet_sequence() {
     );
     let transcript = chip.transcript().to_vec();
     assert_eq!(
-        transcript[..5],
+        transcript[..6],
         [
             Transfer::Read { reg: 0xD0, len: 1 },
+            Transfer::Read { reg: 0xF0, len: 1 },
             Transfer::Write {
                 reg: 0xE0,
                 value: 0xB6
@@ -310,7 +312,14 @@ fn bme680_driver_runs_the_datasheet_sequence() {
             Transfer::Read { reg: 0xE1, len: 14 },
             Transfer::Read { reg: 0x00, len: 5 },
         ],
-        "chip id, reset, three calibration blocks"
+        "chip id, variant id, reset, three calibration blocks"
+    );
+    assert!(
+        transcript.contains(&Transfer::Write {
+            reg: 0x71,
+            value: 0x10
+        }),
+        "a BME680's gas is enabled with bit 4 of ctrl_gas_1"
     );
     let trigger = transcript
         .iter()
@@ -337,6 +346,66 @@ fn bme680_driver_runs_the_datasheet_sequence() {
         !again.contains(&Transfer::Read { reg: 0xD0, len: 1 }),
         "{again:?}"
     );
+}
+
+/// A BME688 (same chip id, variant id 0x01) through the same driver: it is
+/// recognised, its gas is enabled with its own bit and read from its own
+/// bytes by its own formula, so gas is valid and right. A driver that reads
+/// it as a BME680 gets no valid gas reading, ever.
+#[test]
+fn bme688_is_recognised_and_its_gas_is_valid() {
+    let mut chip = SimBme680Registers::of_variant(Variant::Bme688);
+    chip.set_air(SimAir {
+        temperature_c: 21.0,
+        pressure_hpa: 990.0,
+        humidity_pct: 55.0,
+        gas_resistance_ohm: 80_000.0,
+    });
+    let mut bme = driver(chip, Bme680Settings::default());
+    let sample = bme.measure().unwrap();
+    assert_eq!(bme.variant(), Variant::Bme688);
+    assert!(sample.gas_valid, "{sample:?}");
+    assert!(
+        (sample.gas_resistance_ohm - 80_000.0).abs() < 80.0,
+        "{sample:?}"
+    );
+    assert!((sample.temperature_c - 21.0).abs() < 0.01, "{sample:?}");
+    let transcript = bme.bus_mut().transcript().to_vec();
+    assert!(
+        transcript.contains(&Transfer::Write {
+            reg: 0x71,
+            value: 0x20
+        }),
+        "a BME688's gas is enabled with bit 5 of ctrl_gas_1: {transcript:?}"
+    );
+}
+
+/// The `sim` backend (what `hardware.sim.bme688_addresses` selects) serves a
+/// BME688 through the same driver, with valid gas.
+#[test]
+fn the_sim_backend_simulates_a_bme688() {
+    let mut sim = SimBackend::new(3, vec![], vec![0x76, 0x77]).with_bme688_at(&[0x77]);
+    for addr in [0x76, 0x77] {
+        let sample = sim.read_bme680(addr).unwrap();
+        assert!(
+            sample.gas_valid && sample.gas_resistance_ohm > 1_000.0,
+            "{addr:#04x}: {sample:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_variant_is_refused_by_name() {
+    let mut chip = SimBme680Registers::new();
+    chip.set_variant_id(0x07);
+    let mut bme = driver(chip, Bme680Settings::default());
+    let message = error_of(bme.measure(), is_not_present);
+    for needle in ["0x77", "0xf0", "0x07", "BME688"] {
+        assert!(
+            message.contains(needle),
+            "`{needle}` missing from: {message}"
+        );
+    }
 }
 
 #[test]
@@ -586,7 +655,7 @@ fn probe_finds_every_simulated_device() {
         "GPIO 4",
         "BME680",
         "0x77",
-        "chip id 0x61",
+        "BME680, chip id 0x61",
         "hPa",
         "LED strip",
         "8 LEDs",

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::drivers::bme680::{
-    self as proto, Calibration, Oversampling, CHIP_ID, COEFF1_LEN, COEFF2_LEN, COEFF3_LEN,
+    self as proto, Calibration, Oversampling, Variant, CHIP_ID, COEFF1_LEN, COEFF2_LEN, COEFF3_LEN,
     FIELD_LEN, SIM_COEFF1, SIM_COEFF2, SIM_COEFF3,
 };
 use crate::hardware::bme680::{Bme680Bus, BusError};
@@ -69,6 +69,10 @@ pub struct SimBme680Registers {
     regs: [u8; 256],
     calibration: Calibration,
     chip_id: u8,
+    /// What the variant id register (0xF0) holds; a BME688 (0x01) also
+    /// enables gas on its own `run_gas` bit and reports gas in its own
+    /// bytes, by its own formula.
+    variant_id: u8,
     air: SimAir,
     /// Virtual time, advanced only by [`Bme680Bus::sleep`].
     now: Duration,
@@ -89,10 +93,16 @@ impl SimBme680Registers {
     /// A BME680 with the calibration of a real chip
     /// ([`Calibration::simulated`]).
     pub fn new() -> SimBme680Registers {
+        SimBme680Registers::of_variant(Variant::Bme680)
+    }
+
+    /// A BME680 or a BME688 (same chip id, its variant id in 0xF0).
+    pub fn of_variant(variant: Variant) -> SimBme680Registers {
         let mut sim = SimBme680Registers {
             regs: [0; 256],
             calibration: Calibration::simulated(),
             chip_id: CHIP_ID,
+            variant_id: variant.id(),
             air: SimAir::default(),
             now: Duration::ZERO,
             deaf_until: Duration::ZERO,
@@ -115,6 +125,7 @@ impl SimBme680Registers {
         let coeff3 = usize::from(proto::REG_COEFF3);
         self.regs[coeff3..coeff3 + COEFF3_LEN].copy_from_slice(&SIM_COEFF3);
         self.regs[usize::from(proto::REG_CHIP_ID)] = self.chip_id;
+        self.regs[usize::from(proto::REG_VARIANT_ID)] = self.variant_id;
         self.conversion = None;
     }
 
@@ -127,6 +138,18 @@ impl SimBme680Registers {
     pub fn set_chip_id(&mut self, id: u8) {
         self.chip_id = id;
         self.regs[usize::from(proto::REG_CHIP_ID)] = id;
+    }
+
+    /// Another variant id (0x01 makes it a BME688; others are unknown parts).
+    pub fn set_variant_id(&mut self, id: u8) {
+        self.variant_id = id;
+        self.regs[usize::from(proto::REG_VARIANT_ID)] = id;
+    }
+
+    /// The chip's variant, as a driver should find it (a BME680 for an
+    /// unknown id: such a chip reports gas where a BME680 does).
+    fn variant(&self) -> Variant {
+        Variant::from_id(self.variant_id).unwrap_or_default()
     }
 
     /// Unplugs (`true`) or plugs back in (`false`) the chip. Plugging in
@@ -182,6 +205,7 @@ impl SimBme680Registers {
         self.conversion = None;
         let mut field = proto::encode_field(
             &self.calibration,
+            self.variant(),
             self.air.temperature_c,
             self.air.pressure_hpa * 100.0,
             self.air.humidity_pct,
@@ -209,7 +233,8 @@ impl SimBme680Registers {
             os(ctrl_meas >> 2),
             os(self.regs[usize::from(proto::REG_CTRL_HUM)]),
         );
-        let gas_enabled = self.regs[usize::from(proto::REG_CTRL_GAS_1)] & proto::RUN_GAS != 0
+        let gas_enabled = self.regs[usize::from(proto::REG_CTRL_GAS_1)] & self.variant().run_gas()
+            != 0
             && self.regs[usize::from(proto::REG_CTRL_GAS_0)] & HEAT_OFF == 0;
         let heater = if gas_enabled {
             decode_gas_wait(self.regs[usize::from(proto::REG_GAS_WAIT_0)])
@@ -266,8 +291,8 @@ impl Bme680Bus for SimBme680Registers {
                 self.deaf_until = self.now + RESET_DEAF;
             }
             proto::REG_SOFT_RESET => {}
-            // Read-only: chip id and calibration.
-            proto::REG_CHIP_ID => {}
+            // Read-only: chip id, variant id and calibration.
+            proto::REG_CHIP_ID | proto::REG_VARIANT_ID => {}
             proto::REG_CTRL_MEAS => {
                 self.regs[usize::from(reg)] = value;
                 if value & 0b11 == proto::MODE_FORCED {

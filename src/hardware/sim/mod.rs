@@ -90,6 +90,22 @@ impl SimBackend {
         }
     }
 
+    /// Makes the simulated chips at `addresses` (of `bme680_addresses`)
+    /// BME688s: the driver must recognise them by their variant id.
+    pub fn with_bme688_at(mut self, addresses: &[u8]) -> SimBackend {
+        for (&addr, driver) in self.bme680.iter_mut() {
+            if addresses.contains(&addr) {
+                let settings = driver.settings();
+                *driver = Bme680Driver::new(
+                    SimBme680Registers::of_variant(crate::drivers::bme680::Variant::Bme688),
+                    addr,
+                    settings,
+                );
+            }
+        }
+        self
+    }
+
     fn t_s(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
