@@ -24,7 +24,10 @@
 //! only if it is valid: an invalid, empty or truncated file, or a deleted
 //! one, keeps the running config, and `/healthz` says why. A valid one is
 //! applied plugin by plugin; every plugin it removes, disables, enables or
-//! reconfigures is logged by name.
+//! reconfigures is logged by name. A plugin that cannot load under its new
+//! config (a grant taken away that its source imports, a limit it cannot
+//! start in) is stopped and shows why: the version loaded under the old
+//! config must not go on with what the new one took away.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -325,6 +328,26 @@ impl Loader {
         }
     }
 
+    /// Stops the running version of plugin `name`. Once the scheduler has
+    /// dropped it, `status` gets its published status (`None` when there is
+    /// none) and returns the one to publish (`None`: no entry).
+    fn unload(
+        &mut self,
+        name: &str,
+        status: impl FnOnce(Option<PluginStatus>) -> Option<PluginStatus> + Send + 'static,
+    ) {
+        self.versions.remove(name);
+        let key = name.to_string();
+        let then = move |registry: &mut BTreeMap<String, PluginStatus>| {
+            if let Some(s) = status(registry.remove(&key)) {
+                registry.insert(key, s);
+            }
+        };
+        let _ = self
+            .commands
+            .send(Command::Remove(name.to_string(), Box::new(then)));
+    }
+
     fn clear_reload_error(&self, name: &str) {
         let mut registry = self.registry.write().expect("plugin registry lock");
         if let Some(s) = registry.get_mut(name) {
@@ -401,12 +424,12 @@ impl Loader {
                     } else {
                         log::warn!("config change: plugin `{name}` disabled (enabled = false)");
                     }
-                    self.versions.remove(&name);
-                    let _ = self.commands.send(Command::Remove(name.clone()));
-                    let mut registry = self.registry.write().expect("plugin registry lock");
-                    if let Some(s) = registry.get_mut(&name) {
+                    let removed = after.is_none();
+                    self.unload(&name, move |s| {
+                        let mut s = s.filter(|_| !removed)?;
                         s.status = Health::Disabled;
-                    }
+                        Some(s)
+                    });
                 }
                 (None, Some(_)) => {
                     log::info!("config change: plugin `{name}` enabled");
@@ -418,6 +441,28 @@ impl Loader {
                     log::info!("config change: plugin `{name}` reconfigured");
                     self.versions.remove(&name);
                     self.load_and_send(&name, false);
+                    if !self.versions.contains_key(&name) {
+                        // Refused under its new config (a revoked grant, a
+                        // lower limit): the version loaded under the old one
+                        // must not go on with what was taken away. Its status
+                        // keeps the load error set just now.
+                        let refused = self
+                            .registry
+                            .read()
+                            .expect("plugin registry lock")
+                            .get(&name)
+                            .cloned();
+                        self.unload(&name, move |s| {
+                            let mut s = s?;
+                            if let Some(refused) = refused {
+                                s.status = Health::LoadFailed;
+                                s.last_error = refused.last_error;
+                                s.last_error_kind = refused.last_error_kind;
+                                s.last_error_detail = refused.last_error_detail;
+                            }
+                            Some(s)
+                        });
+                    }
                 }
                 _ => {}
             }
