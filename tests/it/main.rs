@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod component;
 mod drivers;
 mod first_plugin;
 mod hardware;
