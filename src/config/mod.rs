@@ -888,8 +888,23 @@ impl Config {
             self.mqtt.validate()?;
         }
         check_limits("limits", &self.limits)?;
+        let mut dashboard: Option<&str> = None;
         for (name, plugin) in &self.plugins {
             let key = |k: &str| format!("plugins.{name}.{k}");
+            // The page at `/` is one plugin's: a second dashboard would
+            // silently take the slot of the first.
+            if plugin.enabled && plugin.kind == Some(PluginKind::Dashboard) {
+                if let Some(first) = dashboard {
+                    return Err((
+                        key("kind"),
+                        format!(
+                            "only one plugin can be the dashboard (the page at /), and                              `{first}` is kind = \"dashboard\" too: disable one of them \
+                             (enabled = false)"
+                        ),
+                    ));
+                }
+                dashboard = Some(name);
+            }
             if name.is_empty()
                 || !name
                     .chars()

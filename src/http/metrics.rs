@@ -239,6 +239,18 @@ pub fn render(state: &AppState) -> Response {
         );
     }
     m.header(
+        "whp_plugin_python_compiles_total",
+        "counter",
+        "Python modules compiled from source by the plugin's loads (cached bytecode adds none).",
+    );
+    for p in &plugins {
+        m.sample(
+            "whp_plugin_python_compiles_total",
+            &[("plugin", &p.name)],
+            p.python_compiles,
+        );
+    }
+    m.header(
         "whp_plugin_instance_memory_bytes",
         "gauge",
         "Linear memory of the plugin's live instance (0 when none is kept).",

@@ -89,6 +89,10 @@ pub struct PluginStatus {
     pub fuel_used_total: u64,
     /// Versions installed after the first (hot reloads and rollbacks).
     pub reloads: u64,
+    /// Python modules compiled from source by this plugin's loads so far.
+    /// A load that finds its bytecode cached (a restart, a new instance
+    /// after a failure, `recycle = true`) adds nothing.
+    pub python_compiles: u64,
     /// Linear memory of the live instance; 0 when there is none.
     pub instance_memory_bytes: u64,
     /// Durable writes of its state store so far (a call's changes are
@@ -127,6 +131,7 @@ impl PluginStatus {
             max_start_delay_us: 0,
             fuel_used_total: 0,
             reloads: 0,
+            python_compiles: 0,
             instance_memory_bytes: 0,
             state_writes: 0,
             call_seconds: BTreeMap::new(),
@@ -284,7 +289,6 @@ pub fn load(
         follows: plugin_config.grants.follows.clone(),
     };
     let started = Instant::now();
-    let uncompiled = plugin.prepared.uncompiled();
     // The first load compiles the Python (the loader thread's time, not the
     // schedule's): it gets the first-load budget.
     plugin.start(&limits.first_load()).map_err(|failure| {
@@ -304,7 +308,7 @@ pub fn load(
             "component"
         },
         started.elapsed().as_millis(),
-        match uncompiled {
+        match plugin.prepared.compiled_by_last_load() {
             0 if plugin.prepared.is_source() => format!(" (bytecode cached, {fuel} fuel)"),
             n if plugin.prepared.is_source() => format!(" ({n} modules compiled, {fuel} fuel)"),
             _ => String::new(),
@@ -409,7 +413,12 @@ impl Plugin {
     /// `limits`.
     fn start(&mut self, limits: &Limits) -> Result<(), PluginFailure> {
         let ctx = self.shared.context(&self.services);
-        self.instance = Some(self.prepared.instantiate(ctx, limits)?);
+        let instance = self.prepared.instantiate(ctx, limits)?;
+        let compiled = self.prepared.compiled_by_last_load() as u64;
+        if compiled > 0 {
+            self.publish(|s| s.python_compiles += compiled);
+        }
+        self.instance = Some(instance);
         Ok(())
     }
 

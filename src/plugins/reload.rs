@@ -4,7 +4,10 @@
 //! inotify watches the folder of every plugin (its Python source, or its
 //! component), the shared modules' folder and the config file's folder
 //! (folders, not files: editors and `scp` replace files by renaming, which
-//! a watch on the old inode would miss). The watch starts before the first
+//! a watch on the old inode would miss), and the plugins folder, for the
+//! same reason one level up: a plugin folder made after its config entry,
+//! or swapped whole (`rm -rf` then `cp -r`, `mv` aside then `mv` in), is
+//! watched anew at its path. The watch starts before the first
 //! load and the config is compared with what was read at start, so an edit
 //! made while the host is starting is never lost. Only finished writes,
 //! renames and deletions count, and a burst of them is debounced until the
@@ -24,7 +27,10 @@
 //! half-way), and only if it is valid: an invalid, empty or truncated file,
 //! or a deleted one, keeps the running config, and `/healthz` says why. A valid one is
 //! applied plugin by plugin; every plugin it removes, disables, enables or
-//! reconfigures is logged by name.
+//! reconfigures is logged by name. A plugin that cannot load under its new
+//! config (a grant taken away that its source imports, a limit it cannot
+//! start in) is stopped and shows why: the version loaded under the old
+//! config must not go on with what the new one took away.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
-use inotify::{Inotify, WatchDescriptor, WatchMask};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use super::{files, load, Health, LoadFailure, PluginStatus, Registry};
 use crate::capabilities::HostServices;
@@ -246,8 +252,8 @@ impl Loader {
         if changed.iter().any(|p| Some(p) == config_file.as_ref()) {
             self.apply_config_change(watcher);
         }
+        let mut names = self.folders_changed(changed, watcher);
         let common = canonical_dir(&self.config.common_dir());
-        let mut names: Vec<String> = Vec::new();
         for path in changed {
             let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
@@ -271,6 +277,43 @@ impl Loader {
         for name in names {
             self.reload(&name);
         }
+    }
+
+    /// A source plugin's folder (or `common/`) that appeared, went or was
+    /// swapped for another (`rm -rf` then `cp -r`, `mv` aside then `mv`
+    /// in, or made after its config entry): its watch is moved to the
+    /// folder now at that path. Returns the plugins to reload.
+    fn folders_changed(&self, changed: &HashSet<PathBuf>, watcher: &mut Watcher) -> Vec<String> {
+        let Some(plugins_dir) = canonical_dir(&self.config.plugins_dir()) else {
+            return Vec::new();
+        };
+        let sources: Vec<String> = self
+            .enabled()
+            .filter(|name| self.config.component_file(name).is_none())
+            .collect();
+        let mut names = Vec::new();
+        for path in changed {
+            if path.parent() != Some(plugins_dir.as_path()) {
+                continue;
+            }
+            let Some(folder) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let affected: Vec<String> = if folder == "common" {
+                sources.clone()
+            } else if sources.iter().any(|n| n == folder) {
+                vec![folder.to_string()]
+            } else {
+                continue;
+            };
+            watcher.watch_again(path);
+            for name in affected {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 
     /// Enabled plugins with what they are loaded from (canonical paths).
@@ -323,6 +366,26 @@ impl Loader {
             )?
             .version),
         }
+    }
+
+    /// Stops the running version of plugin `name`. Once the scheduler has
+    /// dropped it, `status` gets its published status (`None` when there is
+    /// none) and returns the one to publish (`None`: no entry).
+    fn unload(
+        &mut self,
+        name: &str,
+        status: impl FnOnce(Option<PluginStatus>) -> Option<PluginStatus> + Send + 'static,
+    ) {
+        self.versions.remove(name);
+        let key = name.to_string();
+        let then = move |registry: &mut BTreeMap<String, PluginStatus>| {
+            if let Some(s) = status(registry.remove(&key)) {
+                registry.insert(key, s);
+            }
+        };
+        let _ = self
+            .commands
+            .send(Command::Remove(name.to_string(), Box::new(then)));
     }
 
     fn clear_reload_error(&self, name: &str) {
@@ -401,12 +464,12 @@ impl Loader {
                     } else {
                         log::warn!("config change: plugin `{name}` disabled (enabled = false)");
                     }
-                    self.versions.remove(&name);
-                    let _ = self.commands.send(Command::Remove(name.clone()));
-                    let mut registry = self.registry.write().expect("plugin registry lock");
-                    if let Some(s) = registry.get_mut(&name) {
+                    let removed = after.is_none();
+                    self.unload(&name, move |s| {
+                        let mut s = s.filter(|_| !removed)?;
                         s.status = Health::Disabled;
-                    }
+                        Some(s)
+                    });
                 }
                 (None, Some(_)) => {
                     log::info!("config change: plugin `{name}` enabled");
@@ -418,6 +481,28 @@ impl Loader {
                     log::info!("config change: plugin `{name}` reconfigured");
                     self.versions.remove(&name);
                     self.load_and_send(&name, false);
+                    if !self.versions.contains_key(&name) {
+                        // Refused under its new config (a revoked grant, a
+                        // lower limit): the version loaded under the old one
+                        // must not go on with what was taken away. Its status
+                        // keeps the load error set just now.
+                        let refused = self
+                            .registry
+                            .read()
+                            .expect("plugin registry lock")
+                            .get(&name)
+                            .cloned();
+                        self.unload(&name, move |s| {
+                            let mut s = s?;
+                            if let Some(refused) = refused {
+                                s.status = Health::LoadFailed;
+                                s.last_error = refused.last_error;
+                                s.last_error_kind = refused.last_error_kind;
+                                s.last_error_detail = refused.last_error_detail;
+                            }
+                            Some(s)
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -476,8 +561,8 @@ fn canonical(path: &Path) -> Option<PathBuf> {
 }
 
 /// Every folder the host watches for `config`: the config file's, the
-/// shared modules', and each enabled plugin's (its source folder, or its
-/// component's folder).
+/// plugins folder, the shared modules', and each enabled plugin's (its
+/// source folder, or its component's folder).
 fn watched_dirs(config: &Config) -> BTreeMap<PathBuf, ()> {
     let mut dirs = BTreeMap::new();
     if let Some(p) = canonical(&config.source).and_then(|p| p.parent().map(Path::to_path_buf)) {
@@ -485,6 +570,11 @@ fn watched_dirs(config: &Config) -> BTreeMap<PathBuf, ()> {
     }
     if let Some(common) = canonical_dir(&config.common_dir()) {
         dirs.insert(common, ());
+    }
+    // For plugin folders that appear, go or are swapped (their own watch
+    // follows the old folder, or ends with it).
+    if let Some(plugins) = canonical_dir(&config.plugins_dir()) {
+        dirs.insert(plugins, ());
     }
     for (name, p) in &config.plugins {
         if !p.enabled {
@@ -525,6 +615,19 @@ impl Watcher {
                 let mut buffer = [0u8; 4096];
                 while let Ok(events) = inotify.read_events_blocking(&mut buffer) {
                     for event in events {
+                        if event.mask.contains(EventMask::IGNORED) {
+                            // The folder is gone (or its watch was moved):
+                            // a folder made at its path is watched anew.
+                            dirs.lock().expect("watch table lock").remove(&event.wd);
+                            continue;
+                        }
+                        // A new file is acted on once written (CLOSE_WRITE);
+                        // a new folder at once.
+                        if event.mask.contains(EventMask::CREATE)
+                            && !event.mask.contains(EventMask::ISDIR)
+                        {
+                            continue;
+                        }
                         let Some(name) = event.name else { continue };
                         let dir = dirs
                             .lock()
@@ -551,11 +654,7 @@ impl Watcher {
             if dirs.values().any(|d| d == &dir) {
                 continue;
             }
-            let mask = WatchMask::CLOSE_WRITE
-                | WatchMask::MOVED_TO
-                | WatchMask::MOVED_FROM
-                | WatchMask::DELETE;
-            match self.watches.add(&dir, mask) {
+            match self.watches.add(&dir, WATCH_MASK) {
                 Ok(wd) => {
                     dirs.insert(wd, dir);
                 }
@@ -563,7 +662,39 @@ impl Watcher {
             }
         }
     }
+
+    /// Watches the folder now at `dir` (if there is one) instead of the
+    /// one watched under that name before, which may have been moved away.
+    fn watch_again(&mut self, dir: &Path) {
+        let mut dirs = self.dirs.lock().expect("watch table lock");
+        let old: Vec<WatchDescriptor> = dirs
+            .iter()
+            .filter(|(_, d)| d.as_path() == dir)
+            .map(|(wd, _)| wd.clone())
+            .collect();
+        for wd in old {
+            dirs.remove(&wd);
+            // Fails when the folder is gone, and its watch with it.
+            let _ = self.watches.remove(wd);
+        }
+        if dir.is_dir() {
+            match self.watches.add(dir, WATCH_MASK) {
+                Ok(wd) => {
+                    dirs.insert(wd, dir.to_path_buf());
+                }
+                Err(e) => log::warn!("cannot watch {} for changes: {e}", dir.display()),
+            }
+        }
+    }
 }
+
+/// Finished writes, renames and deletions; a new folder (new files wait for
+/// their CLOSE_WRITE, see the reader thread).
+const WATCH_MASK: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CREATE);
 
 /// Waits for a burst of file changes and returns the changed paths once
 /// the burst has been quiet for [`DEBOUNCE`]. `None` when the scheduler has

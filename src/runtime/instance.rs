@@ -149,6 +149,9 @@ pub struct Program {
     /// fails at load.
     granted: Vec<String>,
     bytecode: Arc<BytecodeCache>,
+    /// Modules the runtime compiled from source during the last load (a
+    /// module the plugin never imports is never compiled).
+    compiled_by_last_load: usize,
 }
 
 impl Program {
@@ -174,16 +177,13 @@ impl Program {
             modules,
             granted,
             bytecode,
+            compiled_by_last_load: 0,
         }
-    }
-
-    /// Modules of this program that have no cached bytecode yet.
-    pub fn uncompiled(&self) -> usize {
-        self.modules.iter().filter(|m| m.bytecode.is_none()).count()
     }
 
     /// Keeps what the runtime compiled, here and in the cache.
     fn remember(&mut self, compiled: Vec<loader::Compiled>) {
+        self.compiled_by_last_load = compiled.len();
         for c in compiled {
             if let Some(m) = self.modules.iter_mut().find(|m| m.name == c.name) {
                 self.bytecode.put(&m.path, &m.source, &c.bytecode);
@@ -272,10 +272,10 @@ impl Prepared {
         self.program.is_some()
     }
 
-    /// Modules of a source plugin the runtime will have to compile at the
-    /// next load (0 when its bytecode is cached, and for a component).
-    pub fn uncompiled(&self) -> usize {
-        self.program.as_ref().map_or(0, Program::uncompiled)
+    /// Modules of a source plugin that its last load compiled from source
+    /// (0 when their bytecode was cached, and for a component).
+    pub fn compiled_by_last_load(&self) -> usize {
+        self.program.as_ref().map_or(0, |p| p.compiled_by_last_load)
     }
 
     /// A new instance, with the plugin's program loaded into it when it has
@@ -340,6 +340,7 @@ impl Prepared {
             forwarded: [0, 0],
         };
         if let (Some(program), Some(loader)) = (&mut self.program, loader) {
+            program.compiled_by_last_load = 0;
             let kind = self.kind.interface();
             let modules = &program.modules;
             let granted = &program.granted;

@@ -90,14 +90,20 @@ pub enum Command {
         plugin: Box<Plugin>,
         trial: bool,
     },
-    /// Unload a plugin (disabled or removed in the config).
-    Remove(String),
+    /// Unload a plugin (disabled or removed in the config, or refused under
+    /// its new config), then update the registry with the function: it runs
+    /// once the plugin is dropped, so no late outcome of its last call can
+    /// overwrite what it publishes (or bring back a removed plugin's entry).
+    Remove(String, AfterRemove),
     /// The loader has gone through every configured plugin.
     LoadingDone,
     /// Nothing: lets the loader notice a stopped scheduler.
     Ping,
     Stop,
 }
+
+/// Updates the registry after a plugin was unloaded (see [`Command::Remove`]).
+pub type AfterRemove = Box<dyn FnOnce(&mut BTreeMap<String, PluginStatus>) + Send>;
 
 /// Calls a new version must survive before the old one is let go.
 pub const TRIAL_CALLS: u32 = 3;
@@ -269,7 +275,7 @@ impl Scheduler {
         }
     }
 
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &str, then: AfterRemove) {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
             self.services.telemetry.remove(name);
@@ -290,6 +296,10 @@ impl Scheduler {
                 }
             }
             // Dropping the slot puts the plugin's actuators in the safe state.
+            drop(slot);
+        }
+        if let Ok(mut registry) = self.shared.registry.write() {
+            then(&mut registry);
         }
     }
 
@@ -378,7 +388,7 @@ impl Scheduler {
                 .min(Instant::now() + MAX_SLEEP);
             match commands.recv_deadline(next) {
                 Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
-                Ok(Command::Remove(name)) => self.remove(&name),
+                Ok(Command::Remove(name, then)) => self.remove(&name, then),
                 Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
                 Ok(Command::Ping) => {}
                 Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {

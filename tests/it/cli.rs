@@ -1,7 +1,8 @@
 //! Command line and config errors: exit non-zero with one line naming the
 //! file, the key and the line.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::{temp_dir, BIN};
 
@@ -10,11 +11,30 @@ fn run_with_config(config: &str) -> (i32, String, String) {
     let dir = temp_dir("cli");
     let path = dir.join("host.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&path)
-        .output()
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("the binary runs");
+    // A config the host accepts would run for ever: a bad one must end it
+    // well within this.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child
+        .try_wait()
+        .expect("the host can be waited for")
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("the host's output");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (
         out.status.code().unwrap_or(-1),
@@ -150,6 +170,12 @@ const BAD_CONFIGS: &[(&str, &str, &str, usize)] = &[
         "[limits]\nmemory_mb = 4\n",
         "limits.memory_mb",
         2,
+    ),
+    (
+        "two dashboards (the page at / is one plugin's)",
+        "[plugins.a]\nkind = \"dashboard\"\n\n[plugins.b]\nkind = \"dashboard\"\n",
+        "plugins.b.kind",
+        5,
     ),
     ("syntax error", "[host\nlisten = 1\n", "", 1),
 ];

@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod component;
 mod drivers;
 mod files;
 mod first_plugin;

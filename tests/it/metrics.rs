@@ -72,6 +72,7 @@ fn metrics_pass_promtool_and_have_every_family() {
         ("whp_plugin_failures_total", "counter"),
         ("whp_plugin_fuel_used_total", "counter"),
         ("whp_plugin_reloads_total", "counter"),
+        ("whp_plugin_python_compiles_total", "counter"),
         ("whp_plugin_instance_memory_bytes", "gauge"),
         ("whp_plugin_call_duration_seconds", "histogram"),
         ("whp_plugin_poll_start_delay_seconds", "histogram"),
