@@ -197,7 +197,11 @@ fn add_component(
 ) {
     grant(config, name, kind, 300, SENSOR_INTERFACES);
     table(config, &["plugins", name]).insert("component".into(), file.display().to_string().into());
-    table(config, &["plugins", name, "settings"]).insert("mode".into(), mode.into());
+    let settings = table(config, &["plugins", name, "settings"]);
+    settings.insert("mode".into(), mode.into());
+    // The hostile plugin's sensor ids start with this: a plugin reports
+    // only ids it owns.
+    settings.insert("name".into(), name.into());
     let l = table(config, &["plugins", name, "limits"]);
     for (k, v) in limits {
         l.insert(k.to_string(), (*v).into());
@@ -254,9 +258,9 @@ fn a_component_plugin_polls_under_the_same_grants_and_limits() {
     assert_eq!(p["version"], version(&c.hostile).as_str(), "{p}");
     // Argument-level grants: pin 17, address 0x76 and LED 2 are not its.
     let api = host.wait_api("the component's report", WAIT, |a| {
-        reading(a, "hostile-ungranted").is_some()
+        reading(a, "comp-ungranted").is_some()
     });
-    let message = reading(&api, "hostile-ungranted").unwrap()["message"]
+    let message = reading(&api, "comp-ungranted").unwrap()["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -373,7 +377,7 @@ fn replacing_the_component_file_hot_reloads_it() {
         p["version"] == v1.as_str() && p["status"] == "running"
     });
     let calls = |api: &Value| -> u64 {
-        reading(api, "hostile-ok")
+        reading(api, "comp-ok")
             .and_then(|r| r["message"].as_str()?.strip_prefix("call ")?.parse().ok())
             .unwrap_or(0)
     };

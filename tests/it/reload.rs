@@ -816,7 +816,6 @@ fn an_invalid_or_deleted_config_keeps_the_running_one_and_healthz_says_why() {
 /// 97cbb5f, tried on this branch); on its own this branch applies an empty
 /// file as "no plugins" and stops them all.
 #[test]
-#[ignore = "needs the required-sections check from branch hostile"]
 fn an_empty_or_truncated_config_is_refused() {
     let host = TestHost::start();
     let good = std::fs::read_to_string(&host.config_path).expect("config is readable");
