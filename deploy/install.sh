@@ -132,12 +132,11 @@ wait_healthy() { # config timeout_s
 }
 
 # Each file of a staged plugin folder into the live one by rename, so the
-# running host sees only whole files; the entry file (the one the host
-# loads) last, so it never sees a new entry with old helpers.
-# RUNTIME-MODEL (issue 15): today the entry file is <name>.wasm; with the
-# shared runtime it is app.py.
+# running host sees only whole files; the entry file (app.py, or a component
+# plugin's .wasm) last, so it never sees a new entry with old helpers.
 push_plugin() { # name [source folder, default: the staged one]
-    src=${2:-$here/plugins/$1} dst="$lib/plugins/$1" entry="$1.wasm"
+    src=${2:-$here/plugins/$1} dst="$lib/plugins/$1" entry=app.py
+    [ -e "$src/$entry" ] || entry=$(cd "$src" && ls ./*.wasm 2>/dev/null | head -n 1 | cut -c3-)
     if [ ! -d "$dst" ]; then
         rm -rf "$lib/plugins/.$1.new"
         cp -R "$src" "$lib/plugins/.$1.new"
@@ -145,12 +144,14 @@ push_plugin() { # name [source folder, default: the staged one]
         mv "$lib/plugins/.$1.new" "$dst"
         return
     fi
-    (cd "$src" && find . -type f ! -name "$entry") | while read -r f; do
+    (cd "$src" && find . -type f ! -name "${entry:-.none}") | while read -r f; do
         install -D -m 0644 "$src/$f" "$dst/$(dirname "$f")/.$(basename "$f").new"
         mv "$dst/$(dirname "$f")/.$(basename "$f").new" "$dst/$f"
     done
-    install -m 0644 "$src/$entry" "$dst/.$entry.new"
-    mv "$dst/.$entry.new" "$dst/$entry"
+    if [ -n "$entry" ] && [ -e "$src/$entry" ]; then
+        install -m 0644 "$src/$entry" "$dst/.$entry.new"
+        mv "$dst/.$entry.new" "$dst/$entry"
+    fi
 }
 
 install_artifacts() {
@@ -193,12 +194,22 @@ if [ "$MODE" = plugins ]; then
         say "done: no plugin changed ($PLUGINS), nothing pushed"
         exit 0
     fi
-    say "pushed:$changed; waiting for the host's verdict on each (up to ${WAIT_S} s)"
-    deadline=$(($(date +%s) + WAIT_S))
+    # A change of the shared modules reloads every plugin that runs here.
     pending=$changed
+    case " $changed " in *" common "*)
+        pending=$(cd "$lib/plugins" && for d in */; do d=${d%/}; [ "$d" = common ] || [ ! -e "$d/app.py" ] || printf '%s ' "$d"; done) ;;
+    esac
+    say "pushed:$changed; waiting for the host's verdict on$( [ "$pending" = "$changed" ] || printf ' every plugin using it:') $pending (up to ${WAIT_S} s)"
+    deadline=$(($(date +%s) + WAIT_S))
     failed=0
-    restore() { # name: the replaced files back on disk (the host keeps running that version)
+    restore() { # name: the files that made its new version back on disk
+        case " $changed " in *" $1 "*) restore_one "$1" ;; esac
+        case " $changed " in *" common "*) [ "$1" = common ] || restore_one common ;; esac
+    }
+    restore_one() { # name: the replaced files back on disk (the host keeps running that version)
+        [ -d "$lib/plugins/.$1.restored" ] && return
         if [ -d "$lib/plugins/.$1.previous" ]; then
+            mkdir -p "$lib/plugins/.$1.restored"
             push_plugin "$1" "$lib/plugins/.$1.previous"
             say "plugin $1: its previous files are back in $lib/plugins/$1, so a restart runs the version that is serving now"
         else
@@ -210,22 +221,20 @@ if [ "$MODE" = plugins ]; then
         log=$(journalctl -u wasi-python-host --since "$since" --no-pager -o cat 2>/dev/null || true)
         still=
         for p in $pending; do
-            # RUNTIME-MODEL (issue 15): the version is the SHA-256 prefix of
-            # <name>.wasm today; with the shared runtime it is the hash the
-            # host gives a plugin's sources.
-            v=$(sha256sum "$lib/plugins/$p/$p.wasm" | cut -c1-12)
-            if printf '%s\n' "$log" | grep -q "plugin \`$p\`: version $v passed its trial"; then
-                say "plugin $p: version $v is live"
-            elif printf '%s\n' "$log" | grep -q "plugin \`$p\`: version $v failed on its first calls"; then
-                say "plugin $p: version $v FAILED on its first calls; the host rolled back and the previous version keeps serving:"
+            # The version the host is loading: it names it when it sees the
+            # new files ("changed, loading version V").
+            v=$(printf '%s\n' "$log" | sed -n "s/.*plugin \`$p\`: changed, loading version \([0-9a-f]*\).*/\1/p" | tail -n 1)
+            if printf '%s\n' "$log" | grep -q "plugin \`$p\`: reload failed, the running version stays"; then
+                say "plugin $p: the host refused the new version; the running version stays:"
                 printf '%s\n' "$log" | grep "plugin \`$p\`" | tail -n 5 | sed 's/^/deploy:     /'
                 restore "$p"
                 failed=1
-            elif printf '%s\n' "$log" | grep -q "plugin \`$p\` loaded: .*version $v" ||
-                printf '%s\n' "$log" | grep -q "plugin \`$p\`: .*changed, reloading"; then
-                still="$still $p" # loaded, on trial
-            elif printf '%s\n' "$log" | grep -q "plugin \`$p\`: reload failed, the running version stays"; then
-                say "plugin $p: the host refused version $v; the running version stays:"
+            elif [ -z "$v" ]; then
+                still="$still $p"
+            elif printf '%s\n' "$log" | grep -q "plugin \`$p\`: version $v passed its trial"; then
+                say "plugin $p: version $v is live"
+            elif printf '%s\n' "$log" | grep -q "plugin \`$p\`: version $v failed on its first calls"; then
+                say "plugin $p: version $v FAILED on its first calls; the host rolled back and the previous version keeps serving:"
                 printf '%s\n' "$log" | grep "plugin \`$p\`" | tail -n 5 | sed 's/^/deploy:     /'
                 restore "$p"
                 failed=1
@@ -240,7 +249,7 @@ if [ "$MODE" = plugins ]; then
         for p in $pending; do restore "$p"; done
         fail "no verdict from the host within ${WAIT_S} s for:$pending (is it in [plugins.*] of $etc/host.toml and enabled?)"
     fi
-    for p in $changed; do rm -rf "$lib/plugins/.$p.previous"; done
+    for p in $changed; do rm -rf "$lib/plugins/.$p.previous" "$lib/plugins/.$p.restored"; done
     [ "$failed" = 0 ] || fail "a pushed plugin did not go live (above); the running versions keep serving"
     say "done: every pushed plugin is live, without a restart"
     exit 0

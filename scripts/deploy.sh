@@ -8,16 +8,17 @@
 #   -i, --identity FILE ssh key;  -F, --ssh-config FILE  ssh config file
 #   --target T          aarch64 (64-bit Pi OS, default) or armv7 (32-bit);
 #                       `dpkg --print-architecture` on the Pi: arm64 or armhf
-#   --runtime-only      a binary without the compiler (about a third of the
-#                       size): it runs only what this script precompiled
+#                       (the Pi gets the runtime-only build: no compiler,
+#                       about a third of the size; it runs what this script
+#                       precompiled, and never compiles)
 #   --no-build          deploy what is already built, build nothing (fails,
 #                       naming the command, when something is missing)
-#   --precompiler FILE  the native host that precompiles the plugins for the
-#                       Pi (built with --features precompile-all-targets;
+#   --precompiler FILE  the native host that precompiles the Python runtime
+#                       for the Pi (built with --features precompile-all-targets;
 #                       default target/release/wasi-python-host, built here)
-#   --plugins-only      push only the plugins (and their artifacts) into the
-#                       running host: it hot-reloads them, no restart; waits
-#                       for the host's verdict on each new version
+#   --plugins-only      push only the plugins' Python files into the running
+#                       host: it hot-reloads them, no restart, no compile;
+#                       waits for the host's verdict on each new version
 #   --config FILE       where the plugins' config comes from (default
 #                       config/host.toml: the one `new --add` and run.sh use)
 #   --device-config F   the device settings (default deploy/host.toml)
@@ -25,9 +26,12 @@
 #                       (the old one is kept as host.toml.previous)
 #   --dry-run           print the commands, run nothing
 #
-# What goes to the Pi: the binary, every plugin in plugins/ (each folder with
-# an app.py, your own included) with its artifact precompiled for the Pi, the
-# unit, and a config made of deploy/host.toml's device settings ([host],
+# What goes to the Pi: the binary, the shared Python runtime precompiled for
+# the Pi (~40 MB, copied once: a redeploy sends it only when it changed),
+# every plugin in plugins/ (each folder with an app.py, your own included:
+# its Python files, tests left out) and plugins/common, any component
+# plugin with its artifact, the unit, and a config made of
+# deploy/host.toml's device settings ([host],
 # [hardware], [limits], ...) plus the [plugins.*] tables of config/host.toml.
 # Everything is staged in dist/deploy-<triple>/, streamed to a folder on the
 # Pi's disk (/var/tmp, not the RAM-backed /tmp) and installed by
@@ -41,11 +45,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-dest= port= identity= ssh_config= arch=aarch64 dry=0 runtime_only= build=1
+dest= port= identity= ssh_config= arch=aarch64 dry=0 runtime_only=--runtime-only build=1
 mode=full replace_config=0 precompiler=
 plugin_config=config/host.toml device_config=deploy/host.toml
 wait_s=${DEPLOY_WAIT_S:-180}
-usage="usage: scripts/deploy.sh [USER@]HOST [--port N] [-i KEY] [-F SSH_CONFIG] [--target aarch64|armv7] [--runtime-only] [--no-build] [--precompiler FILE] [--plugins-only] [--config FILE] [--device-config FILE] [--replace-config] [--dry-run]"
+usage="usage: scripts/deploy.sh [USER@]HOST [--port N] [-i KEY] [-F SSH_CONFIG] [--target aarch64|armv7] [--no-build] [--precompiler FILE] [--plugins-only] [--config FILE] [--device-config FILE] [--replace-config] [--dry-run]"
 die() { echo "deploy: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,7 +59,7 @@ while [ $# -gt 0 ]; do
         -F|--ssh-config) ssh_config=${2:?$1 needs a file}; shift ;;
         --target) arch=${2:?--target needs aarch64 or armv7}; shift ;;
         --target=*) arch=${1#--target=} ;;
-        --runtime-only) runtime_only=--runtime-only ;;
+        --runtime-only) ;; # the default (and only) device build
         --no-build) build=0 ;;
         --precompiler) precompiler=${2:?--precompiler needs a file}; shift ;;
         --plugins-only) mode=plugins ;;
@@ -107,9 +111,9 @@ mapfile -t plugins < <(find plugins -mindepth 2 -maxdepth 2 -name app.py -printf
 
 # ---- 1. Build ---------------------------------------------------------------
 if [ "$build" -eq 1 ]; then
-    step "build: the Pi binary, the plugins, a native precompiler"
+    step "build: the Pi binary, the Python runtime, a native precompiler"
     [ "$mode" = plugins ] || run scripts/cross-build.sh "$arch" $runtime_only
-    run scripts/build-plugins.sh
+    run scripts/build-runtime.sh
     run cargo build --locked --release --features precompile-all-targets --bin wasi-python-host
     precompiler=$target_dir/release/wasi-python-host
 else
@@ -118,11 +122,8 @@ else
         missing+=("the Pi binary $device_bin (scripts/cross-build.sh $arch $runtime_only)")
     [ -x "$precompiler" ] ||
         missing+=("the precompiler $precompiler (cargo build --release --features precompile-all-targets --bin wasi-python-host, or --precompiler FILE)")
-    for p in "${plugins[@]}"; do
-        # RUNTIME-MODEL (issue 15): a plugin is its Python source then; only
-        # the shared runtime component needs building.
-        [ -f "plugins/$p/$p.wasm" ] || missing+=("plugins/$p/$p.wasm (scripts/build-plugins.sh $p)")
-    done
+    [ -f runtime/python-runtime.wasm ] ||
+        missing+=("the Python runtime runtime/python-runtime.wasm (scripts/build-runtime.sh)")
     if [ "${#missing[@]}" -gt 0 ] && [ "$dry" -eq 0 ]; then
         printf 'deploy: --no-build, but this is not built:\n' >&2
         printf 'deploy:   %s\n' "${missing[@]}" >&2
@@ -146,37 +147,47 @@ compose_config() { # out
 
 # ---- 3. The payload -------------------------------------------------------------
 # The one step that knows what a plugin is made of. Fills $1/plugins/<name>/
-# (each a complete folder as the device's plugins_dir holds it) and
-# $1/cache/ (artifacts precompiled for the Pi, named as its cache_dir
-# expects), for the plugins in $2...
-# RUNTIME-MODEL (issue 15): this function is what changes with the shared
-# Python runtime: then it ships each plugin's Python files (app.py and its
-# modules, plugins/common) and the runtime component's artifact, precompiled
-# once, instead of a 17 MiB component and its artifact per plugin.
+# with each plugin's Python modules as the device's plugins_dir holds them
+# (tests left out: the device never loads them), $1/plugins/common/ with the
+# shared ones, and $1/cache/ with the shared Python runtime (and any
+# component plugin) precompiled for the Pi, named as its cache_dir expects,
+# plus the pointer naming the current runtime.
+is_module() { # file name: what the host loads (src/plugins/files.rs)
+    case "$1" in test_*.py | conftest.py) return 1 ;; esac
+    [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*\.py$ ]]
+}
 stage_payload() { # stage_dir plugin...
-    local out=$1 p artifacts=dist/precompiled/$triple list
+    local out=$1 p f artifacts=dist/precompiled/$triple list
     shift
     run mkdir -p "$out/plugins" "$out/cache"
-    for p in "$@"; do
+    for p in "$@" common; do
+        [ -d "plugins/$p" ] || continue
         run mkdir -p "$out/plugins/$p"
-        run cp "plugins/$p/$p.wasm" "$out/plugins/$p/$p.wasm"
+        for f in "plugins/$p"/*; do
+            if is_module "$(basename "$f")"; then
+                run cp "$f" "$out/plugins/$p/"
+            elif [ -f "$f" ] && [[ "$f" == *.wasm ]] && grep -q "^component *= *\"$p/$(basename "$f")\"" "$plugin_config"; then
+                run cp "$f" "$out/plugins/$p/" # a component plugin's file
+            fi
+        done
     done
     # Precompiled into a folder that outlives the stage (precompile skips
     # what is already there: a redeploy compiles only what changed), then
     # exactly this deploy's artifacts are linked into the stage.
-    if ! run "$precompiler" precompile --config "$plugin_config" --target "$triple" --out "$artifacts" "$@" |
+    if ! run "$precompiler" precompile --config "$plugin_config" --target "$triple" --out "$artifacts" |
         tee "$out/precompile.log"; then
-        echo "deploy: precompiling the plugins for $triple failed (above)" >&2
+        echo "deploy: precompiling the Python runtime for $triple failed (above)" >&2
         exit 1
     fi
     [ "$dry" -eq 0 ] || return 0
+    grep -q '^python runtime: ' "$out/precompile.log" ||
+        { echo "deploy: precompile did not report the Python runtime" >&2; exit 1; }
     list=$(sed -n 's/.* -> \([0-9a-f-]*\)\.cwasm$/\1/p' "$out/precompile.log")
-    [ "$(wc -w <<<"$list")" -eq "$#" ] ||
-        { echo "deploy: expected $# artifacts from precompile, got: $list" >&2; exit 1; }
     for p in $list; do
         ln -f "$artifacts/$p.cwasm" "$artifacts/$p.sha256" "$out/cache/" 2>/dev/null ||
             cp "$artifacts/$p.cwasm" "$artifacts/$p.sha256" "$out/cache/"
     done
+    cp "$artifacts"/python-runtime-*.digest "$out/cache/"
     rm "$out/precompile.log"
 }
 
@@ -216,7 +227,8 @@ if [ "$dry" -eq 0 ]; then
     remote_sums=$(ssh "${ssh_opts[@]}" "$dest" \
         'cd /usr/local/lib/wasi-python-host/plugins 2>/dev/null && find . -type f ! -path "*/.*" -exec sha256sum {} + | sort -k2' || true)
     changed=()
-    for p in "${plugins[@]}"; do
+    for p in "${plugins[@]}" common; do
+        [ -d "$stage/plugins/$p" ] || continue
         local_sums=$(cd "$stage/plugins" && find "./$p" -type f -exec sha256sum {} + | sort -k2)
         if [ "$local_sums" != "$(grep -F "  ./$p/" <<<"$remote_sums" || true)" ]; then
             changed+=("$p")

@@ -3,16 +3,17 @@
 # (scripts/device-vm.sh) and does there exactly what the README tells a
 # user to do, with the project's own commands:
 #
-#  1. scaffold a plugin of one's own (`new --add`), build it, and deploy
-#     everything with scripts/deploy.sh over ssh (host and port as options,
-#     --no-build: the aarch64 binary scripts/test-cross.sh built);
+#  1. scaffold a plugin of one's own (`new --add`: nothing to build), and
+#     deploy everything with scripts/deploy.sh over ssh (host and port as
+#     options, --no-build: the runtime-only aarch64 binary and the runtime
+#     precompiled for it that scripts/test-cross.sh made);
 #  2. the hardened unit runs on simulated hardware and /api answers through
 #     the forwarded port in the seed's shape, with every plugin, the user's
 #     own included; a deploy whose service does not come up fails with the
 #     journal and rolls back; ARMv6 and a wrong userland are refused;
-#  3. a plugin change pushed with one command goes live without a compile
-#     on the device or a restart, and a broken one leaves the running
-#     version serving;
+#  3. a plugin change (its app.py) pushed with one command goes live without
+#     a compile on the device or a restart, and a broken one leaves the
+#     running version serving;
 #  4. memory and tasks recorded (systemctl show, cgroup files, journal), and
 #     a soak with the dashboard open (/ once, /api every 2 s, /api/history
 #     every 30 s, like the page) never reaches the unit's limits;
@@ -60,9 +61,10 @@ finish() {
 set +e
 
 # ---- What the tests deploy ---------------------------------------------------
-step "the aarch64 binary (built by scripts/test-cross.sh; built here only when missing)"
-if [ ! -x "dist/$triple/wasi-python-host" ]; then
-    scripts/cross-build.sh aarch64 || { fail "the aarch64 cross build failed"; finish; }
+step "the aarch64 device binary, runtime-only (built by scripts/test-cross.sh; built here only when missing)"
+device_bin="dist/$triple-runtime-only/wasi-python-host"
+if [ ! -x "$device_bin" ]; then
+    scripts/cross-build.sh aarch64 --runtime-only || { fail "the aarch64 cross build failed"; finish; }
 fi
 precompiler="$target_dir/test-cross/wasi-python-host-precompiler"
 if [ ! -x "$precompiler" ]; then
@@ -72,17 +74,17 @@ if [ ! -x "$precompiler" ]; then
     mkdir -p "$target_dir/test-cross"
     cp "$target_dir/debug/wasi-python-host" "$precompiler"
 fi
-scripts/setup.sh >/dev/null && scripts/build-plugins.sh >/dev/null ||
-    { fail "the plugins do not build"; finish; }
+scripts/build-runtime.sh >/dev/null ||
+    { fail "the Python runtime does not build"; finish; }
 
 # A user's project: a copy of the repository's scripts, config, contract and
 # plugins (the checkout itself is never changed), where the user scaffolds a
 # plugin of their own, as README and plugins/README.md say.
 project="$work/project"
-mkdir -p "$project/dist/$triple"
-cp -a scripts deploy config wit plugins Cargo.toml "$project/"
+mkdir -p "$project/dist/$triple-runtime-only"
+cp -a scripts deploy config wit plugins runtime Cargo.toml "$project/"
 ln -s "$root/.venv" "$project/.venv"
-cp "dist/$triple/wasi-python-host" "$project/dist/$triple/"
+cp "$device_bin" "$project/dist/$triple-runtime-only/"
 # Artifacts already precompiled for the Pi (by test-cross, or an earlier
 # deploy from this checkout) are reused, as a user's own dist/ would be:
 # the deploy compiles only what is new.
@@ -95,18 +97,40 @@ for pre in "$target_dir/test-cross/precompiled/$triple" "dist/precompiled/$tripl
 done
 user_plugin=porch_sensor
 step "a plugin of the user's own: wasi-python-host new $user_plugin --add"
-if (cd "$project" && "$precompiler" new "$user_plugin" --kind sensor --led 3 --add >/dev/null) &&
-    (cd "$project" && scripts/build-plugins.sh "$user_plugin" >/dev/null); then
-    pass "scaffolded and built plugins/$user_plugin with its config entry"
+if (cd "$project" && "$precompiler" new "$user_plugin" --kind sensor --led 3 --add >/dev/null); then
+    pass "scaffolded plugins/$user_plugin with its config entry (nothing to build)"
 else
-    fail "could not scaffold and build a plugin of one's own"
+    fail "could not scaffold a plugin of one's own"
     finish
 fi
-# The user's plugin's reading carries this marker; a pushed change changes it.
-sed -i 's/alert=LEVELS\[level\], message=message)\]/alert=LEVELS[level], message="porch v1")]/' \
-    "$project/plugins/$user_plugin/app.py"
-grep -q '"porch v1"' "$project/plugins/$user_plugin/app.py" && (cd "$project" && scripts/build-plugins.sh "$user_plugin" >/dev/null) ||
+# The user's plugin's reading carries a marker in its message; a pushed
+# change changes it. (The scaffold's sensor reports `message=message`.)
+mark() { # from to
+    sed -i "s/message=$1/message=$2/" "$project/plugins/$user_plugin/app.py"
+    grep -q "message=$2" "$project/plugins/$user_plugin/app.py"
+}
+mark message '"porch v1"' ||
     { fail "could not mark the user's plugin (the scaffold's template changed?)"; finish; }
+# The version the host gives a plugin: the first 12 hex digits of the
+# SHA-256 over its modules' paths and sources (src/plugins/files.rs),
+# computed here independently, as a check of what the device runs.
+version_of() { # plugin folder (in a folder that also holds common/)
+    python3 - "$1" <<'PY'
+import hashlib, pathlib, re, sys
+d = pathlib.Path(sys.argv[1])
+def mods(folder, label):
+    return {f.stem: (f"{label}/{f.name}", f.read_bytes()) for f in folder.glob("*.py")
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f.stem)
+            and not f.stem.startswith("test_") and f.stem != "conftest"}
+m = mods(d.parent / "common", "common")
+m.update(mods(d, d.name))
+h = hashlib.sha256()
+for name in sorted(m):
+    path, source = m[name]
+    h.update(path.encode() + b"\0" + source + b"\0")
+print(h.hexdigest()[:12])
+PY
+}
 
 # ---- The VM -----------------------------------------------------------------------
 step "boot the emulated Pi Zero 2 W (image built when the cache is cold)"
@@ -285,16 +309,13 @@ else
 fi
 
 # ---- 4. Plugin changes pushed with one command ------------------------------------------
-# RUNTIME-MODEL (issue 15): today a change means rebuilding the plugin's
-# component (build-plugins.sh) and --plugins-only ships it with its
-# precompiled artifact; with the shared runtime it ships app.py only. The
-# `build-plugins.sh` lines and the version check below change then.
+# A change is the plugin's app.py, nothing else: --plugins-only sends it and
+# the running host loads it (Python source on the precompiled runtime).
 pid0=$(service MainPID)
 restarts0=$(service NRestarts)
 step "push a changed plugin: scripts/deploy.sh --plugins-only"
-sed -i 's/"porch v1"/"porch v2"/' "$project/plugins/$user_plugin/app.py"
-(cd "$project" && scripts/build-plugins.sh "$user_plugin" >/dev/null)
-v2=$(sha256sum "$project/plugins/$user_plugin/$user_plugin.wasm" | cut -c1-12) # RUNTIME-MODEL
+mark '"porch v1"' '"porch v2"'
+v2=$(version_of "$project/plugins/$user_plugin")
 t0=$(date +%s)
 deploy --plugins-only >"$work/push-good.log" 2>&1
 rc=$?
@@ -314,12 +335,17 @@ else
 fi
 
 step "push a broken plugin the same way"
-# The good build is kept: builds are not reproducible, so rebuilding the
-# same source later would make a new version. RUNTIME-MODEL (issue 15): with
-# Python source as the payload, keeping app.py is enough.
-cp "$project/plugins/$user_plugin/$user_plugin.wasm" "$work/$user_plugin.good.wasm"
-sed -i 's/        pin = setting("pin", 4)/        raise RuntimeError("broken on purpose")/' "$project/plugins/$user_plugin/app.py"
-(cd "$project" && scripts/build-plugins.sh "$user_plugin" >/dev/null)
+cp "$project/plugins/$user_plugin/app.py" "$work/$user_plugin.good.py"
+good_sum=$(sha256sum "$work/$user_plugin.good.py" | cut -c1-64)
+python3 - "$project/plugins/$user_plugin/app.py" <<'PY'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+# The first statement of the plugin's entry method raises from now on.
+s2 = re.sub(r"(    def (?:poll|run)\(self[^)]*\)[^:]*:\n)", r'\1        raise RuntimeError("broken on purpose")\n', s, count=1)
+assert s2 != s, "no poll/run method found"
+open(p, "w").write(s2)
+PY
 deploy --plugins-only >"$work/push-broken.log" 2>&1
 rc=$?
 sed 's/^/    /' "$work/push-broken.log" | grep "deploy:" | tail -n 6
@@ -331,18 +357,16 @@ api = json.load(sys.stdin)
 r = [r for r in api['readings'] if r['sensor_id'] == '$user_plugin']
 p = [p for p in api['plugins'] if p['name'] == '$user_plugin']
 print(r[0]['message'] if r else '', p[0]['version'] if p else '', p[0]['status'] if p else '')")
-# RUNTIME-MODEL (issue 15): the file whose hash is the version.
-on_disk=$(on_vm sha256sum "/usr/local/lib/wasi-python-host/plugins/$user_plugin/$user_plugin.wasm" | cut -c1-12)
+on_disk=$(on_vm sha256sum "/usr/local/lib/wasi-python-host/plugins/$user_plugin/app.py" | cut -c1-64)
 if [ "$rc" -ne 0 ] && grep -q "FAILED on its first calls" "$work/push-broken.log" &&
-    [ "$live" = "porch v2 $v2 running" ] && [ "$(service MainPID)" = "$pid0" ] && [ "$on_disk" = "$v2" ]; then
-    pass "the broken version was refused by the host; version $v2 keeps serving and is back on disk (deploy exit $rc)"
+    [ "$live" = "porch v2 $v2 running" ] && [ "$(service MainPID)" = "$pid0" ] && [ "$on_disk" = "$good_sum" ]; then
+    pass "the broken version was refused by the host; version $v2 keeps serving and its app.py is back on disk (deploy exit $rc)"
 else
-    fail "broken push: exit $rc, live \"$live\" (want \"porch v2 $v2 running\"), on disk $on_disk"
+    fail "broken push: exit $rc, live \"$live\" (want \"porch v2 $v2 running\"), app.py on disk ${on_disk:0:12} (want ${good_sum:0:12})"
 fi
-# Back to the good version (the very file that runs on the Pi), so what
-# follows runs the good code and a redeploy finds nothing changed.
-sed -i 's/        raise RuntimeError("broken on purpose")/        pin = setting("pin", 4)/' "$project/plugins/$user_plugin/app.py"
-cp "$work/$user_plugin.good.wasm" "$project/plugins/$user_plugin/$user_plugin.wasm"
+# Back to the good version, so what follows runs the good code and a
+# redeploy finds nothing changed.
+cp "$work/$user_plugin.good.py" "$project/plugins/$user_plugin/app.py"
 
 # ---- 5. Soak with the dashboard open ------------------------------------------------------
 step "soak: ${soak_s} s with the dashboard open (/ and /view once, /api every 2 s, /api/history every 30 s)"
