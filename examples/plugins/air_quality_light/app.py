@@ -10,9 +10,8 @@ whenever it changes, and at least every `interval_ms`.
 The light has hysteresis: it steps up as soon as the IAQ reaches a
 threshold, but steps down only once the IAQ is more than `hysteresis`
 below it, so a score hovering at a threshold neither flickers nor beeps
-again. The level
-is kept in the state store: a reload or a restart neither resets the light
-nor beeps again for a red it already showed.
+again. The level is kept in the state store: a reload or a restart
+neither resets the light nor beeps again for a red it already showed.
 
 Settings: led (4), yellow_iaq (100), red_iaq (200), hysteresis (15),
 beep_ms (300). Its config entry is config.toml next to this file;
