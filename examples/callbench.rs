@@ -106,9 +106,9 @@ fn call_once(
         PluginKind::Dht22 => instance.poll_dht22(limits).map(drop),
         PluginKind::Bme680 => instance.poll_bme680(limits).map(drop),
         PluginKind::PiMonitor => instance.poll_pi_monitor(limits).map(drop),
-        PluginKind::Dashboard => instance.render(limits, snapshot).map(drop),
         PluginKind::Sensor => instance.poll_sensor(limits).map(drop),
-        PluginKind::Automation => instance.run_automation(limits, &[]),
+        PluginKind::Automation => instance.run_automation(limits, &snapshot.readings),
+        PluginKind::Dashboard => instance.render(limits, snapshot).map(drop),
     };
     r.map_err(|f| anyhow::anyhow!("{}: {}\n{}", f.kind.as_str(), f.message, f.detail))
 }
@@ -121,8 +121,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// A snapshot like the scheduler's: one reading per sensor, system stats,
 /// three LEDs, four plugins.
 fn snapshot() -> Snapshot {
-    use wasi_python_host::contract::types::{AlertLevel, Bme680Reading, Dht22Reading, PiStats};
-    Snapshot {
+    use wasi_python_host::contract::types::{
+        AlertLevel, Bme680Reading, Dht22Reading, FollowedReading, PiStats,
+    };
+    use wasi_python_host::readings::SensorReading;
+    let mut snapshot = Snapshot {
         readings: Vec::new(),
         dht22: vec![Dht22Reading {
             sensor_id: "dht22-gpio-4".into(),
@@ -167,7 +170,24 @@ fn snapshot() -> Snapshot {
             .collect(),
         hardware: "sim".into(),
         last_update_ms: 1_737_073_200_000,
-    }
+    };
+    // Every reading again as the generic record, as the scheduler sends it.
+    let dht22 = snapshot
+        .dht22
+        .iter()
+        .map(|r| SensorReading::from_dht22(r.clone(), "dht22"));
+    let bme680 = snapshot
+        .bme680
+        .iter()
+        .map(|r| SensorReading::from_bme680(r.clone(), "bme680"));
+    snapshot.readings = dht22
+        .chain(bme680)
+        .map(|r| FollowedReading {
+            plugin: r.plugin.clone(),
+            reading: r.to_generic(),
+        })
+        .collect();
+    snapshot
 }
 
 fn main() -> anyhow::Result<()> {
@@ -227,12 +247,7 @@ fn main() -> anyhow::Result<()> {
                     .modules
                     .iter()
                     .map(|m| (m.name.clone(), m.path.clone(), m.source.clone())),
-                plugin_config
-                    .grants
-                    .interfaces
-                    .iter()
-                    .map(|i| i.name().to_string())
-                    .collect(),
+                plugin_config.grants.interfaces.clone(),
                 python.bytecode.clone(),
             );
             let mut prepared = Prepared::new(

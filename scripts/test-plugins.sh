@@ -5,6 +5,9 @@
 #
 #   scripts/test-plugins.sh [pytest args, e.g. plugins/dht22 or -k hysteresis]
 #
+# docs/plugin-sdk.md is the reference of what plugins and their tests use;
+# plugins/testing/test_sdk_doc.py runs every example in it.
+#
 # Installs what it needs, idempotently: the .venv, componentize-py (which
 # generates the Python bindings) and pytest (scripts/setup-tests.sh). Leaves
 # no .pytest_cache or __pycache__ in the tree; the generated bindings are
@@ -17,9 +20,10 @@ pytest_version=8.4.2
 scripts/setup-tests.sh >/dev/null
 python="$root/.venv/bin/python"
 
-# Test everything under plugins/ unless a test path is named.
+# Test everything under plugins/ and examples/plugins/ (the worked examples
+# of docs/plugin-sdk.md) unless a test path is named.
 paths=0
 for a in "$@"; do [ -e "${a%%::*}" ] && paths=1; done
-[ "$paths" = 1 ] || set -- "$@" plugins
+[ "$paths" = 1 ] || set -- "$@" plugins examples/plugins
 export PYTHONDONTWRITEBYTECODE=1
 exec "$python" -m pytest -c plugins/pytest.ini -p no:cacheprovider -q "$@"

@@ -561,6 +561,17 @@ fn print_grants(config: &Config, name: &str) {
     println!("  i2c_addresses   = {:?}", g.i2c_addresses);
     println!("  leds            = {:?}", g.leds);
     println!("  state_quota     = {:?}", g.state_quota_bytes);
+    println!("  follows         = {:?}", g.follows);
+    println!("  sensor_ids      = {:?}", g.sensor_ids);
+    if matches!(
+        plugin.kind(),
+        config::PluginKind::Sensor | config::PluginKind::Dht22 | config::PluginKind::Bme680
+    ) {
+        println!(
+            "sensor ids it may report: {}",
+            crate::config::ownership::owned(config, name).describe()
+        );
+    }
 }
 
 /// `check NAME`: loads a configured plugin as the host would.
@@ -626,7 +637,8 @@ fn check_plugin(config: &Config, name: &str) -> anyhow::Result<bool> {
 
 /// `new`: scaffolds `plugins/NAME/` and prints (or, with `add`, appends to
 /// the config) the entry the plugin needs. `led` defaults to the first LED
-/// no other plugin is granted.
+/// no other plugin is granted; the plugin it follows is the config's first
+/// enabled plugin of the kind it derives from (see [`crate::scaffold`]).
 pub fn new_plugin(
     config_path: PathBuf,
     name: &str,
@@ -639,19 +651,50 @@ pub fn new_plugin(
     if config.plugins.contains_key(name) {
         anyhow::bail!("{} already has [plugins.{name}]", config_path.display());
     }
+    if led.is_some() && !kind.uses_led() {
+        anyhow::bail!("--led: a {} plugin drives no LED", kind.config_kind());
+    }
     let count = config.hardware.leds.count;
     let led = match led {
         Some(led) => led,
-        None => (0..count)
-            .find(|i| !config.plugins.values().any(|p| p.grants.leds.contains(i)))
-            .ok_or_else(|| {
+        None if !kind.uses_led() => 0,
+        None => crate::scaffold::first_free_led(&config).ok_or_else(|| {
                 anyhow::anyhow!(
                     "all {count} LEDs are granted to other plugins: raise hardware.leds.count in {} or choose one to share with --led N",
                     config_path.display()
                 )
             })?,
     };
-    let entry = crate::scaffold::config_entry(name, kind, led);
+    let mut notes = Vec::new();
+    let follows = match (
+        kind.follows_kind(),
+        crate::scaffold::followed(&config, kind),
+    ) {
+        (None, _) => String::new(),
+        (Some(_), Some(other)) => other,
+        (Some(wanted), None) => {
+            notes.push(format!(
+                "note: it follows the readings of a `{0}` plugin, and {1} has no enabled plugin of kind \"{0}\": set `follows` in its entry to a plugin whose readings have the fields it uses",
+                wanted.name(),
+                config_path.display()
+            ));
+            wanted.name().to_string()
+        }
+    };
+    if kind == crate::scaffold::Kind::Dashboard {
+        if let Some((other, _)) = config
+            .plugins
+            .iter()
+            .find(|(_, p)| p.enabled && p.kind() == crate::config::PluginKind::Dashboard)
+        {
+            notes.push(format!(
+                "note: the host serves one dashboard and {} has `{other}`: set enabled = false in [plugins.{other}] to serve this one",
+                config_path.display()
+            ));
+        }
+    }
+    let options = crate::scaffold::Options { led, follows };
+    let entry = crate::scaffold::config_entry(name, kind, &options);
     // With --add, check the resulting config before writing anything.
     let new_config = if add {
         let mut text = std::fs::read_to_string(&config_path)
@@ -666,7 +709,7 @@ pub fn new_plugin(
     } else {
         None
     };
-    let made = crate::scaffold::create(&config.plugins_dir(), name, kind, led)?;
+    let made = crate::scaffold::create(&config.plugins_dir(), name, kind, &options)?;
     for file in &made.files {
         println!("created {}", file.display());
     }
@@ -681,8 +724,11 @@ pub fn new_plugin(
             config_path.display()
         ),
     }
+    for note in notes {
+        println!("{note}");
+    }
     println!(
-        "next: edit {}/app.py (a running host loads each saved version by itself)\n      scripts/test-plugins.sh {}",
+        "next: edit {}/app.py (a running host loads each saved version by itself)\n      scripts/test-plugins.sh {}\n      the helpers and the test kit: docs/plugin-sdk.md",
         made.dir.display(),
         made.dir.display()
     );

@@ -24,7 +24,7 @@ const USAGE: &str = "usage: wasi-python-host [OPTIONS]                 run the h
        wasi-python-host probe [OPTIONS]           check the configured devices
        wasi-python-host token [OPTIONS]           print the control token (buzzer and other
                                                     control endpoints; browsers log in at /login)
-       wasi-python-host new NAME [--kind sensor|actuator|dashboard] [--led N] [--add] [--config PATH]
+       wasi-python-host new NAME [--kind sensor|automation|dashboard] [--led N] [--add] [--config PATH]
                                                     scaffold plugins/NAME with a test and its config entry
 
 Runs Python plugins (Python source on a shared CPython compiled to

@@ -1,6 +1,11 @@
-"""Helpers every sensor plugin uses: typed settings, JSON state, logging,
-showing an alert level. (The dashboard's world has no LEDs or buzzer, so it
-does not import this module.)
+"""Helpers for plugins that keep state and drive an LED: typed settings,
+JSON state, logging, showing an alert level on an LED with a beep.
+Reference, with an example of each: docs/plugin-sdk.md.
+
+Importing it needs the grants of the interfaces it uses: `settings`,
+`state`, `log`, `led-controller` and `buzzer-controller` (a plugin granted
+fewer is refused at load, naming the ones to add). The readings helpers
+(readings_support.py) and the alert logic (alerts.py) need none.
 
 The host passes `[plugins.NAME.settings]` values as TOML-formatted strings.
 Numbers and booleans read as-is; TOML basic strings are JSON strings, and
@@ -43,7 +48,8 @@ def setting(key, default):
 
 
 def load_state(key, default):
-    """A JSON value from the plugin's persistent state store."""
+    """A JSON value from the plugin's persistent state store; `default`
+    when there is none or it is not JSON."""
     raw = state.get(key)
     if raw is None:
         return default
@@ -54,14 +60,18 @@ def load_state(key, default):
 
 
 def save_state(key, value):
+    """Stores a JSON-serialisable value under `key` in the state store.
+    Raises Err when the host refuses (the state quota is full)."""
     state.set(key, json.dumps(value, separators=(",", ":")).encode())
 
 
 def info(message):
+    """A line in the host's log at level info, tagged with the plugin's name."""
     log.write(log.Level.INFO, message)
 
 
 def warn(message):
+    """A line in the host's log at level warn."""
     log.write(log.Level.WARN, message)
 
 
@@ -94,7 +104,8 @@ def load_alert_state(**extra):
 
 
 def signal_level(led, color, entering_alarm, beep_count, beep_ms, beep_interval_ms):
-    """Shows the level on the plugin's LED and beeps on entering alarm, each
+    """Shows `color` ((r, g, b)) on LED `led` and, when `entering_alarm`,
+    beeps `beep_count` times (`beep_ms` on, `beep_interval_ms` apart), each
     best-effort. Call it after the new level is saved, so a failed save
     cannot make the next poll beep again."""
     r, g, b = color

@@ -117,12 +117,12 @@ def test_held_alarm_message_is_not_a_false_crossing(host, dht):
 
 
 def test_settings_override_defaults(host):
-    host.settings.update(pin=17, led=3, sensor_id="greenhouse", temp_warn_c=20.0,
+    host.settings.update(pin=17, led=3, sensor_id="dht22-greenhouse", temp_warn_c=20.0,
                          temp_alarm_c=25, temp_hysteresis_c=0.5, beep_count=5, beep_ms=50)
     plugin = host.load("dht22")
     host.dht22(17).set(25.0, 40.0)
     r = poll(plugin)
-    assert r.sensor_id == "greenhouse" and r.alert.name == "ALARM"
+    assert r.sensor_id == "dht22-greenhouse" and r.alert.name == "ALARM"
     assert host.dht22(17).reads == 1 and host.dht22(4).reads == 0
     assert color_name(host.leds[3]) == "red" and 1 not in host.leds.shown
     assert [c[:2] for c in host.buzzer.calls] == [(5, 50)]

@@ -6,7 +6,7 @@ import tomllib
 import pytest
 
 import fakehost
-from fakehost import (PLUGINS_DIR, BindingsError, ContractError, Fail, FakeHost, GrantError, LoadError, Raw,
+from fakehost import (PLUGINS_DIR, BadResult, BindingsError, ContractError, Fail, FakeHost, GrantError, LoadError, Raw,
                       color_name, toml_value)
 
 
@@ -281,14 +281,14 @@ def test_a_new_plugin_outside_the_tree(host, tmp_path):
             def poll(self):
                 pin = setting("pin", 4)
                 t, h = gpio_provider.read_dht22(pin)
-                return [Dht22Reading("mine", t, h, gpio_provider.get_timestamp_ms(),
+                return [Dht22Reading("myplugin-mine", t, h, gpio_provider.get_timestamp_ms(),
                                      AlertLevel.OK, "")]
         """)
     host.settings["pin"] = 7
     plugin = host.load(d)
     host.dht22(7).set(20.0, 30.0)
     [r] = plugin.poll()
-    assert (r.sensor_id, r.temperature) == ("mine", 20.0) and host.name == "myplugin"
+    assert (r.sensor_id, r.temperature) == ("myplugin-mine", 20.0) and host.name == "myplugin"
 
 
 def test_export_class_name_is_checked(tmp_path):
@@ -406,3 +406,348 @@ def test_telemetry_is_recorded_and_bad_names_refused_like_the_host():
     [reading] = plugin.poll()
     assert host.telemetry == {"answer": (42.0, "units")}
     assert "a-z, 0-9 and _" in reading.message
+
+
+# ---------------------------------------------------------------- sensor and automation kinds
+
+SENSOR_SOURCE = """
+from wit_world import exports
+
+RESULT = []   # what the next poll returns: the test sets it
+
+class Sensor(exports.Sensor):
+    def poll(self):
+        return RESULT
+"""
+
+AUTOMATION_SOURCE = """
+from wit_world import exports
+from wit_world.imports import readings
+
+SEEN = []     # what each run got, and what readings.latest() said meanwhile
+
+class Automation(exports.Automation):
+    def run(self, given):
+        SEEN.append((given, readings.latest()))
+"""
+
+
+def plugin_dir(tmp_path, name, source):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "app.py").write_text(textwrap.dedent(source))
+    return d
+
+
+def test_the_kind_is_inferred_from_the_export_class(tmp_path):
+    for name, source, kind in [("s", SENSOR_SOURCE, "sensor"), ("a", AUTOMATION_SOURCE, "automation")]:
+        with FakeHost() as host:
+            plugin = host.load(plugin_dir(tmp_path, name, source))
+            assert host._loaded_kind == kind and type(plugin).__name__ == kind.capitalize()
+    assert fakehost.KINDS["sensor"] == "sensor" and fakehost.KINDS["automation"] == "automation"
+
+
+def test_from_config_takes_the_new_kinds_and_grants(tmp_path):
+    config = tmp_path / "host.toml"
+    config.write_text(textwrap.dedent("""
+        [plugins.dew]
+        kind = "sensor"
+        [plugins.dew.grants]
+        interfaces = ["readings"]
+        follows = ["temp"]
+        sensor_ids = ["hall"]
+        [plugins.light]
+        kind = "automation"
+        [plugins.light.grants]
+        interfaces = ["led-controller"]
+        follows = ["air"]
+        [plugins.temp]
+        kind = "dht22"
+        [plugins.air]
+        kind = "bme680"
+        """))
+    dew = FakeHost.from_config("dew", config)
+    assert dew.kind == "sensor" and dew.grants["follows"] == ["temp"]
+    r = dew.readings.set("temp", temperature=20.0)         # a dht22 plugin by its config
+    assert r.sensor_id == "dht22-gpio-4" and [f[0] for f in r.fields] == ["temperature", "humidity"]
+    assert dew.owned().owns("hall") and not dew.owned().owns("temp")
+    light = FakeHost.from_config("light", config)
+    assert light.kind == "automation" and light._kind_of_plugin("air") == "bme680"
+    dew.close()
+    light.close()
+
+
+def test_an_automation_needs_follows_like_the_config():
+    with pytest.raises(ValueError) as e:
+        FakeHost(kind="automation", grants={"interfaces": ["led-controller"]})
+    assert 'follows = ["bme680"]' in str(e.value)
+    FakeHost(kind="automation").close()   # no grants: everything allowed
+
+
+def test_followed_readings_reach_run_and_the_readings_import(tmp_path):
+    host = FakeHost(grants={"interfaces": ["readings"], "follows": ["bme680", "dht22"]})
+    host.load(plugin_dir(tmp_path, "a", AUTOMATION_SOURCE))
+    host.readings.set("dht22", temperature=21.3, humidity=40.0)
+    host.readings.set("bme680", iaq_score=180, message="air moderately polluted")
+    host.run()
+    [(given, latest)] = host.app.SEEN
+    # In the order of follows, as the host's board gives them.
+    assert [(r.plugin, r.reading.sensor_id) for r in given] == [
+        ("bme680", "bme680-i2c-0x77"), ("dht22", "dht22-gpio-4")]
+    assert [(r.plugin, r.reading.sensor_id) for r in latest] == [
+        ("bme680", "bme680-i2c-0x77"), ("dht22", "dht22-gpio-4")]
+    bme = {f.name: (f.value, f.unit, f.device_class) for f in given[0].reading.fields}
+    assert bme == {"temperature": (22.0, "°C", "temperature"), "humidity": (40.0, "%", "humidity"),
+                   "pressure": (1013.25, "hPa", "atmospheric_pressure"),
+                   "gas_resistance": (50.0, "kΩ", None), "iaq_score": (180.0, "", "aqi")}
+    assert given[0].reading.message == "air moderately polluted"
+    assert given[0].reading.alert == host.types.AlertLevel.OK
+    assert given[1].reading.fields[0].value == 21.3, "an f32 field as the host passes it on"
+    assert given[0].reading.timestamp_ms == host.now_ms
+    # Each call is a fresh copy: what the plugin does to it changes nothing.
+    given[0].reading.fields.clear()
+    assert len(host.readings.latest()[0].reading.fields) == 5
+    host.close()
+
+
+def test_scripted_readings_keep_their_other_values_and_follow_the_host(tmp_path):
+    host = FakeHost()
+    host.load(plugin_dir(tmp_path, "a", AUTOMATION_SOURCE))
+    host.readings.set("bme680", iaq_score=50, humidity=55.5)
+    r = host.readings.set("bme680", iaq_score=60)
+    assert (r.value("iaq_score"), r.value("humidity")) == (60.0, 55.5)
+    assert host.readings.set("dht22", temperature=21.123456789).value("temperature") == 21.123457
+    w = host.readings.set("weather", "weather-roof", wind=(3.2, "m/s"), rain=0, uv=(5, "", "uv_index"),
+                          alert="warn", timestamp_ms=5)
+    assert w.fields == [("wind", 3.2, "m/s", None), ("rain", 0.0, "", None), ("uv", 5.0, "", "uv_index")]
+    assert host.readings.set("weather", t=1).sensor_id == "weather"   # a sensor's default id: its name
+    with pytest.raises(TypeError) as e:
+        host.readings.set("bme680", co2=400)
+    assert "temperature, humidity, pressure, gas_resistance, iaq_score" in str(e.value)
+    with pytest.raises(TypeError):
+        host.readings.set("bme680", iaq_score=12.5)          # a WIT u16
+    for bad, words in [(dict(Temp=1), "field name `Temp` is not allowed"),
+                       (dict(kind=None, units=1), "field name `units`"),
+                       (dict(x=float("nan")), "field `x` is NaN, not a finite number"),
+                       (dict(x=(1, "a very long unit name")), "at most 16 printable characters"),
+                       (dict(), "has 0 fields")]:
+        with pytest.raises(ValueError) as e:
+            host.readings.set("weather", **bad)
+        assert words in str(e.value), str(e.value)
+    host.run()
+    [(given, _)] = host.app.SEEN
+    assert [r.reading.sensor_id for r in given] == ["bme680-i2c-0x77", "dht22-gpio-4", "weather-roof",
+                                                    "weather"]
+    assert given[2].reading.alert.name == "WARN"
+    host.readings.remove("weather", "weather")
+    host.readings.remove("dht22")
+    assert [r.sensor_id for r in host.readings.seen()] == ["bme680-i2c-0x77", "weather-roof"]
+    host.readings.clear()
+    assert host.readings.latest() == []
+    host.close()
+
+
+def test_the_readings_import_needs_its_grant(tmp_path):
+    host = FakeHost(kind="automation", grants={"interfaces": ["log"], "follows": ["bme680"]})
+    with pytest.raises(GrantError) as e:
+        host.load(plugin_dir(tmp_path, "a", AUTOMATION_SOURCE))
+    assert e.value.message.endswith('interfaces = ["log", "readings"]')
+    host.close()
+
+
+def test_a_host_left_open_does_not_stop_the_next_one(tmp_path):
+    left_open = FakeHost(kind="automation", grants={"interfaces": ["readings"], "follows": ["x"]})
+    left_open.load(plugin_dir(tmp_path, "a", AUTOMATION_SOURCE))
+    with FakeHost() as host:
+        host.load("dht22")
+        host.dht22(4).set(20.0, 40.0)
+        host.poll()
+        assert len(host.leds.syncs) == 1
+    left_open.close()
+
+
+def test_run_and_poll_are_for_their_kinds(tmp_path):
+    host = FakeHost()
+    host.load(plugin_dir(tmp_path, "a", AUTOMATION_SOURCE))
+    with pytest.raises(RuntimeError) as e:
+        host.poll()
+    assert "host.run()" in str(e.value)
+    host.load(plugin_dir(tmp_path, "s", SENSOR_SOURCE))
+    with pytest.raises(RuntimeError) as e:
+        host.run()
+    assert "host.poll()" in str(e.value)
+    host.close()
+
+
+# The host's rules for a poll (src/plugins/checks.rs), with its words.
+
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture
+def sensor(tmp_path):
+    """A sensor plugin `dew` granted the DHT22 on GPIO 4, whose next poll
+    returns `sensor.app.RESULT`; `sensor.r(id, fields)` makes a reading."""
+    host = FakeHost(grants={"interfaces": [], "dht22_pins": [4]}, now_ms=NOW)
+    host.load(plugin_dir(tmp_path, "dew", SENSOR_SOURCE))
+
+    def r(sensor_id, fields=(("x", 1.0, ""),), timestamp_ms=NOW, device_class=None):
+        t = host.types
+        return t.Reading(sensor_id, [t.Field(n, v, u, device_class) for n, v, u in fields],
+                         timestamp_ms, t.AlertLevel.OK, "")
+
+    host.r = r
+    yield host
+    host.close()
+
+
+def refusal(host, readings):
+    host.app.RESULT = readings
+    with pytest.raises(BadResult) as e:
+        host.plugin.poll()
+    return e.value.message
+
+
+def test_good_readings_pass(sensor):
+    for sensor_id in ("dew", "dew-east", "dht22-gpio-4"):
+        sensor.app.RESULT = [sensor.r(sensor_id, [("dew_point", 9.5, "°C")])]
+        assert sensor.plugin.poll() == sensor.app.RESULT
+    sensor.app.RESULT = []
+    assert sensor.poll() == []
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda r: [r("dht22-gpio-5")],
+     "sensor id `dht22-gpio-5` is not this plugin's: it may report `dew`, `dew-…`, `dht22-gpio-4` "
+     "(more with grants.sensor_ids in its config)"),
+    (lambda r: [r("a b")],
+     "sensor id `a b` is not allowed: use 1–64 letters, digits, `_`, `-`, `.` or `:`"),
+    (lambda r: [r("dew\n")],
+     "sensor id `dew\\n` is not allowed: use 1–64 letters, digits, `_`, `-`, `.` or `:`"),
+    (lambda r: [r("dew"), r("dew")], "sensor id `dew` appears twice in one poll"),
+    (lambda r: [r("dew", timestamp_ms=NOW + 60_001)],
+     f"reading `dew` has timestamp_ms {NOW + 60_001}, too far from the host's clock ({NOW}): at most "
+     "60 s ahead and 24 h behind (use get_timestamp_ms())"),
+    (lambda r: [r("dew", timestamp_ms=NOW - 24 * 3_600_000 - 1)], "too far from the host's clock"),
+    (lambda r: [r("dew", timestamp_ms=0)], "too far from the host's clock"),
+    (lambda r: [r("dew", [])], "reading `dew` has 0 fields: a reading has 1–16"),
+    (lambda r: [r("dew", [(f"f{i}", 1.0, "") for i in range(17)])], "reading `dew` has 17 fields"),
+    (lambda r: [r("dew", [("Temp", 1.0, "")])],
+     "reading `dew`: field name `Temp` is not allowed: use 1–32 of a-z, 0-9 and _, not one of "
+     "sensor_id, timestamp_ms, alert, message, plugin, units, kind"),
+    (lambda r: [r("dew", [("plugin", 1.0, "")])], "field name `plugin` is not allowed"),
+    (lambda r: [r("dew", [("kind", 1.0, "")])], "field name `kind` is not allowed"),
+    (lambda r: [r("dew", [("x" * 33, 1.0, "")])], "is not allowed"),
+    (lambda r: [r("dew", [("x", 1.0, ""), ("x", 2.0, "")])], "reading `dew`: field `x` appears twice"),
+    (lambda r: [r("dew", [("x", float("nan"), "")])], "reading `dew`: field `x` is NaN, not a finite number"),
+    (lambda r: [r("dew", [("x", float("-inf"), "")])], "field `x` is -inf, not a finite number"),
+    (lambda r: [r("dew", [("x", 1.0, "a very long unit name")])],
+     "reading `dew`: the unit of `x` must be at most 16 printable characters"),
+    (lambda r: [r("dew", [("x", 1.0, "°C\r")])], "at most 16 printable characters"),
+    (lambda r: [r("dew", device_class="Temperature!")],
+     "reading `dew`: device class `Temperature!` of `x` is not one (a Home Assistant sensor device "
+     "class such as temperature, humidity, pressure, aqi)"),
+    (lambda r: [r(f"dew-{i}") for i in range(33)],
+     "result too large: 33 readings, at most 32 per poll"),
+])
+def test_each_rule_refuses_the_poll_with_the_hosts_words(sensor, make, message):
+    got = refusal(sensor, make(sensor.r))
+    assert message in got, got
+
+
+def test_a_plugin_cannot_invent_ids_without_end(sensor):
+    for i in range(16):
+        sensor.app.RESULT = [sensor.r(f"dew-{i}")]
+        sensor.plugin.poll()
+    sensor.app.RESULT = [sensor.r("dew-0")]
+    sensor.plugin.poll()                          # the same ones again are fine
+    assert refusal(sensor, [sensor.r("dew-new")]) == (
+        "more than 16 different sensor ids from one plugin (new: dew-new): report the same "
+        "sensors every poll")
+    sensor.reload()                               # a new version starts counting afresh
+    sensor.app.RESULT = [sensor.r("dew-new")]
+    sensor.plugin.poll()
+
+
+def test_a_device_granted_to_two_plugins_is_owned_by_claim_only(tmp_path):
+    config = tmp_path / "host.toml"
+    config.write_text(textwrap.dedent("""
+        [plugins.a]
+        kind = "sensor"
+        [plugins.a.grants]
+        dht22_pins = [4]
+        [plugins.b]
+        kind = "dht22"
+        [plugins.b.grants]
+        dht22_pins = [4]
+        [plugins.c]
+        enabled = false
+        kind = "sensor"
+        [plugins.c.grants]
+        i2c_addresses = [0x77]
+        """))
+    host = FakeHost.from_config("a", config, now_ms=NOW)
+    host.load(plugin_dir(tmp_path, "a", SENSOR_SOURCE))
+    t = host.types
+    host.app.RESULT = [t.Reading("dht22-gpio-4", [t.Field("x", 1.0, "", None)], NOW, t.AlertLevel.OK, "")]
+    with pytest.raises(BadResult) as e:
+        host.plugin.poll()
+    assert "it may report `a`, `a-…` (more with" in e.value.message
+    host.grants["i2c_addresses"] = [0x77]         # granted to a disabled plugin too: still a's alone
+    host.app.RESULT = [t.Reading("bme680-i2c-0x77", [t.Field("x", 1.0, "", None)], NOW, t.AlertLevel.OK, "")]
+    host.plugin.poll()
+    host.close()
+
+
+def test_the_seed_sensor_kinds_are_checked_too(host):
+    plugin = host.load("dht22")
+    host.dht22(4).set(21.0, 40.0)
+    plugin.poll()
+    host.settings["sensor_id"] = "bme680-i2c-0x77"    # a device's id: a FakeHost without grants lets it
+    host.reload().poll()
+    host.settings["sensor_id"] = "greenhouse"          # not the plugin's
+    with pytest.raises(BadResult) as e:
+        host.reload().poll()
+    assert e.value.message.startswith("sensor id `greenhouse` is not this plugin's")
+    host.settings["sensor_id"] = "dht22-gpio-4"
+    plugin = host.reload()
+    host.dht22(4).set(float("nan"), 40.0)
+    with pytest.raises(BadResult) as e:
+        host.poll()
+    assert e.value.message == "reading `dht22-gpio-4`: field `temperature` is NaN, not a finite number"
+
+
+def test_a_poll_of_the_wrong_types_is_a_contract_error(sensor):
+    t = sensor.types
+    for bad, words in [({"sensor_id": "dew"}, "must return a list"),
+                       ([("dew", [], 0)], "poll()[0] must be a Reading"),
+                       ([t.Reading("dew", [("x", 1.0)], NOW, t.AlertLevel.OK, "")], "fields[0] must be a Field"),
+                       ([t.Reading("dew", [t.Field("x", "1", "", None)], NOW, t.AlertLevel.OK, "")],
+                        "fields[0].value must be a float"),
+                       ([t.Reading("dew", [t.Field("x", 1.0, "", None)], -1, t.AlertLevel.OK, "")],
+                        "timestamp_ms = -1 is out of range"),
+                       ([t.Reading("dew", [t.Field("x", 1.0, "", None)], NOW, "ok", "")],
+                        "alert must be an AlertLevel")]:
+        sensor.app.RESULT = bad
+        with pytest.raises(ContractError) as e:
+            sensor.plugin.poll()
+        assert words in str(e.value), str(e.value)
+
+
+def test_a_dashboard_snapshot_of_the_scripted_readings(host):
+    host.load("dashboard")
+    host.readings.set("dht22", temperature=21.5, humidity=40.9)
+    host.readings.set("bme680", iaq_score=35, alert="warn")
+    host.readings.set("dew_point", dew_point=(9.5, "°C", "temperature"))
+    host.leds.shown[1] = (0, 255, 0)
+    snap = host.snapshot(hardware="pi")
+    assert [(r.plugin, r.reading.sensor_id) for r in snap.readings] == [
+        ("dht22", "dht22-gpio-4"), ("bme680", "bme680-i2c-0x77"), ("dew_point", "dew_point")]
+    assert [(r.temperature, r.humidity) for r in snap.dht22] == [(21.5, 40.9)]
+    assert snap.bme680[0].iaq_score == 35 and snap.bme680[0].alert.name == "WARN"
+    assert len(snap.leds) == 8 and (snap.leds[1].g, snap.leds[0].g) == (255, 0)
+    assert snap.hardware == "pi" and snap.last_update_ms == host.now_ms
+    page = host.plugin.render(snap)
+    assert "9.5" in page and "dew_point" in page
+    with pytest.raises(TypeError):
+        host.snapshot(dht=[])

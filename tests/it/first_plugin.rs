@@ -1,7 +1,9 @@
 //! "Write your first plugin", followed step by step as plugins/README.md
 //! tells it: scaffold with `new --add` while the host runs, test the logic
-//! without WebAssembly, and see the reading in /api — no build, no restart;
-//! then edit and save, a syntax error included.
+//! without WebAssembly, and see it work in the real host — no build, no
+//! restart; then edit and save, a syntax error included. Every kind `new`
+//! makes is covered: a sensor (its reading in /api), an automation (its LED
+//! and the buzzer in /api) and a dashboard (its page at /view).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,6 +22,36 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
+/// `new NAME --kind KIND --add` against the running host's config; the
+/// plugin's files are in its plugins folder.
+fn scaffold(host: &TestHost, plugins: &Path, name: &str, kind: &str) -> String {
+    let out = run(Command::new(BIN)
+        .args(["new", name, "--kind", kind, "--add", "--config"])
+        .arg(&host.config_path));
+    assert!(out.contains(&format!("added [plugins.{name}]")), "{out}");
+    for file in ["app.py", "test_app.py", "README.md"] {
+        assert!(
+            plugins.join(name).join(file).exists(),
+            "{name}/{file}: {out}"
+        );
+    }
+    out
+}
+
+/// The scaffolded plugin's own tests, as the user runs them.
+fn test_plugin(plugins: &Path, name: &str) -> String {
+    run(Command::new(Path::new(ROOT).join("scripts/test-plugins.sh")).arg(plugins.join(name)))
+}
+
+fn led(api: &serde_json::Value, index: usize) -> (u64, u64, u64) {
+    let l = &api["leds"][index];
+    (
+        l["r"].as_u64().unwrap_or(999),
+        l["g"].as_u64().unwrap_or(999),
+        l["b"].as_u64().unwrap_or(999),
+    )
+}
+
 #[test]
 fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
     // A host with the shipped plugins (its own copy of plugins/).
@@ -29,29 +61,29 @@ fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
     let host = TestHost::start_in(&dir, config);
 
     // 1. Scaffold, adding the config entry to the running host's config.
-    let out = run(Command::new(BIN)
-        .args(["new", "greenhouse", "--kind", "sensor", "--add", "--config"])
-        .arg(&host.config_path));
-    assert!(out.contains("added [plugins.greenhouse]"), "{out}");
+    scaffold(&host, &plugins, "greenhouse", "sensor");
     let app = plugins.join("greenhouse/app.py");
-    assert!(app.exists() && plugins.join("greenhouse/test_app.py").exists());
 
     // 2. Its own tests pass without WebAssembly.
-    let out = run(
-        Command::new(Path::new(ROOT).join("scripts/test-plugins.sh"))
-            .arg(plugins.join("greenhouse")),
-    );
-    assert!(out.contains("2 passed"), "{out}");
+    let out = test_plugin(&plugins, "greenhouse");
+    assert!(out.contains("3 passed"), "{out}");
 
-    // 3. Nothing to build: the host saw the new entry and loaded app.py.
+    // 3. Nothing to build: the host saw the new entry and loaded app.py,
+    // which derives its value from the dht22 plugin's reading.
     let api = host.wait_api("the greenhouse reading", Duration::from_secs(30), |a| {
         reading(a, "greenhouse").is_some()
     });
     let r = reading(&api, "greenhouse").unwrap();
     assert_eq!(r["plugin"], "greenhouse");
-    assert!(r["temperature"].as_f64().unwrap() > 10.0, "{r}");
+    let feels_like = r["feels_like"].as_f64().unwrap();
+    let temperature = reading(&api, "dht22-gpio-4").unwrap()["temperature"]
+        .as_f64()
+        .unwrap();
+    assert!((feels_like - temperature).abs() < 5.0, "{r}");
+    assert_eq!(r["units"]["feels_like"], "°C", "{r}");
+    assert_eq!(r["alert"], "ok", "{r}");
     // Its LED (the first free one, 3) shows its level.
-    assert_eq!(api["leds"][3]["g"], 255, "{}", api["leds"]);
+    assert_eq!(led(&api, 3), (0, 255, 0), "{}", api["leds"]);
     assert!(host
         .log()
         .contains("config change: plugin `greenhouse` enabled"));
@@ -59,12 +91,10 @@ fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
     // 4. Edit, save, see: a syntax error shows with its line while the
     // last good version runs; the fix goes live.
     let good = std::fs::read_to_string(&app).unwrap();
-    let broken = good.replacen(
-        "        pin = setting(\"pin\", 4)",
-        "        pin = setting(\"pin\", 4\n        oops = )",
-        1,
-    );
-    assert_ne!(broken, good);
+    let line =
+        "        source = find_reading(readings.latest(), has=(\"temperature\", \"humidity\"))";
+    assert!(good.contains(line), "the template has changed:\n{good}");
+    let broken = good.replacen(line, &format!("{line}\n        oops = )"), 1);
     std::fs::write(&app, &broken).unwrap();
     let p = host.wait_plugin(
         "greenhouse",
@@ -73,13 +103,11 @@ fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
         |p| p["last_error_kind"] == "reload",
     );
     let error = p["last_error"].as_str().unwrap();
-    // Python points at the line it gave up on or at the unclosed call.
     let line = broken.lines().position(|l| l.contains("oops = )")).unwrap() + 1;
     assert!(
         error.contains("SyntaxError")
-            && (error.contains(&format!("(greenhouse/app.py, line {line})"))
-                || error.contains(&format!("(greenhouse/app.py, line {})", line - 1))),
-        "the error names the file and line {line} (or the one before): {error}"
+            && error.contains(&format!("(greenhouse/app.py, line {line})")),
+        "the error names the file and line {line}: {error}"
     );
     assert_eq!(
         p["status"], "running",
@@ -93,13 +121,81 @@ fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
     );
     std::fs::write(
         &app,
-        good.replace("sensor_id=\"greenhouse\"", "sensor_id=\"greenhouse-v2\""),
+        good.replace(
+            "SENSOR_ID = \"greenhouse\"",
+            "SENSOR_ID = \"greenhouse-v2\"",
+        ),
     )
     .unwrap();
     host.wait_api("the fixed version", Duration::from_secs(30), |a| {
         reading(a, "greenhouse-v2").is_some()
     });
     assert_eq!(host.plugin("greenhouse")["last_error"], "");
+}
+
+#[test]
+fn an_automation_and_a_dashboard_from_new_work_in_the_host() {
+    // The shipped dashboard off: the host serves one dashboard, and the
+    // new one is to be it.
+    let dir = temp_dir("first-automation");
+    let mut config = base_config(&dir);
+    table(&mut config, &["plugins", "dashboard"]).insert("enabled".into(), false.into());
+    let plugins = dir.join("plugins");
+    let host = TestHost::start_in(&dir, config);
+
+    // An automation: follows the bme680 plugin, drives LED 3 and the buzzer.
+    let out = scaffold(&host, &plugins, "damp_light", "automation");
+    assert!(!out.contains("note:"), "{out}");
+    let out = test_plugin(&plugins, "damp_light");
+    assert!(out.contains("3 passed"), "{out}");
+    let text = std::fs::read_to_string(&host.config_path).unwrap();
+    assert!(
+        text.contains("follows = [\"bme680\"]") && text.contains("leds = [3]"),
+        "{text}"
+    );
+    // The simulated air (45 %) is below damp_pct (60): green.
+    let api = host.wait_api("LED 3 green", Duration::from_secs(30), |a| {
+        led(a, 3) == (0, 255, 0)
+    });
+    let beeps = api["buzzer"]["beeps_total"].as_u64().unwrap();
+    // Damp from 30 %: blue, and one beep. A config edit applies live.
+    std::fs::write(
+        &host.config_path,
+        text.replace("damp_pct = 60.0", "damp_pct = 30.0"),
+    )
+    .unwrap();
+    let api = host.wait_api("LED 3 blue and a beep", Duration::from_secs(30), |a| {
+        led(a, 3) == (0, 0, 255) && a["buzzer"]["beeps_total"].as_u64() > Some(beeps)
+    });
+    assert_eq!(
+        api["buzzer"]["beeps_total"].as_u64(),
+        Some(beeps + 1),
+        "{}",
+        api["buzzer"]
+    );
+    assert_eq!(host.plugin("damp_light")["status"], "running");
+
+    // A dashboard: its page at /view, with every reading.
+    let out = scaffold(&host, &plugins, "panel", "dashboard");
+    assert!(
+        !out.contains("note:"),
+        "the shipped dashboard is off: {out}"
+    );
+    let out = test_plugin(&plugins, "panel");
+    assert!(out.contains("1 passed"), "{out}");
+    let page = crate::support::wait_until(
+        "the new dashboard at /view",
+        Duration::from_secs(30),
+        || {
+            let page = host.get("/view").body;
+            page.contains("<h1>PANEL</h1>").then_some(page)
+        },
+    );
+    assert!(
+        page.contains("dht22-gpio-4") && page.contains("iaq_score"),
+        "{page}"
+    );
+    assert!(page.contains("humidity"), "{page}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod first_plugin;
 mod hardware;
 mod host;
 mod httpd;
+mod kit_rules;
 mod metrics;
 mod mqtt;
 mod recycle;

@@ -26,6 +26,15 @@ line cap and rate limit.
 
 `host.reload()` is the host's hot reload or restart: a fresh import of the
 plugin (its Python globals are gone) with the same state store.
+
+Sensor plugins (kinds `sensor`, `dht22`, `bme680`) have what their `poll`
+returns checked with the host's rules (src/plugins/checks.rs: sensor ids
+the plugin owns, times near the clock, well-formed fields): a poll the
+host would refuse raises `BadResult` with the host's words. Other plugins'
+readings, which `readings.latest()` and an automation's `run` get, are
+scripted with `host.readings.set(...)` (see `_readings.py`).
+
+The whole API, with an example of each part: docs/plugin-sdk.md.
 """
 
 import colorsys
@@ -37,8 +46,10 @@ import sys
 import typing
 from pathlib import Path
 
-from . import _bindings
+from . import _bindings, _checks
 from ._bindings import PLUGINS_DIR, ROOT, BindingsError
+from ._checks import BadResult
+from ._readings import FollowedReadings
 from ._toml import Raw, toml_value
 
 # The runtime's own loader and allow-list, so the fake loads a plugin
@@ -52,7 +63,8 @@ if not hasattr(typing, "Self"):  # the generated modules import it (CPython >= 3
     typing.Self = typing.Any
 
 __all__ = ["FakeHost", "Fail", "Raw", "Err", "load_plugin", "toml_value", "color_name",
-           "BindingsError", "ContractError", "GrantError", "LoadError", "PLUGINS_DIR", "KINDS"]
+           "BadResult", "BindingsError", "ContractError", "GrantError", "LoadError", "PLUGINS_DIR",
+           "KINDS"]
 
 COMMON_DIR = PLUGINS_DIR / "common"
 # Host limits mirrored here (src/capabilities, src/config).
@@ -60,6 +72,8 @@ MAX_STATE_KEY_BYTES = 256
 DEFAULT_STATE_QUOTA_BYTES = 64 * 1024
 MAX_BEEPS = 10
 MAX_TELEMETRY_NAMES = 16
+# The kinds whose poll returns readings the host checks.
+SENSOR_KINDS = ("sensor", "dht22", "bme680")
 
 
 class ContractError(TypeError):
@@ -88,6 +102,8 @@ class GrantError(LoadError):
 
 # A plugin's `kind` in host.toml -> the interface its entry point exports.
 KINDS = {
+    "sensor": "sensor",
+    "automation": "automation",
     "dht22": "dht22-logic",
     "bme680": "bme680-logic",
     "pi-monitor": "pi-monitor-logic",
@@ -187,10 +203,10 @@ def plugin_modules(plugin_dir, name=None):
 
 def _kind_of(app_py):
     """The kind a plugin's app.py implements, when it implements exactly
-    one (`class X(exports.Dht22Logic)`); else None."""
+    one (`class X(exports.Sensor)`); else None."""
     import ast
-    protocols = {"Dht22Logic": "dht22", "Bme680Logic": "bme680",
-                 "PiMonitorLogic": "pi-monitor", "Dashboard": "dashboard"}
+    protocols = {"Sensor": "sensor", "Automation": "automation", "Dht22Logic": "dht22",
+                 "Bme680Logic": "bme680", "PiMonitorLogic": "pi-monitor", "Dashboard": "dashboard"}
     found = set()
     for node in ast.walk(ast.parse(Path(app_py).read_text(encoding="utf-8"))):
         if isinstance(node, ast.ClassDef):
@@ -426,9 +442,14 @@ class FakeHost:
 
     settings: {key: Python value}, read by the plugin as the host would
         give them (TOML text); change it between polls as you like.
+    kind: what the plugin is, as `kind` in host.toml ("sensor",
+        "automation", "dashboard", "dht22", "bme680", "pi-monitor"); by
+        default the one export class its app.py defines.
     grants: optional, like [plugins.NAME.grants]: {"interfaces": [...],
         "dht22_pins": [...], "i2c_addresses": [...], "leds": [...],
-        "state_quota_bytes": n}. Without it everything is allowed.
+        "state_quota_bytes": n, "follows": [...], "sensor_ids": [...]}.
+        Without it everything is allowed (every interface, pin, address
+        and LED, every plugin's readings, any device's sensor id).
     now_ms: the clock `get_timestamp_ms` reads; see `advance`.
     """
 
@@ -439,6 +460,10 @@ class FakeHost:
         self.kind = kind
         self.settings = dict(settings or {})
         self.grants = None if grants is None else dict(grants)
+        if kind == "automation" and self.grants is not None and not self.grants.get("follows"):
+            # What the host's config check says (src/config/mod.rs).
+            raise ValueError("grants.follows: an automation needs the plugins whose readings it "
+                             "reacts to: follows = [\"bme680\"], say")
         if state_quota_bytes is None:
             state_quota_bytes = (self.grants or {}).get("state_quota_bytes") or DEFAULT_STATE_QUOTA_BYTES
         self.state_quota_bytes = state_quota_bytes
@@ -446,7 +471,9 @@ class FakeHost:
         self.state_writes = []     # keys, one per write that changed the store
         self.logs = []             # (level, message), level "debug"/"info"/"warn"/"error"
         self.telemetry = {}        # name -> (value, unit), what the plugin published
+        self.readings = FollowedReadings(self)  # other plugins' readings, scripted
         self.now_ms = now_ms
+        self.led_count = 8         # LEDs on the strip (hardware.leds.count), for snapshots
         self.leds = LedStrip()
         self.buzzer = Buzzer()
         self.cpu_temp = CpuTemp()
@@ -460,19 +487,31 @@ class FakeHost:
         self._bme680 = {}
         self._source = None
         self._loaded = None
+        self._loaded_kind = None
+        self._others = {}          # the config's other enabled plugins: name -> (kind, grants)
+        self._seen_ids = set()     # sensor ids this plugin version reported
+        self._poll_checked = False
 
     @classmethod
     def from_config(cls, name, config=None, **kw):
-        """A FakeHost with the settings and grants of [plugins.NAME] in
-        config/host.toml (or `config`)."""
+        """A FakeHost with the kind, settings and grants of [plugins.NAME]
+        in config/host.toml (or the file `config`, which may hold just that
+        entry). The config's other plugins count too: which sensor ids are
+        this plugin's (a device granted to two plugins is neither's), and
+        what kind of plugin each one it follows is (`host.readings`)."""
         import tomllib
         path = Path(config) if config else ROOT / "config" / "host.toml"
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("plugins", {}).get(name)
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        plugins = doc.get("plugins", {})
+        table = plugins.get(name)
         if table is None:
             raise KeyError(f"no [plugins.{name}] in {path}")
         host = cls(settings=table.get("settings", {}), grants=table.get("grants", {}),
                    kind=table.get("kind"), **kw)
         host.name = name
+        host._others = {other: (t.get("kind"), t.get("grants", {})) for other, t in plugins.items()
+                        if other != name and t.get("enabled", True)}
+        host.led_count = doc.get("hardware", {}).get("leds", {}).get("count", host.led_count)
         return host
 
     # ------------------------------------------------------------ scripting
@@ -564,7 +603,14 @@ class FakeHost:
         self.name = plugin_dir.name
         self._source = app_py
         self.wit = importlib.import_module("wit_world")
-        self._install(bindings, Err)
+        # Another host's plugin, still loaded, refuses the interfaces it is
+        # not granted; this host's bindings are imported past its refuser.
+        meta_path = list(sys.meta_path)
+        sys.meta_path[:] = [f for f in meta_path if not isinstance(f, plugin_loader._Refuser)]
+        try:
+            self._install(bindings, Err)
+        finally:
+            sys.meta_path[:] = meta_path
         exports = importlib.import_module("wit_world.exports")
         base = next(v for v in vars(exports).values()
                     if isinstance(v, type) and _interface_of(v) == KINDS[kind])
@@ -580,7 +626,27 @@ class FakeHost:
             raise LoadError(f.failure, f.message, f.traceback) from None
         self.app = self._loaded.module
         self.plugin = self._loaded.entry
+        self._loaded_kind = kind
+        self._seen_ids = set()  # as the host's, per plugin version
+        if kind in SENSOR_KINDS:
+            self._check_polls(self.plugin)
         return self.plugin
+
+    def _check_polls(self, plugin):
+        """Makes `plugin.poll()` check what it returns as the host does."""
+        poll = plugin.poll
+
+        def checked_poll():
+            result = poll()
+            self._check_poll(result)
+            return result
+
+        checked_poll.__doc__ = poll.__doc__
+        try:
+            plugin.poll = checked_poll
+            self._poll_checked = True
+        except AttributeError:  # __slots__: host.poll() still checks
+            self._poll_checked = False
 
     def _not_granted(self, listed, granted):
         """The host's message (src/runtime/instance.rs, Program::failure)."""
@@ -594,6 +660,132 @@ class FakeHost:
         if self._loaded is not None:
             self._loaded.unload()
             self._loaded = None
+
+    # ------------------------------------------------------------ calling
+
+    def poll(self):
+        """Polls the loaded sensor plugin (kind sensor, dht22, bme680 or
+        pi-monitor) as the scheduler does and returns what it reported.
+        A sensor's readings are checked with the host's rules: a poll the
+        host would refuse raises `BadResult` with the host's message.
+        (The plugin's own `poll()` checks the same way.)"""
+        if self._loaded_kind not in SENSOR_KINDS + ("pi-monitor",):
+            raise RuntimeError(f"poll() is for sensor plugins; this one is a {self._loaded_kind}"
+                               + (": call host.run()" if self._loaded_kind == "automation" else ""))
+        result = self.plugin.poll()
+        if self._loaded_kind in SENSOR_KINDS and not self._poll_checked:
+            self._check_poll(result)
+        return result
+
+    def run(self, readings=None):
+        """Runs the loaded automation as the scheduler does: `run()` with
+        the latest readings of the plugins it follows (what
+        `host.readings` holds, as `readings.latest()` gives them), or with
+        `readings` if given."""
+        if self._loaded_kind != "automation":
+            raise RuntimeError(f"run() is for automations; this plugin is a {self._loaded_kind}"
+                               + (": call host.poll()" if self._loaded_kind in SENSOR_KINDS else ""))
+        return self.plugin.run(self.readings.latest() if readings is None else readings)
+
+    def snapshot(self, **over):
+        """A dashboard `Snapshot` as the host makes one: `readings` has every
+        reading of every plugin in `host.readings`, `dht22` and `bme680`
+        those of the dht22 and bme680 kinds, `leds` the strip
+        (`host.led_count` LEDs, as shown), `buzzer_active` False,
+        `plugins` empty, `hardware` "sim", `last_update_ms` the newest
+        reading's time (else the clock). Keywords replace any of them."""
+        t = self.types
+        d = self._wit_module("exports.dashboard")
+        every = self.readings.all()
+
+        def alert(r):
+            return t.AlertLevel[r.alert.upper()]
+
+        data = dict(
+            readings=[t.FollowedReading(plugin=r.plugin, reading=r.record(t)) for r in every],
+            dht22=[t.Dht22Reading(r.sensor_id, r.value("temperature"), r.value("humidity"),
+                                  r.timestamp_ms, alert(r), r.message)
+                   for r in every if r.origin == "dht22"],
+            bme680=[t.Bme680Reading(r.sensor_id, r.value("temperature"), r.value("humidity"),
+                                    r.value("pressure"), r.value("gas_resistance"),
+                                    int(r.value("iaq_score")), r.timestamp_ms, alert(r), r.message)
+                    for r in every if r.origin == "bme680"],
+            system=None,
+            leds=[t.Rgb(*(self.leds.shown.get(i) or (0, 0, 0))) for i in range(self.led_count)],
+            buzzer_active=False,
+            plugins=[],
+            hardware="sim",
+            last_update_ms=max((r.timestamp_ms for r in every), default=self.now_ms),
+        )
+        unknown = set(over) - set(data)
+        if unknown:
+            raise TypeError(f"a Snapshot has no {', '.join(sorted(unknown))} "
+                            f"(it has {', '.join(data)})")
+        data.update(over)
+        return d.Snapshot(**data)
+
+    # ------------------------------------------------------------ the host's checks
+
+    def _follows(self):
+        """The plugins whose readings the plugin gets; None: every one."""
+        return None if self.grants is None else list(self.grants.get("follows", []))
+
+    def _kind_of_plugin(self, plugin):
+        """What another plugin is: its kind in the config, else its name
+        when that is a seed sensor's."""
+        kind = self._others.get(plugin, (None, None))[0]
+        if kind is None and plugin in ("dht22", "bme680"):
+            kind = plugin
+        return kind or "sensor"
+
+    def owned(self):
+        """The sensor ids the plugin may report (`.owns(id)`,
+        `.describe()`), by the host's rule: its name, `<name>-…`, the ids
+        of devices only it is granted, its grants' `sensor_ids`."""
+        return _checks.owned(self.name, self.grants,
+                             {n: g for n, (_, g) in self._others.items()})
+
+    def _check_poll(self, result):
+        """The host's checks of one poll's result: its WIT types, the
+        result limits, then src/plugins/checks.rs."""
+        kind = self._loaded_kind
+        if not isinstance(result, list):
+            raise ContractError(f"poll() must return a list of readings, not "
+                                f"{type(result).__name__} {result!r:.80}")
+        plain, size = [], 0
+        for i, r in enumerate(result):
+            where = f"poll()[{i}]"
+            if kind == "sensor":
+                if not isinstance(r, self.types.Reading):
+                    raise ContractError(f"{where} must be a Reading (wit_world.imports.types), "
+                                        f"not {type(r).__name__} {r!r:.80}")
+                fields = _plain_fields(r.fields, where)
+                sensor_id = _str(r.sensor_id, f"{where}.sensor_id")
+                size += 64 + len(sensor_id.encode()) + len(_str(r.message, f"{where}.message").encode())
+                size += sum(32 + len(n.encode()) + len(u.encode()) for n, _, u, _ in fields)
+            else:
+                record = {"dht22": self.types.Dht22Reading, "bme680": self.types.Bme680Reading}[kind]
+                if not isinstance(r, record):
+                    raise ContractError(f"{where} must be a {record.__name__}, not "
+                                        f"{type(r).__name__} {r!r:.80}")
+                sensor_id = _str(r.sensor_id, f"{where}.sensor_id")
+                size += 64 + len(sensor_id.encode()) + len(_str(r.message, f"{where}.message").encode())
+                names = ["temperature", "humidity"] + (
+                    ["pressure", "gas_resistance", "iaq_score"] if kind == "bme680" else [])
+                fields = []
+                for n in names:
+                    v = getattr(r, n)
+                    if n == "iaq_score":
+                        _uint(v, 16, f"{where}.iaq_score")
+                        fields.append((n, float(v), "", None))
+                    else:
+                        fields.append((n, _f32(v, f"{where}.{n}"), "", None))
+            _uint(r.timestamp_ms, 64, f"{where}.timestamp_ms")
+            if getattr(r.alert, "name", None) not in ("OK", "WARN", "ALARM"):
+                raise ContractError(f"{where}.alert must be an AlertLevel, not {r.alert!r}")
+            plain.append((sensor_id, fields, r.timestamp_ms, r.message))
+        _checks.check_result(len(result), size)
+        _checks.check_readings(plain, self.owned(), self.now_ms, self._seen_ids)
 
     def reload(self):
         """The host's hot reload (or a restart): the plugin is imported
@@ -640,6 +832,7 @@ class FakeHost:
             "log": dict(write=self._log_write),
             "settings": dict(get=self._settings_get, keys=self._settings_keys),
             "telemetry": dict(publish=self._telemetry_publish),
+            "readings": dict(latest=self._readings_latest),
         }
         self._Err = Err
         for f in sorted((bindings / "wit_world" / "imports").glob("*.py")):
@@ -774,6 +967,10 @@ class FakeHost:
     def _settings_keys(self):
         return sorted(self.settings, key=lambda k: k.encode("utf-8"))
 
+    # readings
+    def _readings_latest(self):
+        return self.readings.latest()
+
     # telemetry (the host's rules, minus the rate limit)
     def _telemetry_publish(self, name, value, unit):
         _str(name, "telemetry name")
@@ -790,6 +987,29 @@ class FakeHost:
             raise self._Err(f"at most {MAX_TELEMETRY_NAMES} telemetry names per plugin; "
                             f"`{name}` would be one more")
         self.telemetry[name] = (float(value), unit)
+
+
+def _plain_fields(fields, where):
+    """A sensor reading's fields as (name, value, unit, device_class),
+    their WIT types checked."""
+    if not isinstance(fields, list):
+        raise ContractError(f"{where}.fields must be a list of Field, not {fields!r:.80}")
+    out = []
+    for j, f in enumerate(fields):
+        at = f"{where}.fields[{j}]"
+        try:
+            name, value, unit, device_class = f.name, f.value, f.unit, f.device_class
+        except AttributeError:
+            raise ContractError(f"{at} must be a Field (wit_world.imports.types), not {f!r:.80}") from None
+        _str(name, f"{at}.name")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ContractError(f"{at}.value must be a float (WIT f64), not "
+                                f"{type(value).__name__} {value!r:.40}")
+        _str(unit, f"{at}.unit")
+        if device_class is not None:
+            _str(device_class, f"{at}.device_class")
+        out.append((name, float(value), unit, device_class))
+    return out
 
 
 def _interface_of(protocol):
