@@ -681,19 +681,25 @@ pub fn new_plugin(
             wanted.name().to_string()
         }
     };
+    let mut enabled = true;
     if kind == crate::scaffold::Kind::Dashboard {
         if let Some((other, _)) = config
             .plugins
             .iter()
             .find(|(_, p)| p.enabled && p.kind() == crate::config::PluginKind::Dashboard)
         {
+            enabled = false;
             notes.push(format!(
-                "note: the host serves one dashboard and {} has `{other}`: set enabled = false in [plugins.{other}] to serve this one",
+                "note: the host serves one dashboard and {} has `{other}` on, so [plugins.{name}] has enabled = false: to serve this one instead, set enabled = false in [plugins.{other}] and remove that line from [plugins.{name}]",
                 config_path.display()
             ));
         }
     }
-    let options = crate::scaffold::Options { led, follows };
+    let options = crate::scaffold::Options {
+        led,
+        follows,
+        enabled,
+    };
     let entry = crate::scaffold::config_entry(name, kind, &options);
     // With --add, check the resulting config before writing anything.
     let new_config = if add {

@@ -80,6 +80,9 @@ pub struct Options {
     pub led: u8,
     /// The plugin whose readings it follows (ignored for a dashboard).
     pub follows: String,
+    /// False writes `enabled = false`: a second dashboard, while the
+    /// config's own is on (the host serves one).
+    pub enabled: bool,
 }
 
 /// The first LED of the strip no plugin of `config` is granted.
@@ -210,7 +213,12 @@ title = "{TITLE}"
 "#
         }
     };
-    fill(text, name, options).replace("{TITLE}", &name.to_uppercase())
+    let entry = fill(text, name, options).replace("{TITLE}", &name.to_uppercase());
+    if options.enabled {
+        entry
+    } else {
+        entry.replacen('\n', "\nenabled = false\n", 1)
+    }
 }
 
 fn app_py(kind: Kind) -> &'static str {
@@ -518,6 +526,7 @@ mod tests {
         Options {
             led: 3,
             follows: "dht22".into(),
+            enabled: true,
         }
     }
 
@@ -551,12 +560,15 @@ mod tests {
                 let options = Options {
                     led,
                     follows: follows.unwrap_or_default(),
+                    // The shipped configs have their dashboard on.
+                    enabled: kind != Kind::Dashboard,
                 };
                 let full = format!("{text}\n{}", config_entry("mine", kind, &options));
                 let config = crate::config::Config::parse(&full, &path)
                     .unwrap_or_else(|e| panic!("{file}, {kind:?}: {e}"));
                 let plugin = &config.plugins["mine"];
                 assert_eq!(plugin.kind().name(), kind.config_kind());
+                assert_eq!(plugin.enabled, kind != Kind::Dashboard, "{file}: {kind:?}");
                 assert_eq!(
                     plugin.grants.leds.clone(),
                     if kind.uses_led() { vec![led] } else { vec![] }

@@ -898,7 +898,8 @@ impl Config {
                     return Err((
                         key("kind"),
                         format!(
-                            "only one plugin can be the dashboard (the page at /), and                              `{first}` is kind = \"dashboard\" too: disable one of them \
+                            "only one plugin can be the dashboard (the page at /), and \
+                             `{first}` is kind = \"dashboard\" too: disable one of them \
                              (enabled = false)"
                         ),
                     ));
@@ -1286,6 +1287,21 @@ mod tests {
         // A specific mistake is reported before a missing table.
         let error = check("[hardware.bme680]\nheater_temp_c = 900\n").unwrap_err();
         assert!(error.contains("heater_temp_c"), "{error}");
+    }
+
+    #[test]
+    fn a_second_enabled_dashboard_is_refused_and_a_disabled_one_is_not() {
+        let two = "[plugins.a]\nkind = \"dashboard\"\n[plugins.b]\nkind = \"dashboard\"\n";
+        let error = check(&whole(two)).unwrap_err();
+        assert!(
+            error.contains("`plugins.b.kind`: only one plugin can be the dashboard")
+                && error.contains(
+                    "`a` is kind = \"dashboard\" too: disable one of them (enabled = false)"
+                ),
+            "{error}"
+        );
+        let off = "[plugins.a]\nkind = \"dashboard\"\n[plugins.b]\nkind = \"dashboard\"\nenabled = false\n";
+        check(&whole(off)).unwrap();
     }
 
     #[test]

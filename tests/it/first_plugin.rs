@@ -268,3 +268,26 @@ fn a_plugin_built_against_another_contract_version_is_refused_with_both_versions
         "{p}"
     );
 }
+
+#[test]
+fn a_second_dashboard_from_new_is_added_switched_off_with_how_to_serve_it() {
+    // The shipped dashboard is on and the host serves one: `new --add`
+    // still succeeds, and leaves a config the host accepts.
+    let dir = temp_dir("second-dashboard");
+    let config_path = crate::support::write_config(&dir, &base_config(&dir));
+    let out = run(Command::new(BIN)
+        .args(["new", "panel", "--kind", "dashboard", "--add", "--config"])
+        .arg(&config_path));
+    assert!(
+        out.contains("has `dashboard` on, so [plugins.panel] has enabled = false")
+            && out.contains("set enabled = false in [plugins.dashboard]"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let entry = &text[text.find("[plugins.panel]").expect(&text)..];
+    assert!(entry.contains("enabled = false"), "{entry}");
+    run(Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&config_path));
+}
