@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod component;
 mod drivers;
+mod examples;
 mod files;
 mod first_plugin;
 mod hardware;

@@ -15,7 +15,7 @@ use crate::support::{table, temp_dir, wait_until, TestHost};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("an ephemeral port on 127.0.0.1")
@@ -30,9 +30,9 @@ fn running_as_root() -> bool {
 }
 
 /// A Mosquitto broker on 127.0.0.1:`port`, killed on drop.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
 }
 
@@ -44,7 +44,7 @@ struct TlsListener<'a> {
 }
 
 impl Broker {
-    fn start(dir: &Path, port: u16, password: Option<(&str, &str)>) -> Broker {
+    pub(crate) fn start(dir: &Path, port: u16, password: Option<(&str, &str)>) -> Broker {
         Self::start_with_tls(dir, port, password, &[])
     }
 
@@ -146,13 +146,13 @@ impl Drop for Broker {
 }
 
 /// `mosquitto_sub -t '#'`: every message as (retained, topic, payload).
-struct Subscriber {
+pub(crate) struct Subscriber {
     child: Child,
     lines: Arc<Mutex<Vec<(bool, String, String)>>>,
 }
 
 impl Subscriber {
-    fn start(port: u16) -> Subscriber {
+    pub(crate) fn start(port: u16) -> Subscriber {
         Self::start_args(port, &[])
     }
 
@@ -185,7 +185,7 @@ impl Subscriber {
     }
 
     /// Waits for a message on `topic` that `f` accepts; returns its payload.
-    fn wait(&self, topic: &str, f: impl Fn(bool, &str) -> bool) -> String {
+    pub(crate) fn wait(&self, topic: &str, f: impl Fn(bool, &str) -> bool) -> String {
         wait_until(&format!("a message on {topic}"), WAIT, || {
             self.lines
                 .lock()
@@ -205,7 +205,7 @@ impl Subscriber {
             .count()
     }
 
-    fn json(&self, topic: &str) -> Value {
+    pub(crate) fn json(&self, topic: &str) -> Value {
         serde_json::from_str(&self.wait(topic, |_, _| true)).expect("the payload is JSON")
     }
 }
@@ -217,7 +217,7 @@ impl Drop for Subscriber {
     }
 }
 
-fn mqtt_host(port: u16, edit: impl FnOnce(&mut toml::Table)) -> TestHost {
+pub(crate) fn mqtt_host(port: u16, edit: impl FnOnce(&mut toml::Table)) -> TestHost {
     TestHost::start_with(|config| {
         let m = table(config, &["mqtt"]);
         m.insert("enabled".into(), true.into());
@@ -232,7 +232,7 @@ fn mqtt_host(port: u16, edit: impl FnOnce(&mut toml::Table)) -> TestHost {
 
 const PREFIX: &str = "wasi-python-host/test";
 const AVAILABILITY: &str = "wasi-python-host/test/availability";
-const STATE: &str = "wasi-python-host/test/state";
+pub(crate) const STATE: &str = "wasi-python-host/test/state";
 const COMMAND: &str = "wasi-python-host/test/buzzer/set";
 
 fn connected(host: &TestHost) -> bool {
