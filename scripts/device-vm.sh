@@ -167,7 +167,7 @@ Host *
   UserKnownHostsFile $run/known_hosts
   StrictHostKeyChecking yes
   BatchMode yes
-  ConnectTimeout 10
+  ConnectTimeout 30
   ServerAliveInterval 15
   LogLevel ERROR
 EOF

@@ -147,7 +147,20 @@ built=$(sed -n 's/.*image [0-9a-f]* built in \([0-9]*\) s.*/\1/p' "$work/vm-star
 [ -z "$built" ] || figure "image build (cold cache): $built s"
 figure "VM start to ssh: $(sed -n 's/.*up in \([0-9]*\) s.*/\1/p' "$work/vm-start.log") s (including any image build; $(( $(date +%s) - t0 )) s here)"
 pass "VM up: ssh 127.0.0.1:$DEVICE_VM_SSH_PORT, http 127.0.0.1:$DEVICE_VM_HTTP_PORT"
-on_vm() { "$vm" ssh "$@"; }
+# ssh into the VM. An emulated guest on a busy 2-core runner can miss ssh's
+# connect timeout; exit status 255 is ssh's own failure (not the command's),
+# so that is retried, twice, before it counts.
+on_vm() {
+    local try rc
+    for try in 1 2 3; do
+        "$vm" ssh "$@"
+        rc=$?
+        [ "$rc" -ne 255 ] && return "$rc"
+        echo "device: ssh to the VM failed (try $try of 3)" >&2
+        sleep 5
+    done
+    return 255
+}
 api="http://127.0.0.1:$DEVICE_VM_HTTP_PORT"
 
 # The only change to the shipped device config: a call's wall-clock deadline
@@ -196,9 +209,15 @@ cgroup_file() { on_vm cat "/sys/fs/cgroup/system.slice/wasi-python-host.service/
 record_memory() { # label
     local current peak tasks high max
     current=$(cgroup_file memory.current)
+    if ! [[ "$current" =~ ^[0-9]+$ ]]; then
+        fail "memory $1: could not read the service's memory.current from the VM (got '$current')"
+        return
+    fi
+    local stall
+    stall=$(cgroup_file memory.pressure | sed -n 's/^full .*total=\([0-9]*\).*/\1/p')
     peak=$(cgroup_file memory.peak 2>/dev/null || echo "?")
     tasks=$(service TasksCurrent)
-    figure "memory $1: MemoryCurrent $(( current / 1048576 )) MiB, MemoryPeak $(( ${peak/\?/0} / 1048576 )) MiB, TasksCurrent $tasks; memory.stat: $(cgroup_file memory.stat | awk '$1 == "anon" || $1 == "file" || $1 == "file_mapped" { printf "%s %d MiB ", $1, $2 / 1048576 }'); memory.events: $(cgroup_file memory.events | tr '\n' ' '); memory stall (PSI full total): $(( $(cgroup_file memory.pressure | sed -n 's/^full .*total=\([0-9]*\).*/\1/p') / 1000 )) ms"
+    figure "memory $1: MemoryCurrent $(( current / 1048576 )) MiB, MemoryPeak $(( ${peak/\?/0} / 1048576 )) MiB, TasksCurrent $tasks; memory.stat: $(cgroup_file memory.stat | awk '$1 == "anon" || $1 == "file" || $1 == "file_mapped" { printf "%s %d MiB ", $1, $2 / 1048576 }'); memory.events: $(cgroup_file memory.events | tr '\n' ' '); memory stall (PSI full total): $(( ${stall:-0} / 1000 )) ms"
     on_vm systemctl show -p MemoryCurrent,MemoryHigh,MemoryMax,TasksCurrent,TasksMax,NRestarts wasi-python-host >>"$work/systemctl-show.txt"
 }
 
