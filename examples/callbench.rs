@@ -247,7 +247,12 @@ fn main() -> anyhow::Result<()> {
                     .modules
                     .iter()
                     .map(|m| (m.name.clone(), m.path.clone(), m.source.clone())),
-                plugin_config.grants.interfaces.clone(),
+                plugin_config
+                    .grants
+                    .interfaces
+                    .iter()
+                    .map(|i| i.name().to_string())
+                    .collect(),
                 python.bytecode.clone(),
             );
             let mut prepared = Prepared::new(
