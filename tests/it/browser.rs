@@ -540,7 +540,7 @@ fn forced_alarm_shows_on_page_and_led_card() {
 /// and the cards stack.
 #[test]
 fn phone_layout_fits() {
-    let host = TestHost::start_with(add_sensor_plugin);
+    let host = TestHost::builder().config(add_sensor_plugin).start();
     for width in [390, 360] {
         let browser = Browser::phone_of_width(width);
         browser.goto(&url(&host, "/"));
@@ -610,7 +610,7 @@ fn add_sensor_plugin(config: &mut toml::Table) {
 /// sparkline per field; no host change for a new sensor.
 #[test]
 fn a_new_sensor_gets_its_own_card_with_sparklines() {
-    let host = TestHost::start_with(add_sensor_plugin);
+    let host = TestHost::builder().config(add_sensor_plugin).start();
     let browser = Browser::start();
     browser.goto(&url(&host, "/"));
     browser.enter_view();
@@ -645,17 +645,19 @@ fn a_new_sensor_gets_its_own_card_with_sparklines() {
 /// the readings and the error.
 #[test]
 fn fallback_page_when_the_dashboard_plugin_fails() {
-    let host = TestHost::start_with(|config| {
-        // A dashboard whose every render fails.
-        let dir = crate::support::plugin_dir(config, "dashboard");
-        std::fs::write(
-            dir.join("app.py"),
-            "from wit_world import exports\n\n\
+    let host = TestHost::builder()
+        .config(|config| {
+            // A dashboard whose every render fails.
+            let dir = crate::support::plugin_dir(config, "dashboard");
+            std::fs::write(
+                dir.join("app.py"),
+                "from wit_world import exports\n\n\
              class Dashboard(exports.Dashboard):\n    def render(self, data):\n        \
              raise RuntimeError('cannot draw today')\n",
-        )
-        .unwrap();
-    });
+            )
+            .unwrap();
+        })
+        .start();
     let browser = Browser::start();
     browser.goto(&url(&host, "/"));
     browser.enter_view();

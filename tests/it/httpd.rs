@@ -21,12 +21,14 @@ use crate::support::{connect_from, raw_http, table, Resp, TestHost, ATTACKER};
 
 /// A host with these `[host]` HTTP settings.
 fn host_with(settings: &[(&str, i64)]) -> TestHost {
-    TestHost::start_with(|config| {
-        let host = table(config, &["host"]);
-        for (key, value) in settings {
-            host.insert(key.to_string(), (*value).into());
-        }
-    })
+    TestHost::builder()
+        .config(|config| {
+            let host = table(config, &["host"]);
+            for (key, value) in settings {
+                host.insert(key.to_string(), (*value).into());
+            }
+        })
+        .start()
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -218,16 +218,18 @@ impl Drop for Subscriber {
 }
 
 fn mqtt_host(port: u16, edit: impl FnOnce(&mut toml::Table)) -> TestHost {
-    TestHost::start_with(|config| {
-        let m = table(config, &["mqtt"]);
-        m.insert("enabled".into(), true.into());
-        m.insert("host".into(), "127.0.0.1".into());
-        m.insert("port".into(), i64::from(port).into());
-        m.insert("device_id".into(), "test".into());
-        m.insert("keep_alive_s".into(), 5.into());
-        m.insert("publish_interval_s".into(), 2.into());
-        edit(config);
-    })
+    TestHost::builder()
+        .config(|config| {
+            let m = table(config, &["mqtt"]);
+            m.insert("enabled".into(), true.into());
+            m.insert("host".into(), "127.0.0.1".into());
+            m.insert("port".into(), i64::from(port).into());
+            m.insert("device_id".into(), "test".into());
+            m.insert("keep_alive_s".into(), 5.into());
+            m.insert("publish_interval_s".into(), 2.into());
+            edit(config);
+        })
+        .start()
 }
 
 const PREFIX: &str = "wasi-python-host/test";
@@ -485,13 +487,15 @@ fn plugin_telemetry_reaches_api_and_mqtt() {
 
 #[test]
 fn a_plugin_without_the_telemetry_grant_is_refused_at_load() {
-    let host = TestHost::start_with(|c| {
-        add_telemetry_plugin(c);
-        let grants = table(c, &["plugins", "telem", "grants"]);
-        let mut list = grants["interfaces"].as_array().unwrap().clone();
-        list.retain(|v| v.as_str() != Some("telemetry"));
-        grants.insert("interfaces".into(), toml::Value::Array(list));
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_telemetry_plugin(c);
+            let grants = table(c, &["plugins", "telem", "grants"]);
+            let mut list = grants["interfaces"].as_array().unwrap().clone();
+            list.retain(|v| v.as_str() != Some("telemetry"));
+            grants.insert("interfaces".into(), toml::Value::Array(list));
+        })
+        .start();
     let plugins = host.get("/api/plugins").json();
     let telem = plugins["plugins"]
         .as_array()
@@ -679,7 +683,7 @@ fn tls_without_ca_file_uses_the_system_trust_store() {
         m.insert("device_id".into(), "test".into());
     };
     // The real system store does not know the test CA ...
-    let host = TestHost::start_with(edit);
+    let host = TestHost::builder().config(edit).start();
     let api = host.wait_api("the TLS error in /api", WAIT, |a| {
         a["mqtt"]["last_error"]
             .as_str()
@@ -691,7 +695,10 @@ fn tls_without_ca_file_uses_the_system_trust_store() {
     // ... and one that does (SSL_CERT_FILE replaces /etc/ssl/certs, as
     // for OpenSSL) connects.
     let ca = ca.display().to_string();
-    let host = TestHost::start_with_env(edit, &[("SSL_CERT_FILE", &ca)]);
+    let host = TestHost::builder()
+        .config(edit)
+        .env("SSL_CERT_FILE", &ca)
+        .start();
     sub.wait(AVAILABILITY, |_, p| p == "online");
     assert_eq!(host.api()["mqtt"]["connected"], true);
 }

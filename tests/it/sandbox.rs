@@ -82,11 +82,13 @@ const ATTACKS: &[Attack] = &[
 
 #[test]
 fn every_attack_fails_by_name_and_the_rest_keep_running() {
-    let host = TestHost::start_with(|c| {
-        for (mode, limits, _, _) in ATTACKS {
-            add_hostile(c, &format!("hostile-{mode}"), mode, 300, limits);
-        }
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            for (mode, limits, _, _) in ATTACKS {
+                add_hostile(c, &format!("hostile-{mode}"), mode, 300, limits);
+            }
+        })
+        .start();
     for (mode, _, kinds, words) in ATTACKS {
         let name = format!("hostile-{mode}");
         let p = host.wait_plugin(&name, "a failure", Duration::from_secs(60), |p| {
@@ -144,18 +146,21 @@ fn every_attack_fails_by_name_and_the_rest_keep_running() {
 #[test]
 fn a_stuck_plugin_delays_the_others_by_at_most_its_deadline() {
     const DEADLINE_MS: u64 = 200;
-    let host = TestHost::start_alone_with(|c| {
-        add_hostile(
-            c,
-            "hostile",
-            "spin",
-            250,
-            &[("deadline_ms", DEADLINE_MS as i64), ("fuel", 1 << 50)],
-        );
-        // Poll the well-behaved plugins often so many polls meet the attack.
-        table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
-        table(c, &["plugins", "bme680"]).insert("interval_ms".into(), 150.into());
-    });
+    let host = TestHost::builder()
+        .alone()
+        .config(|c| {
+            add_hostile(
+                c,
+                "hostile",
+                "spin",
+                250,
+                &[("deadline_ms", DEADLINE_MS as i64), ("fuel", 1 << 50)],
+            );
+            // Poll the well-behaved plugins often so many polls meet the attack.
+            table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
+            table(c, &["plugins", "bme680"]).insert("interval_ms".into(), 150.into());
+        })
+        .start();
     // Backoff spaces the attacks (1, 2, 4, 8 s): watch the first four.
     host.wait_plugin("hostile", "four timeouts", Duration::from_secs(30), |p| {
         p["failures"].as_u64() >= Some(4)
@@ -185,7 +190,9 @@ fn a_stuck_plugin_delays_the_others_by_at_most_its_deadline() {
 fn wasi_grants_nothing_from_inside_python() {
     let marker = std::path::Path::new("/tmp/whp-hostile-was-here");
     let _ = std::fs::remove_file(marker);
-    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "escape", 500, &[]));
+    let host = TestHost::builder()
+        .config(|c| add_hostile(c, "hostile", "escape", 500, &[]))
+        .start();
     let api = host.wait_api("the escape report", Duration::from_secs(20), |a| {
         reading(a, "hostile-escape-spawn").is_some()
     });
@@ -220,7 +227,9 @@ fn wasi_grants_nothing_from_inside_python() {
 
 #[test]
 fn arguments_outside_the_grant_are_refused_and_counted() {
-    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "ungranted", 500, &[]));
+    let host = TestHost::builder()
+        .config(|c| add_hostile(c, "hostile", "ungranted", 500, &[]))
+        .start();
     let api = host.wait_api("the ungranted report", Duration::from_secs(20), |a| {
         reading(a, "hostile-ungranted").is_some()
     });
@@ -251,17 +260,19 @@ fn arguments_outside_the_grant_are_refused_and_counted() {
 
 #[test]
 fn an_ungranted_interface_is_refused_at_load() {
-    let host = TestHost::start_with(|c| {
-        add_hostile(c, "hostile", "ok", 500, &[]);
-        table(c, &["plugins", "hostile", "grants"]).insert(
-            "interfaces".into(),
-            toml::Value::Array(vec![
-                "gpio-provider".into(),
-                "log".into(),
-                "settings".into(),
-            ]),
-        );
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_hostile(c, "hostile", "ok", 500, &[]);
+            table(c, &["plugins", "hostile", "grants"]).insert(
+                "interfaces".into(),
+                toml::Value::Array(vec![
+                    "gpio-provider".into(),
+                    "log".into(),
+                    "settings".into(),
+                ]),
+            );
+        })
+        .start();
     let p = host.plugin("hostile");
     assert_eq!(p["status"], "load_failed", "{p}");
     let err = p["last_error"].as_str().unwrap();
@@ -283,7 +294,9 @@ fn an_ungranted_interface_is_refused_at_load() {
 
 #[test]
 fn actuator_spam_is_rate_limited() {
-    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "spam", 1000, &[]));
+    let host = TestHost::builder()
+        .config(|c| add_hostile(c, "hostile", "spam", 1000, &[]))
+        .start();
     let api = host.wait_api("the spam report", Duration::from_secs(20), |a| {
         reading(a, "hostile-spam").is_some()
     });
@@ -311,16 +324,18 @@ fn actuator_spam_is_rate_limited() {
 
 #[test]
 fn a_failing_plugin_leaves_its_actuators_safe() {
-    let host = TestHost::start_with(|c| {
-        add_hostile(c, "led", "led-then-raise", 700, &[]);
-        add_hostile(
-            c,
-            "buzz",
-            "buzz-then-spin",
-            5000,
-            &[("deadline_ms", 200), ("fuel", 1 << 50)],
-        );
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_hostile(c, "led", "led-then-raise", 700, &[]);
+            add_hostile(
+                c,
+                "buzz",
+                "buzz-then-spin",
+                5000,
+                &[("deadline_ms", 200), ("fuel", 1 << 50)],
+            );
+        })
+        .start();
     host.wait_plugin(
         "led",
         "a failure after lighting LED 3",
@@ -341,15 +356,17 @@ fn a_failing_plugin_leaves_its_actuators_safe() {
 
 #[test]
 fn one_slow_call_in_ten_fails_alone_and_the_plugin_recovers() {
-    let host = TestHost::start_with(|c| {
-        add_hostile(
-            c,
-            "hostile",
-            "slow10",
-            100,
-            &[("deadline_ms", 200), ("fuel", 1 << 50)],
-        )
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_hostile(
+                c,
+                "hostile",
+                "slow10",
+                100,
+                &[("deadline_ms", 200), ("fuel", 1 << 50)],
+            )
+        })
+        .start();
     let p = host.wait_plugin(
         "hostile",
         "a timeout then recovery",
@@ -369,11 +386,14 @@ fn one_slow_call_in_ten_fails_alone_and_the_plugin_recovers() {
 /// deadline at once (as a timeout), and lets one that fits go by.
 #[test]
 fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
-    let host = TestHost::start_alone_with(|c| {
-        add_hostile(c, "hostile", "sleep", 250, &[]);
-        add_hostile(c, "napper", "nap", 250, &[]);
-        table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
-    });
+    let host = TestHost::builder()
+        .alone()
+        .config(|c| {
+            add_hostile(c, "hostile", "sleep", 250, &[]);
+            add_hostile(c, "napper", "nap", 250, &[]);
+            table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
+        })
+        .start();
     let p = host.wait_plugin("hostile", "three failures", Duration::from_secs(30), |p| {
         p["failures"].as_u64() >= Some(3)
     });
@@ -419,19 +439,20 @@ fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
 fn shutdown_does_not_wait_for_a_plugin_in_a_long_call() {
     // A 60 s deadline (the most a config allows) on a plugin that spins:
     // SIGTERM must still end the host at once.
-    let dir = crate::support::temp_dir("shutdown");
-    let mut config = crate::support::base_config(&dir);
-    add_hostile(
-        &mut config,
-        "hostile",
-        "spin",
-        200,
-        &[("deadline_ms", 60_000), ("fuel", 1 << 50)],
-    );
-    crate::support::warm_cache();
     // Not waiting for every plugin: the spin holds the scheduler (by design
     // of this test), so the ones installed after it wait.
-    let host = TestHost::spawn(&dir, &config);
+    let host = TestHost::builder()
+        .config(|c| {
+            add_hostile(
+                c,
+                "hostile",
+                "spin",
+                200,
+                &[("deadline_ms", 60_000), ("fuel", 1 << 50)],
+            )
+        })
+        .no_wait()
+        .start();
     crate::support::wait_until(
         "the scheduler held by the long call",
         Duration::from_secs(60),
@@ -456,11 +477,13 @@ fn shutdown_does_not_wait_for_a_plugin_in_a_long_call() {
 /// time far from the host's clock, or ever new ids.
 #[test]
 fn forged_ids_bad_times_and_id_churn_are_refused() {
-    let host = TestHost::start_with(|c| {
-        add_hostile(c, "forger", "forge", 300, &[]);
-        add_hostile(c, "timetraveller", "future", 300, &[]);
-        add_hostile(c, "churner", "ids", 300, &[]);
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_hostile(c, "forger", "forge", 300, &[]);
+            add_hostile(c, "timetraveller", "future", 300, &[]);
+            add_hostile(c, "churner", "ids", 300, &[]);
+        })
+        .start();
     for (name, words) in [
         ("forger", "sensor id `dht22-gpio-4` is not this plugin's"),
         ("timetraveller", "too far from the host's clock"),
@@ -524,7 +547,9 @@ fn forged_ids_bad_times_and_id_churn_are_refused() {
 /// host stops.
 #[test]
 fn state_writes_are_coalesced_and_bounded() {
-    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "state-spam", 200, &[]));
+    let host = TestHost::builder()
+        .config(|c| add_hostile(c, "hostile", "state-spam", 200, &[]))
+        .start();
     let p = host.wait_plugin("hostile", "ten calls", Duration::from_secs(30), |p| {
         p["calls"].as_u64() >= Some(10)
     });
