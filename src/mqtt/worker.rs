@@ -108,7 +108,8 @@ pub struct Status {
     pub published: AtomicU64,
     /// Queued messages dropped (oldest first) while the broker was away.
     pub dropped: AtomicU64,
-    /// Buzzer presses received on the command topic.
+    /// Buzzer presses received on the command topic, counted once each has
+    /// been through the control path (played or refused).
     pub commands: AtomicU64,
     /// Messages from the broker skipped for their size.
     pub skipped: AtomicU64,
@@ -463,7 +464,6 @@ impl Worker {
                     conn.send(&codec::puback(id))?;
                 }
                 if topic == self.naming.buzzer_command() {
-                    self.status.commands.fetch_add(1, Ordering::Relaxed);
                     let text = String::from_utf8_lossy(&payload);
                     match Pattern::parse(&text) {
                         Some(p) => {
@@ -477,6 +477,10 @@ impl Worker {
                             crate::capabilities::log::truncate(&text, 64)
                         ),
                     }
+                    // Counted once handled: whoever reads N knows the N
+                    // presses are through the control path (their beeps in
+                    // the buzzer's count, or refused).
+                    self.status.commands.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Incoming::Oversized {
@@ -734,5 +738,107 @@ mod tests {
         assert_eq!(o.push(m("c")), 1);
         let topics: Vec<_> = o.queue.iter().map(|m| m.topic.as_str()).collect();
         assert_eq!(topics, ["b", "c"]);
+    }
+
+    use crate::hardware::{
+        Backend, Bme680Sample, Dht22Sample, Hardware, HardwareOptions, HwError, SimBackend,
+        SystemStats,
+    };
+
+    /// The simulator, noting the MQTT command count each time the buzzer
+    /// turns on.
+    struct Watching {
+        sim: SimBackend,
+        status: Arc<Status>,
+        commands_at_tone: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Backend for Watching {
+        fn name(&self) -> &'static str {
+            "watching"
+        }
+        fn read_dht22(&mut self, pin: u8) -> Result<Dht22Sample, HwError> {
+            self.sim.read_dht22(pin)
+        }
+        fn read_bme680(&mut self, addr: u8) -> Result<Bme680Sample, HwError> {
+            self.sim.read_bme680(addr)
+        }
+        fn cpu_temp_c(&mut self) -> Result<f32, HwError> {
+            self.sim.cpu_temp_c()
+        }
+        fn system_stats(&mut self) -> Result<SystemStats, HwError> {
+            self.sim.system_stats()
+        }
+        fn show_leds(&mut self, frame: &[[u8; 3]]) -> Result<(), HwError> {
+            self.sim.show_leds(frame)
+        }
+        fn set_buzzer(&mut self, on: bool) -> Result<(), HwError> {
+            if on {
+                let n = self.status.commands.load(Ordering::SeqCst);
+                self.commands_at_tone.lock().expect("test lock").push(n);
+            }
+            self.sim.set_buzzer(on)
+        }
+    }
+
+    /// A connection to a socket nobody reads: `handle` only writes to it.
+    fn loopback() -> (Conn, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        let conn = Conn {
+            stream: tls::Stream::Plain(ours),
+            buf: Vec::new(),
+            skip: 0,
+            last_sent: Instant::now(),
+            last_received: Instant::now(),
+            ping_sent: None,
+        };
+        (conn, theirs)
+    }
+
+    /// `/api`'s `commands` is a barrier: a reader who sees N knows the N
+    /// presses have been through the control path, their beeps counted.
+    #[test]
+    fn a_press_is_counted_after_the_control_path_has_handled_it() {
+        let status = Arc::new(Status::default());
+        let commands_at_tone = Arc::new(Mutex::new(Vec::new()));
+        let hardware = Hardware::start(
+            Box::new(Watching {
+                sim: SimBackend::new(1, vec![4], vec![]),
+                status: status.clone(),
+                commands_at_tone: commands_at_tone.clone(),
+            }),
+            HardwareOptions::default(),
+        )
+        .expect("the hardware thread starts");
+        let control = Arc::new(Control::new(hardware.handle()));
+        let mut worker = Worker::new(
+            MqttSection::default(),
+            Shared::new(),
+            control,
+            status.clone(),
+            Stop::default(),
+            "sim".into(),
+        );
+        let (mut conn, _broker) = loopback();
+        let press = |payload: &[u8]| Incoming::Publish {
+            topic: worker.naming.buzzer_command(),
+            payload: payload.to_vec(),
+            packet_id: None,
+        };
+        let (beep, siren) = (press(b"beep"), press(b"siren"));
+        worker.handle(&mut conn, beep).unwrap();
+        assert_eq!(
+            *commands_at_tone.lock().unwrap(),
+            [0],
+            "the press is counted only after its tone has started"
+        );
+        assert_eq!(status.commands.load(Ordering::SeqCst), 1);
+        assert_eq!(hardware.handle().status().beeps_total, 1);
+        // A press the control path ignores is counted too.
+        worker.handle(&mut conn, siren).unwrap();
+        assert_eq!(status.commands.load(Ordering::SeqCst), 2);
+        assert_eq!(hardware.handle().status().beeps_total, 1);
     }
 }

@@ -205,6 +205,20 @@ impl Subscriber {
             .count()
     }
 
+    /// Publishes a marker through `broker` and waits for it: every message
+    /// the broker had for this subscriber before it (retained ones its
+    /// subscription brought too) has then arrived.
+    fn sync(&self, broker: &Broker) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let marker = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        broker.publish(SYNC, &[&marker]);
+        self.wait(SYNC, |_, p| p == marker);
+    }
+
     fn json(&self, topic: &str) -> Value {
         serde_json::from_str(&self.wait(topic, |_, _| true)).expect("the payload is JSON")
     }
@@ -236,6 +250,8 @@ const PREFIX: &str = "wasi-python-host/test";
 const AVAILABILITY: &str = "wasi-python-host/test/availability";
 const STATE: &str = "wasi-python-host/test/state";
 const COMMAND: &str = "wasi-python-host/test/buzzer/set";
+/// Where [`Subscriber::sync`] publishes its markers; nothing else does.
+const SYNC: &str = "test/sync";
 
 fn connected(host: &TestHost) -> bool {
     host.api()["mqtt"]["connected"] == true
@@ -387,14 +403,15 @@ fn buzzer_button_goes_through_the_shared_rate_limit() {
 
     // A burst: the shared limit (3 at once, then one per 2 s) refuses most.
     broker.publish(COMMAND, &["beep"; 8]);
-    host.wait_api("every press to arrive", WAIT, |a| {
+    // A press is counted once it has been through the control path, so
+    // the beeps of all nine are in beeps_total when the count says 9.
+    host.wait_api("every press to be handled", WAIT, |a| {
         a["mqtt"]["commands"].as_u64() == Some(9)
     });
+    let after = beeps(&host);
     // The same bucket now refuses the dashboard's button too.
     let r = host.post_json("/api/buzzer", &json!({"pattern": "beep"}));
     assert_eq!(r.status, 429, "{}", r.body);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = beeps(&host);
     assert!(
         after <= before + 4,
         "the rate limit let {} of 9 presses through",
@@ -781,12 +798,16 @@ fn tls_refuses_an_untrusted_or_misnamed_broker_without_falling_back() {
     let error = api["mqtt"]["last_error"].as_str().unwrap();
     assert!(error.contains("mqtt.port"), "{error}");
 
-    // None of them ever got to MQTT: nothing from them at the broker.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sub.count(AVAILABILITY), 0, "a refused host published");
+    // None of them ever got to MQTT, not even on a retry (where a
+    // fallback to plain text would show): nothing from them at the broker.
     for host in [&untrusted, &misnamed, &plain] {
+        wait_until("a retry after the error", WAIT, || {
+            (host.log().matches("; retrying in").count() >= 2).then_some(())
+        });
         assert_eq!(host.api()["mqtt"]["connects"], 0);
     }
+    sub.sync(&broker);
+    assert_eq!(sub.count(AVAILABILITY), 0, "a refused host published");
 }
 
 /// Rewrites the host's config file the way an editor does (a rename).
@@ -936,7 +957,7 @@ fn removed_plugins_and_their_entities_leave_home_assistant() {
         retained && !p.is_empty()
     });
     late.wait(AVAILABILITY, |retained, _| retained);
-    std::thread::sleep(Duration::from_millis(500));
+    late.sync(&broker);
     for topic in &gone {
         assert_eq!(late.count(topic), 0, "{topic} is still retained");
     }
