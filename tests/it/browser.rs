@@ -392,6 +392,25 @@ fn dashboard_renders_live_values_history_and_font() {
     browser.screenshot("dashboard-desktop");
 }
 
+/// Requests the host has answered on its control routes (`/api/buzzer`,
+/// `/api/sim`), whatever their status, from `/metrics`.
+fn control_requests(host: &TestHost) -> u64 {
+    host.get("/metrics")
+        .body
+        .lines()
+        .filter(|l| {
+            l.starts_with(r#"whp_http_requests_total{route="/api/buzzer","#)
+                || l.starts_with(r#"whp_http_requests_total{route="/api/sim","#)
+        })
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("a count in {l}"))
+        })
+        .sum()
+}
+
 /// Beep is locked until the browser logs in; the plugin's own script can
 /// reach neither the API nor the cookie nor the host's page.
 #[test]
@@ -434,12 +453,34 @@ fn beep_needs_login_and_plugin_script_cannot_reach_controls() {
         "{parent}"
     );
     // Asking the shell for anything beyond the two patterns does nothing.
+    // It answers messages in order: once it has answered a press sent
+    // after them, it has been through both, and sent the host nothing.
+    let requests = control_requests(&host);
     browser.js(
-        "parent.postMessage({type:'buzzer',pattern:'siren'},'*');\
-         parent.postMessage({type:'sim',temperature:99},'*')",
+        "document.getElementById('bzmsg').textContent='';\
+         parent.postMessage({type:'buzzer',pattern:'siren'},'*');\
+         parent.postMessage({type:'sim',temperature:99},'*');\
+         parent.postMessage({type:'buzzer',pattern:'beep'},'*')",
         json!([]),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    let answer = browser.wait_js(
+        "the shell's answer to the press after them",
+        Duration::from_secs(10),
+        "var t=document.getElementById('bzmsg').textContent;return /^error: /.test(t)&&t",
+    );
+    // That press reaches the host only while the click above still counts
+    // as a user gesture, and is then refused for want of a login.
+    let answer = answer.as_str().unwrap();
+    let pressed = u64::from(answer.contains("log in"));
+    assert!(
+        pressed == 1 || answer.contains("press the button yourself"),
+        "{answer}"
+    );
+    assert_eq!(
+        control_requests(&host),
+        requests + pressed,
+        "the shell sent the host a request for `siren` or `sim`"
+    );
     assert_eq!(
         host.api()["buzzer"]["beeps_total"],
         before,
