@@ -22,7 +22,10 @@ mod probe;
 mod sim;
 
 pub use probe::{probe, ProbeLine, ProbePlan, ProbeReport};
-pub use sim::{SimAir, SimBackend, SimBme680Registers, Transfer, SIM_HEATER_MIN};
+pub use sim::{
+    SimAir, SimBackend, SimBme680Registers, SimControl, SimDevice, SimFault, SimOverride, Transfer,
+    SIM_HEATER_MIN,
+};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -72,111 +75,6 @@ pub struct BuzzPattern {
     pub count: u8,
     pub on: Duration,
     pub off: Duration,
-}
-
-/// Values a test or a demo pins on a simulated sensor; `None` fields follow
-/// the simulation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SimOverride {
-    pub temperature_c: Option<f32>,
-    pub humidity_pct: Option<f32>,
-    pub pressure_hpa: Option<f32>,
-    pub gas_resistance_ohm: Option<f32>,
-}
-
-/// Which simulated device an override or fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SimDevice {
-    Dht22 { pin: u8 },
-    Bme680 { addr: u8 },
-    Cpu,
-}
-
-impl fmt::Display for SimDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimDevice::Dht22 { pin } => write!(f, "the DHT22 on GPIO {pin}"),
-            SimDevice::Bme680 { addr } => write!(f, "the BME680 at {addr:#04x}"),
-            SimDevice::Cpu => f.write_str("the CPU temperature sensor"),
-        }
-    }
-}
-
-/// A fault the simulator injects until it is cleared. Each one is made at
-/// protocol level (in the DHT22's waveform, in the BME680's registers), so
-/// the caller sees the error the real code path reports for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SimFault {
-    /// DHT22: one bit of the checksum byte flips.
-    Checksum,
-    /// DHT22: one data bit's edges are lost, 39 pulses arrive.
-    MissingEdge,
-    /// DHT22: the sensor does not answer the start signal.
-    NoResponse,
-    /// BME680: every I2C transfer fails with an I/O error.
-    I2cError,
-    /// BME680: a BME280 (chip id 0x60) answers at the address.
-    WrongChipId,
-    /// Any device: unplugged. Clearing the fault plugs it back in (a
-    /// BME680 comes back reset, as a real one does).
-    Absent,
-}
-
-impl SimFault {
-    pub const ALL: [SimFault; 6] = [
-        SimFault::Checksum,
-        SimFault::MissingEdge,
-        SimFault::NoResponse,
-        SimFault::I2cError,
-        SimFault::WrongChipId,
-        SimFault::Absent,
-    ];
-
-    /// The name used in `POST /api/sim` and in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            SimFault::Checksum => "checksum",
-            SimFault::MissingEdge => "missing_edge",
-            SimFault::NoResponse => "no_response",
-            SimFault::I2cError => "i2c_error",
-            SimFault::WrongChipId => "wrong_chip_id",
-            SimFault::Absent => "absent",
-        }
-    }
-
-    /// Whether `device` can show this fault.
-    pub fn applies_to(self, device: SimDevice) -> bool {
-        match (self, device) {
-            (SimFault::Absent, _) => true,
-            (SimFault::Checksum | SimFault::MissingEdge | SimFault::NoResponse, d) => {
-                matches!(d, SimDevice::Dht22 { .. })
-            }
-            (SimFault::I2cError | SimFault::WrongChipId, d) => {
-                matches!(d, SimDevice::Bme680 { .. })
-            }
-        }
-    }
-}
-
-impl fmt::Display for SimFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for SimFault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SimFault, String> {
-        SimFault::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown fault `{s}`: expected one of {}",
-                    SimFault::ALL.map(SimFault::name).join(", ")
-                )
-            })
-    }
 }
 
 /// What the actuators are doing, as last set by the hardware thread.
@@ -233,22 +131,10 @@ pub trait Backend: Send {
     /// Shows `frame` (already brightness-capped) on the strip.
     fn show_leds(&mut self, frame: &[[u8; 3]]) -> Result<(), HwError>;
     fn set_buzzer(&mut self, on: bool) -> Result<(), HwError>;
-    fn set_override(
-        &mut self,
-        _device: SimDevice,
-        _values: Option<SimOverride>,
-    ) -> Result<(), HwError> {
-        Err(HwError::Unsupported(format!(
-            "the `{}` backend has no simulated values to override",
-            self.name()
-        )))
-    }
-    /// Injects (or with `None`, clears) a simulated fault.
-    fn set_fault(&mut self, _device: SimDevice, _fault: Option<SimFault>) -> Result<(), HwError> {
-        Err(HwError::Unsupported(format!(
-            "the `{}` backend cannot inject faults; real hardware has its own",
-            self.name()
-        )))
+    /// The simulator's controls, when this backend is simulated hardware.
+    /// Real backends keep the default: they have none.
+    fn as_sim(&mut self) -> Option<&mut dyn SimControl> {
+        None
     }
     /// What drives the LED strip, for `probe` (after a `show_leds`).
     fn leds_driver(&self) -> String {
@@ -556,7 +442,14 @@ impl Worker {
                     // A pinned value shows on the next read, not 2 s later.
                     self.dht22_cache.remove(&pin);
                 }
-                let _ = reply.send(self.backend.set_override(device, values));
+                let name = self.backend.name();
+                let result = match self.backend.as_sim() {
+                    Some(sim) => sim.set_override(device, values),
+                    None => Err(HwError::Unsupported(format!(
+                        "the `{name}` backend has no simulated values to override"
+                    ))),
+                };
+                let _ = reply.send(result);
             }
             Request::Fault {
                 device,
@@ -567,7 +460,14 @@ impl Worker {
                     // An injected fault shows on the next read, not 2 s later.
                     self.dht22_cache.remove(&pin);
                 }
-                let _ = reply.send(self.backend.set_fault(device, fault));
+                let name = self.backend.name();
+                let result = match self.backend.as_sim() {
+                    Some(sim) => sim.set_fault(device, fault),
+                    None => Err(HwError::Unsupported(format!(
+                        "the `{name}` backend cannot inject faults; real hardware has its own"
+                    ))),
+                };
+                let _ = reply.send(result);
             }
             Request::Shutdown => {}
         }
