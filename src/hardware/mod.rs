@@ -366,7 +366,7 @@ impl HardwareHandle {
 
     /// The actuators' state, without a round trip to the thread.
     pub fn status(&self) -> ActuatorStatus {
-        self.status.read().map(|s| s.clone()).unwrap_or_default()
+        self.status.read().expect("actuator status lock").clone()
     }
 }
 
@@ -526,9 +526,8 @@ impl Worker {
             .map(|c| c.map(|v| ((u16::from(v) * brightness + 127) / 255) as u8))
             .collect();
         let result = self.backend.show_leds(&capped);
-        if let Ok(mut status) = self.status.write() {
-            status.leds = self.frame.clone();
-        }
+        let mut status = self.status.write().expect("actuator status lock");
+        status.leds = self.frame.clone();
         result
     }
 
@@ -558,31 +557,28 @@ impl Worker {
             self.pattern.pop();
             self.set_buzzer(on);
         }
-        if let Ok(mut status) = self.status.write() {
-            status.buzzer_pattern_active = !self.pattern.is_empty();
-        }
+        let mut status = self.status.write().expect("actuator status lock");
+        status.buzzer_pattern_active = !self.pattern.is_empty();
     }
 
     fn set_buzzer(&mut self, on: bool) {
         if let Err(e) = self.backend.set_buzzer(on) {
             log::warn!("buzzer: {e}");
         }
-        if let Ok(mut status) = self.status.write() {
-            // Every tone a pattern starts counts, even one that cuts into a
-            // tone still sounding from the pattern it replaced.
-            if on {
-                status.beeps_total += 1;
-            }
-            status.buzzer_on = on;
+        let mut status = self.status.write().expect("actuator status lock");
+        // Every tone a pattern starts counts, even one that cuts into a
+        // tone still sounding from the pattern it replaced.
+        if on {
+            status.beeps_total += 1;
         }
+        status.buzzer_on = on;
     }
 
     fn stop_buzzer(&mut self) {
         self.pattern.clear();
         self.set_buzzer(false);
-        if let Ok(mut status) = self.status.write() {
-            status.buzzer_pattern_active = false;
-        }
+        let mut status = self.status.write().expect("actuator status lock");
+        status.buzzer_pattern_active = false;
     }
 
     /// LEDs off, buzzer silent: where the device rests when nobody drives it.
