@@ -432,7 +432,17 @@ impl Worker {
             Request::Buzz { pattern, reply } => {
                 let _ = reply.send(self.start_pattern(pattern));
             }
-            Request::BuzzerOff => self.stop_buzzer(),
+            Request::BuzzerOff => {
+                // Said only when it cut a pattern short: a plugin's safe
+                // state silencing its tone is an event worth a line (and
+                // the one tests wait for); silencing nothing is not.
+                if let Some(left) = self.stop_buzzer() {
+                    log::info!(
+                        "buzzer silenced with {} ms of its pattern left",
+                        left.as_millis()
+                    );
+                }
+            }
             Request::Override {
                 device,
                 values,
@@ -574,11 +584,19 @@ impl Worker {
         status.buzzer_on = on;
     }
 
-    fn stop_buzzer(&mut self) {
+    /// Silences the buzzer and drops the pattern playing, if any: how much
+    /// of it was left.
+    fn stop_buzzer(&mut self) -> Option<Duration> {
+        // Edges are kept soonest last: the first is the pattern's end.
+        let left = self
+            .pattern
+            .first()
+            .map(|&(end, _)| end.saturating_duration_since(Instant::now()));
         self.pattern.clear();
         self.set_buzzer(false);
         let mut status = self.status.write().expect("actuator status lock");
         status.buzzer_pattern_active = false;
+        left
     }
 
     /// LEDs off, buzzer silent: where the device rests when nobody drives it.
@@ -615,4 +633,42 @@ pub(crate) fn read_system_stats(sys: Option<&mut sysinfo::System>) -> Result<Sys
             .map(|l| l.one as f32)
             .unwrap_or(0.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker() -> Worker {
+        Worker {
+            backend: Box::new(SimBackend::new(1, vec![], vec![])),
+            options: HardwareOptions::default(),
+            status: Arc::default(),
+            dht22_cache: HashMap::new(),
+            dht22_failures: HashMap::new(),
+            frame: Vec::new(),
+            pattern: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn silencing_a_pattern_says_how_much_of_it_was_cut() {
+        let mut w = worker();
+        assert_eq!(w.stop_buzzer(), None, "nothing was playing");
+        let two_seconds = BuzzPattern {
+            count: 1,
+            on: Duration::from_secs(2),
+            off: Duration::ZERO,
+        };
+        w.start_pattern(two_seconds).unwrap();
+        assert!(w.status.read().unwrap().buzzer_on);
+        let left = w.stop_buzzer().expect("a pattern was playing");
+        assert!(
+            left > Duration::from_secs(1) && left <= Duration::from_secs(2),
+            "{left:?}"
+        );
+        let status = w.status.read().unwrap().clone();
+        assert!(!status.buzzer_on && !status.buzzer_pattern_active);
+        assert_eq!(w.stop_buzzer(), None, "already silent");
+    }
 }
