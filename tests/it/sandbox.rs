@@ -161,27 +161,46 @@ fn a_stuck_plugin_delays_the_others_by_at_most_its_deadline() {
             table(c, &["plugins", "bme680"]).insert("interval_ms".into(), 150.into());
         })
         .start();
+    const OTHERS: [&str; 3] = ["pi_monitor", "bme680", "dht22"];
+    let calls = |host: &TestHost| OTHERS.map(|name| host.plugin(name)["calls"].as_u64().unwrap());
     // Backoff spaces the attacks (1, 2, 4, 8 s): watch the first four.
-    host.wait_plugin("hostile", "four timeouts", Duration::from_secs(30), |p| {
+    host.wait_plugin("hostile", "a timeout", Duration::from_secs(30), |p| {
+        p["failures"].as_u64() >= Some(1)
+    });
+    let before = calls(&host);
+    let p = host.wait_plugin("hostile", "four timeouts", Duration::from_secs(30), |p| {
         p["failures"].as_u64() >= Some(4)
     });
+    // Every attack was cut by its deadline, and the others were called
+    // between the attacks.
+    assert_eq!(p["failures_by_kind"]["timeout"], p["failures"], "{p}");
+    let after = calls(&host);
+    for (i, name) in OTHERS.iter().enumerate() {
+        assert!(
+            after[i] > before[i],
+            "{name} was not called during the attack"
+        );
+    }
+    // The worst start delay each suffered, as the host measured it. The
+    // figure (deadline + epoch tick + trap handling: ~200 ms) is a
+    // benchmark's (BENCHMARKS.md, "Sandbox"). The test holds a bound with a
+    // wide margin that a broken guarantee cannot meet: less than two
+    // deadlines, so at most one stuck call, cut at its deadline, ever
+    // stood between a plugin and its due time (an uncut spin with 2^50
+    // fuel would run for hours).
     let mut worst = 0;
-    for name in ["pi_monitor", "bme680", "dht22"] {
-        let p = host.plugin(name);
-        let delay_us = p["max_start_delay_us"].as_u64().unwrap();
+    for name in OTHERS {
+        let delay_us = host.plugin(name)["max_start_delay_us"].as_u64().unwrap();
         eprintln!(
             "worst start delay of {name} during the attack: {} ms",
             delay_us / 1000
         );
         worst = worst.max(delay_us);
-        assert!(p["calls"].as_u64().unwrap() > 0);
     }
-    // The hostile call is cut at its deadline (epoch granularity 10 ms); one
-    // scheduler tick of slack covers the trap handling and the render.
-    let bound_us = (DEADLINE_MS + 10 + 10) * 1000;
+    let bound_us = 2 * DEADLINE_MS * 1000;
     assert!(
-        worst <= bound_us,
-        "worst delay {worst} µs exceeds deadline + one tick ({bound_us} µs)"
+        worst < bound_us,
+        "worst delay {worst} µs: more than one stuck call's deadline ({bound_us} µs for two)"
     );
     well_behaved_are_running(&host);
 }
@@ -348,10 +367,14 @@ fn a_failing_plugin_leaves_its_actuators_safe() {
     host.wait_plugin("buzz", "a timeout", Duration::from_secs(20), |p| {
         p["failures"].as_u64() > Some(0)
     });
-    // The plugin asked for a 2 s tone; the host silences it at the failure.
-    host.wait_api("the buzzer silenced", Duration::from_millis(800), |a| {
-        a["buzzer"]["on"] == false
-    });
+    // The plugin asked for a 2 s tone; the host silences it at the failure
+    // rather than letting it end, and the hardware thread says it cut it.
+    crate::support::wait_until(
+        "the tone cut short by the safe state",
+        Duration::from_secs(20),
+        || host.log().contains("buzzer silenced with").then_some(()),
+    );
+    assert_eq!(host.api()["buzzer"]["on"], false);
 }
 
 #[test]
@@ -387,11 +410,9 @@ fn one_slow_call_in_ten_fails_alone_and_the_plugin_recovers() {
 #[test]
 fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
     let host = TestHost::builder()
-        .alone()
         .config(|c| {
             add_hostile(c, "hostile", "sleep", 250, &[]);
             add_hostile(c, "napper", "nap", 250, &[]);
-            table(c, &["plugins", "pi_monitor"]).insert("interval_ms".into(), 100.into());
         })
         .start();
     let p = host.wait_plugin("hostile", "three failures", Duration::from_secs(30), |p| {
@@ -403,6 +424,19 @@ fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
         error.contains("asked to wait 99999") && error.contains("deadline"),
         "{error}"
     );
+    // Refused at once, not served until the deadline: the host says how
+    // much of the call's 1000 ms was left when it refused, so no other
+    // plugin waited on this sleep.
+    let left_ms: u64 = error
+        .split("had only ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the time left in {error}"));
+    assert!(
+        left_ms >= 500,
+        "refused only {left_ms} ms before the deadline"
+    );
     // A short nap within the deadline works, every time.
     let nap = host.wait_api("the napper's readings", Duration::from_secs(20), |a| {
         reading(a, "napper-napped").is_some()
@@ -412,15 +446,6 @@ fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
         .unwrap()
         .starts_with("call "));
     assert_eq!(host.plugin("napper")["failures"], 0);
-    // The others kept their schedule: no call of theirs waited on a sleep.
-    for name in ["pi_monitor", "bme680", "dht22"] {
-        let p = host.plugin(name);
-        let delay_ms = p["max_start_delay_us"].as_u64().unwrap() / 1000;
-        assert!(
-            delay_ms <= 1000 + 10,
-            "{name} waited {delay_ms} ms, more than a call's deadline + one tick"
-        );
-    }
     // Failing on every call gets it quarantined, and /healthz names it.
     host.wait_plugin("hostile", "quarantine", Duration::from_secs(60), |p| {
         p["status"] == "quarantined"
@@ -433,6 +458,7 @@ fn a_plugin_that_sleeps_forever_holds_up_no_one_and_not_the_shutdown() {
         h.body
     );
     well_behaved_are_running(&host);
+    assert!(host.stop().success(), "SIGTERM ends the host cleanly");
 }
 
 #[test]
@@ -467,6 +493,9 @@ fn shutdown_does_not_wait_for_a_plugin_in_a_long_call() {
     let status = host.stop();
     let took = started.elapsed();
     assert!(status.success(), "{status:?}");
+    // A bound kept on purpose: the guarantee is about time (SIGTERM does not
+    // wait out the call's 60 s deadline), and 5 s leaves a twelvefold
+    // margin; a busy machine does not stretch an exit to a minute.
     assert!(
         took <= Duration::from_secs(5),
         "SIGTERM took {took:?} with a plugin in a long call"
