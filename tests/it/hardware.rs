@@ -636,7 +636,7 @@ fn api_sim_fault_alone_keeps_pinned_values() {
 /// Parses `text` made whole: with the `[host]` and plugin tables every
 /// config needs appended (so error lines stay those of `text`).
 fn parse(text: &str) -> Result<Config, String> {
-    let whole = format!("{text}\n[host]\n[plugins.p]\n");
+    let whole = format!("{text}\n[host]\n[plugins.p]\nkind = \"sensor\"\n");
     Config::parse(&whole, Path::new("host.toml")).map_err(|e| e.to_string())
 }
 
@@ -754,6 +754,8 @@ hardware = "sim"
 [hardware.sim]
 dht22_pins = []
 bme680_addresses = [0x77]
+[plugins.dht22]
+kind = "dht22"
 [plugins.dht22.grants]
 interfaces = ["gpio-provider"]
 dht22_pins = [5]
