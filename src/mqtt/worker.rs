@@ -16,7 +16,7 @@
 //! rate limit as the dashboard's Beep button), and pings. A lost connection
 //! is retried with exponential backoff ([`MIN_BACKOFF`] doubling to
 //! [`MAX_BACKOFF`]); meanwhile state changes go to a bounded queue
-//! ([`Outbox`]) that drops its oldest entries. Entities that go away (a
+//! (`Outbox`) that drops its oldest entries. Entities that go away (a
 //! plugin disabled or removed) are withdrawn with an empty retained
 //! discovery config; how many a plugin may have, how fast new ones come and
 //! how much is logged about them is bounded ([`super::announce`]).
