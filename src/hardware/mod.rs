@@ -22,7 +22,10 @@ mod probe;
 mod sim;
 
 pub use probe::{probe, ProbeLine, ProbePlan, ProbeReport};
-pub use sim::{SimAir, SimBackend, SimBme680Registers, Transfer, SIM_HEATER_MIN};
+pub use sim::{
+    SimAir, SimBackend, SimBme680Registers, SimControl, SimDevice, SimFault, SimOverride, Transfer,
+    SIM_HEATER_MIN,
+};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -72,111 +75,6 @@ pub struct BuzzPattern {
     pub count: u8,
     pub on: Duration,
     pub off: Duration,
-}
-
-/// Values a test or a demo pins on a simulated sensor; `None` fields follow
-/// the simulation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SimOverride {
-    pub temperature_c: Option<f32>,
-    pub humidity_pct: Option<f32>,
-    pub pressure_hpa: Option<f32>,
-    pub gas_resistance_ohm: Option<f32>,
-}
-
-/// Which simulated device an override or fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SimDevice {
-    Dht22 { pin: u8 },
-    Bme680 { addr: u8 },
-    Cpu,
-}
-
-impl fmt::Display for SimDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimDevice::Dht22 { pin } => write!(f, "the DHT22 on GPIO {pin}"),
-            SimDevice::Bme680 { addr } => write!(f, "the BME680 at {addr:#04x}"),
-            SimDevice::Cpu => f.write_str("the CPU temperature sensor"),
-        }
-    }
-}
-
-/// A fault the simulator injects until it is cleared. Each one is made at
-/// protocol level (in the DHT22's waveform, in the BME680's registers), so
-/// the caller sees the error the real code path reports for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SimFault {
-    /// DHT22: one bit of the checksum byte flips.
-    Checksum,
-    /// DHT22: one data bit's edges are lost, 39 pulses arrive.
-    MissingEdge,
-    /// DHT22: the sensor does not answer the start signal.
-    NoResponse,
-    /// BME680: every I2C transfer fails with an I/O error.
-    I2cError,
-    /// BME680: a BME280 (chip id 0x60) answers at the address.
-    WrongChipId,
-    /// Any device: unplugged. Clearing the fault plugs it back in (a
-    /// BME680 comes back reset, as a real one does).
-    Absent,
-}
-
-impl SimFault {
-    pub const ALL: [SimFault; 6] = [
-        SimFault::Checksum,
-        SimFault::MissingEdge,
-        SimFault::NoResponse,
-        SimFault::I2cError,
-        SimFault::WrongChipId,
-        SimFault::Absent,
-    ];
-
-    /// The name used in `POST /api/sim` and in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            SimFault::Checksum => "checksum",
-            SimFault::MissingEdge => "missing_edge",
-            SimFault::NoResponse => "no_response",
-            SimFault::I2cError => "i2c_error",
-            SimFault::WrongChipId => "wrong_chip_id",
-            SimFault::Absent => "absent",
-        }
-    }
-
-    /// Whether `device` can show this fault.
-    pub fn applies_to(self, device: SimDevice) -> bool {
-        match (self, device) {
-            (SimFault::Absent, _) => true,
-            (SimFault::Checksum | SimFault::MissingEdge | SimFault::NoResponse, d) => {
-                matches!(d, SimDevice::Dht22 { .. })
-            }
-            (SimFault::I2cError | SimFault::WrongChipId, d) => {
-                matches!(d, SimDevice::Bme680 { .. })
-            }
-        }
-    }
-}
-
-impl fmt::Display for SimFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for SimFault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SimFault, String> {
-        SimFault::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown fault `{s}`: expected one of {}",
-                    SimFault::ALL.map(SimFault::name).join(", ")
-                )
-            })
-    }
 }
 
 /// What the actuators are doing, as last set by the hardware thread.
@@ -233,22 +131,10 @@ pub trait Backend: Send {
     /// Shows `frame` (already brightness-capped) on the strip.
     fn show_leds(&mut self, frame: &[[u8; 3]]) -> Result<(), HwError>;
     fn set_buzzer(&mut self, on: bool) -> Result<(), HwError>;
-    fn set_override(
-        &mut self,
-        _device: SimDevice,
-        _values: Option<SimOverride>,
-    ) -> Result<(), HwError> {
-        Err(HwError::Unsupported(format!(
-            "the `{}` backend has no simulated values to override",
-            self.name()
-        )))
-    }
-    /// Injects (or with `None`, clears) a simulated fault.
-    fn set_fault(&mut self, _device: SimDevice, _fault: Option<SimFault>) -> Result<(), HwError> {
-        Err(HwError::Unsupported(format!(
-            "the `{}` backend cannot inject faults; real hardware has its own",
-            self.name()
-        )))
+    /// The simulator's controls, when this backend is simulated hardware.
+    /// Real backends keep the default: they have none.
+    fn as_sim(&mut self) -> Option<&mut dyn SimControl> {
+        None
     }
     /// What drives the LED strip, for `probe` (after a `show_leds`).
     fn leds_driver(&self) -> String {
@@ -480,7 +366,7 @@ impl HardwareHandle {
 
     /// The actuators' state, without a round trip to the thread.
     pub fn status(&self) -> ActuatorStatus {
-        self.status.read().map(|s| s.clone()).unwrap_or_default()
+        self.status.read().expect("actuator status lock").clone()
     }
 }
 
@@ -546,7 +432,17 @@ impl Worker {
             Request::Buzz { pattern, reply } => {
                 let _ = reply.send(self.start_pattern(pattern));
             }
-            Request::BuzzerOff => self.stop_buzzer(),
+            Request::BuzzerOff => {
+                // Said only when it cut a pattern short: a plugin's safe
+                // state silencing its tone is an event worth a line (and
+                // the one tests wait for); silencing nothing is not.
+                if let Some(left) = self.stop_buzzer() {
+                    log::info!(
+                        "buzzer silenced with {} ms of its pattern left",
+                        left.as_millis()
+                    );
+                }
+            }
             Request::Override {
                 device,
                 values,
@@ -556,7 +452,14 @@ impl Worker {
                     // A pinned value shows on the next read, not 2 s later.
                     self.dht22_cache.remove(&pin);
                 }
-                let _ = reply.send(self.backend.set_override(device, values));
+                let name = self.backend.name();
+                let result = match self.backend.as_sim() {
+                    Some(sim) => sim.set_override(device, values),
+                    None => Err(HwError::Unsupported(format!(
+                        "the `{name}` backend has no simulated values to override"
+                    ))),
+                };
+                let _ = reply.send(result);
             }
             Request::Fault {
                 device,
@@ -567,7 +470,14 @@ impl Worker {
                     // An injected fault shows on the next read, not 2 s later.
                     self.dht22_cache.remove(&pin);
                 }
-                let _ = reply.send(self.backend.set_fault(device, fault));
+                let name = self.backend.name();
+                let result = match self.backend.as_sim() {
+                    Some(sim) => sim.set_fault(device, fault),
+                    None => Err(HwError::Unsupported(format!(
+                        "the `{name}` backend cannot inject faults; real hardware has its own"
+                    ))),
+                };
+                let _ = reply.send(result);
             }
             Request::Shutdown => {}
         }
@@ -626,9 +536,8 @@ impl Worker {
             .map(|c| c.map(|v| ((u16::from(v) * brightness + 127) / 255) as u8))
             .collect();
         let result = self.backend.show_leds(&capped);
-        if let Ok(mut status) = self.status.write() {
-            status.leds = self.frame.clone();
-        }
+        let mut status = self.status.write().expect("actuator status lock");
+        status.leds = self.frame.clone();
         result
     }
 
@@ -658,31 +567,36 @@ impl Worker {
             self.pattern.pop();
             self.set_buzzer(on);
         }
-        if let Ok(mut status) = self.status.write() {
-            status.buzzer_pattern_active = !self.pattern.is_empty();
-        }
+        let mut status = self.status.write().expect("actuator status lock");
+        status.buzzer_pattern_active = !self.pattern.is_empty();
     }
 
     fn set_buzzer(&mut self, on: bool) {
         if let Err(e) = self.backend.set_buzzer(on) {
             log::warn!("buzzer: {e}");
         }
-        if let Ok(mut status) = self.status.write() {
-            // Every tone a pattern starts counts, even one that cuts into a
-            // tone still sounding from the pattern it replaced.
-            if on {
-                status.beeps_total += 1;
-            }
-            status.buzzer_on = on;
+        let mut status = self.status.write().expect("actuator status lock");
+        // Every tone a pattern starts counts, even one that cuts into a
+        // tone still sounding from the pattern it replaced.
+        if on {
+            status.beeps_total += 1;
         }
+        status.buzzer_on = on;
     }
 
-    fn stop_buzzer(&mut self) {
+    /// Silences the buzzer and drops the pattern playing, if any: how much
+    /// of it was left.
+    fn stop_buzzer(&mut self) -> Option<Duration> {
+        // Edges are kept soonest last: the first is the pattern's end.
+        let left = self
+            .pattern
+            .first()
+            .map(|&(end, _)| end.saturating_duration_since(Instant::now()));
         self.pattern.clear();
         self.set_buzzer(false);
-        if let Ok(mut status) = self.status.write() {
-            status.buzzer_pattern_active = false;
-        }
+        let mut status = self.status.write().expect("actuator status lock");
+        status.buzzer_pattern_active = false;
+        left
     }
 
     /// LEDs off, buzzer silent: where the device rests when nobody drives it.
@@ -719,4 +633,42 @@ pub(crate) fn read_system_stats(sys: Option<&mut sysinfo::System>) -> Result<Sys
             .map(|l| l.one as f32)
             .unwrap_or(0.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker() -> Worker {
+        Worker {
+            backend: Box::new(SimBackend::new(1, vec![], vec![])),
+            options: HardwareOptions::default(),
+            status: Arc::default(),
+            dht22_cache: HashMap::new(),
+            dht22_failures: HashMap::new(),
+            frame: Vec::new(),
+            pattern: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn silencing_a_pattern_says_how_much_of_it_was_cut() {
+        let mut w = worker();
+        assert_eq!(w.stop_buzzer(), None, "nothing was playing");
+        let two_seconds = BuzzPattern {
+            count: 1,
+            on: Duration::from_secs(2),
+            off: Duration::ZERO,
+        };
+        w.start_pattern(two_seconds).unwrap();
+        assert!(w.status.read().unwrap().buzzer_on);
+        let left = w.stop_buzzer().expect("a pattern was playing");
+        assert!(
+            left > Duration::from_secs(1) && left <= Duration::from_secs(2),
+            "{left:?}"
+        );
+        let status = w.status.read().unwrap().clone();
+        assert!(!status.buzzer_on && !status.buzzer_pattern_active);
+        assert_eq!(w.stop_buzzer(), None, "already silent");
+    }
 }

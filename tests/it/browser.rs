@@ -392,6 +392,25 @@ fn dashboard_renders_live_values_history_and_font() {
     browser.screenshot("dashboard-desktop");
 }
 
+/// Requests the host has answered on its control routes (`/api/buzzer`,
+/// `/api/sim`), whatever their status, from `/metrics`.
+fn control_requests(host: &TestHost) -> u64 {
+    host.get("/metrics")
+        .body
+        .lines()
+        .filter(|l| {
+            l.starts_with(r#"whp_http_requests_total{route="/api/buzzer","#)
+                || l.starts_with(r#"whp_http_requests_total{route="/api/sim","#)
+        })
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("a count in {l}"))
+        })
+        .sum()
+}
+
 /// Beep is locked until the browser logs in; the plugin's own script can
 /// reach neither the API nor the cookie nor the host's page.
 #[test]
@@ -434,12 +453,34 @@ fn beep_needs_login_and_plugin_script_cannot_reach_controls() {
         "{parent}"
     );
     // Asking the shell for anything beyond the two patterns does nothing.
+    // It answers messages in order: once it has answered a press sent
+    // after them, it has been through both, and sent the host nothing.
+    let requests = control_requests(&host);
     browser.js(
-        "parent.postMessage({type:'buzzer',pattern:'siren'},'*');\
-         parent.postMessage({type:'sim',temperature:99},'*')",
+        "document.getElementById('bzmsg').textContent='';\
+         parent.postMessage({type:'buzzer',pattern:'siren'},'*');\
+         parent.postMessage({type:'sim',temperature:99},'*');\
+         parent.postMessage({type:'buzzer',pattern:'beep'},'*')",
         json!([]),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    let answer = browser.wait_js(
+        "the shell's answer to the press after them",
+        Duration::from_secs(10),
+        "var t=document.getElementById('bzmsg').textContent;return /^error: /.test(t)&&t",
+    );
+    // That press reaches the host only while the click above still counts
+    // as a user gesture, and is then refused for want of a login.
+    let answer = answer.as_str().unwrap();
+    let pressed = u64::from(answer.contains("log in"));
+    assert!(
+        pressed == 1 || answer.contains("press the button yourself"),
+        "{answer}"
+    );
+    assert_eq!(
+        control_requests(&host),
+        requests + pressed,
+        "the shell sent the host a request for `siren` or `sim`"
+    );
     assert_eq!(
         host.api()["buzzer"]["beeps_total"],
         before,
@@ -540,7 +581,7 @@ fn forced_alarm_shows_on_page_and_led_card() {
 /// and the cards stack.
 #[test]
 fn phone_layout_fits() {
-    let host = TestHost::start_with(add_sensor_plugin);
+    let host = TestHost::builder().config(add_sensor_plugin).start();
     for width in [390, 360] {
         let browser = Browser::phone_of_width(width);
         browser.goto(&url(&host, "/"));
@@ -610,7 +651,7 @@ fn add_sensor_plugin(config: &mut toml::Table) {
 /// sparkline per field; no host change for a new sensor.
 #[test]
 fn a_new_sensor_gets_its_own_card_with_sparklines() {
-    let host = TestHost::start_with(add_sensor_plugin);
+    let host = TestHost::builder().config(add_sensor_plugin).start();
     let browser = Browser::start();
     browser.goto(&url(&host, "/"));
     browser.enter_view();
@@ -645,17 +686,19 @@ fn a_new_sensor_gets_its_own_card_with_sparklines() {
 /// the readings and the error.
 #[test]
 fn fallback_page_when_the_dashboard_plugin_fails() {
-    let host = TestHost::start_with(|config| {
-        // A dashboard whose every render fails.
-        let dir = crate::support::plugin_dir(config, "dashboard");
-        std::fs::write(
-            dir.join("app.py"),
-            "from wit_world import exports\n\n\
+    let host = TestHost::builder()
+        .config(|config| {
+            // A dashboard whose every render fails.
+            let dir = crate::support::plugin_dir(config, "dashboard");
+            std::fs::write(
+                dir.join("app.py"),
+                "from wit_world import exports\n\n\
              class Dashboard(exports.Dashboard):\n    def render(self, data):\n        \
              raise RuntimeError('cannot draw today')\n",
-        )
-        .unwrap();
-    });
+            )
+            .unwrap();
+        })
+        .start();
     let browser = Browser::start();
     browser.goto(&url(&host, "/"));
     browser.enter_view();

@@ -218,37 +218,39 @@ fn wait_error(host: &TestHost, name: &str, words: &str) -> Value {
 #[test]
 fn a_component_plugin_polls_under_the_same_grants_and_limits() {
     let c = components();
-    let host = TestHost::start_with(|config| {
-        add_component(config, "comp", &c.hostile, "dht22", "ungranted", &[]);
-        add_component(
-            config,
-            "comp_fuel",
-            &c.hostile,
-            "dht22",
-            "fuel",
-            &[("fuel", 20_000_000), ("deadline_ms", 20_000)],
-        );
-        add_component(
-            config,
-            "comp_spin",
-            &c.hostile,
-            "dht22",
-            "spin",
-            &[("deadline_ms", 200), ("fuel", 1 << 50)],
-        );
-        // Granted everything its world imports but `state`.
-        add_component(config, "comp_no_state", &c.hostile, "dht22", "ok", &[]);
-        table(config, &["plugins", "comp_no_state", "grants"]).insert(
-            "interfaces".into(),
-            toml::Value::Array(
-                SENSOR_INTERFACES
-                    .iter()
-                    .filter(|i| **i != "state")
-                    .map(|i| (*i).into())
-                    .collect(),
-            ),
-        );
-    });
+    let host = TestHost::builder()
+        .config(|config| {
+            add_component(config, "comp", &c.hostile, "dht22", "ungranted", &[]);
+            add_component(
+                config,
+                "comp_fuel",
+                &c.hostile,
+                "dht22",
+                "fuel",
+                &[("fuel", 20_000_000), ("deadline_ms", 20_000)],
+            );
+            add_component(
+                config,
+                "comp_spin",
+                &c.hostile,
+                "dht22",
+                "spin",
+                &[("deadline_ms", 200), ("fuel", 1 << 50)],
+            );
+            // Granted everything its world imports but `state`.
+            add_component(config, "comp_no_state", &c.hostile, "dht22", "ok", &[]);
+            table(config, &["plugins", "comp_no_state", "grants"]).insert(
+                "interfaces".into(),
+                toml::Value::Array(
+                    SENSOR_INTERFACES
+                        .iter()
+                        .filter(|i| **i != "state")
+                        .map(|i| (*i).into())
+                        .collect(),
+                ),
+            );
+        })
+        .start();
 
     // It loads and polls, as a component.
     let p = host.plugin("comp");
@@ -321,12 +323,14 @@ fn a_component_plugin_polls_under_the_same_grants_and_limits() {
 #[test]
 fn a_component_is_refused_where_the_config_says_it_is_something_it_does_not_export() {
     let c = components();
-    let host = TestHost::start_with(|config| {
-        // A dashboard dropped into a sensor's slot.
-        add_component(config, "intruder", &c.intruder, "dht22", "ok", &[]);
-        // A DHT22 plugin configured as a BME680 one.
-        add_component(config, "misfiled", &c.hostile, "bme680", "ok", &[]);
-    });
+    let host = TestHost::builder()
+        .config(|config| {
+            // A dashboard dropped into a sensor's slot.
+            add_component(config, "intruder", &c.intruder, "dht22", "ok", &[]);
+            // A DHT22 plugin configured as a BME680 one.
+            add_component(config, "misfiled", &c.hostile, "bme680", "ok", &[]);
+        })
+        .start();
     let p = host.plugin("intruder");
     assert_eq!(p["status"], "load_failed", "{p}");
     let error = p["last_error"].as_str().unwrap();
@@ -365,13 +369,15 @@ fn a_component_is_refused_where_the_config_says_it_is_something_it_does_not_expo
 fn replacing_the_component_file_hot_reloads_it() {
     let c = components();
     let mut file = PathBuf::new();
-    let host = TestHost::start_with(|config| {
-        let dir = Path::new(config["host"]["state_dir"].as_str().unwrap()).join("components");
-        std::fs::create_dir_all(&dir).unwrap();
-        file = dir.join("comp.wasm");
-        std::fs::copy(&c.hostile, &file).unwrap();
-        add_component(config, "comp", &file, "dht22", "ok", &[]);
-    });
+    let host = TestHost::builder()
+        .config(|config| {
+            let dir = Path::new(config["host"]["state_dir"].as_str().unwrap()).join("components");
+            std::fs::create_dir_all(&dir).unwrap();
+            file = dir.join("comp.wasm");
+            std::fs::copy(&c.hostile, &file).unwrap();
+            add_component(config, "comp", &file, "dht22", "ok", &[]);
+        })
+        .start();
     let v1 = version(&c.hostile);
     host.wait_plugin("comp", "running", WAIT, |p| {
         p["version"] == v1.as_str() && p["status"] == "running"

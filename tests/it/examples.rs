@@ -95,10 +95,9 @@ fn dew_point_reaches_the_api_metrics_home_assistant_and_the_dashboard() {
 
     // The dashboard has a card for it, with the value.
     let card = format!("<b data-f=x_dew_point>{expected:.1}</b>");
-    let mut last = String::new();
     let deadline = std::time::Instant::now() + WAIT;
     let page = loop {
-        last = host.get("/view").body;
+        let last = host.get("/view").body;
         if last.contains(&card) {
             break last;
         }
@@ -140,7 +139,9 @@ fn runs_more(host: &TestHost, n: u64) {
 
 #[test]
 fn air_quality_light_turns_red_with_one_beep_keeps_it_over_a_reload_and_turns_back() {
-    let host = TestHost::start_with(|c| install(c, "air_quality_light"));
+    let host = TestHost::builder()
+        .config(|c| install(c, "air_quality_light"))
+        .start();
     let api = host.wait_api("LED 4 green for the simulated clean air", WAIT, |a| {
         led(a, 4) == GREEN
     });

@@ -100,7 +100,7 @@ fn state_files_left_by_a_crash_are_cleaned_and_a_corrupt_one_kept() {
     std::fs::write(state.join(".dht22.json.tmp4242"), b"{\"level\": \"61").unwrap();
     std::fs::write(state.join(".dht22.json.tmp77"), b"").unwrap();
     std::fs::write(state.join("bme680.json"), b"{\"level\": \"61\", trunc").unwrap();
-    let host = TestHost::start_in(&dir, base_config(&dir));
+    let host = TestHost::builder().dir(&dir).start();
     wait_until("bme680 to save its state afresh", WAIT, || {
         state.join("bme680.json").exists().then_some(())
     });
@@ -132,7 +132,9 @@ fn state_files_left_by_a_crash_are_cleaned_and_a_corrupt_one_kept() {
 /// (to overwrite a line on a terminal, or forge one).
 #[test]
 fn plugin_log_lines_cannot_carry_control_characters() {
-    let host = TestHost::start_with(|c| add_hostile(c, "hostile", "forge-log", 500, &[]));
+    let host = TestHost::builder()
+        .config(|c| add_hostile(c, "hostile", "forge-log", 500, &[]))
+        .start();
     host.wait_plugin("hostile", "a call", WAIT, |p| {
         p["calls"].as_u64() >= Some(1)
     });
@@ -279,7 +281,11 @@ fn a_config_edit_while_the_host_starts_is_not_lost() {
         "cache_dir".into(),
         dir.join("own-cache").display().to_string().into(),
     );
-    let host = TestHost::spawn(&dir, &config);
+    let host = TestHost::builder()
+        .dir(&dir)
+        .base(config.clone())
+        .no_wait()
+        .start();
     add_hostile(&mut config, "late", "ok", 500, &[]);
     let tmp = host.config_path.with_extension("toml.tmp");
     std::fs::write(&tmp, toml::to_string(&config).unwrap()).unwrap();

@@ -58,7 +58,7 @@ fn scaffold_test_and_see_it_in_the_api_without_a_restart_or_a_build() {
     let dir = temp_dir("first-plugin");
     let config = base_config(&dir);
     let plugins = dir.join("plugins");
-    let host = TestHost::start_in(&dir, config);
+    let host = TestHost::builder().dir(&dir).base(config).start();
 
     // 1. Scaffold, adding the config entry to the running host's config.
     scaffold(&host, &plugins, "greenhouse", "sensor");
@@ -141,7 +141,7 @@ fn an_automation_and_a_dashboard_from_new_work_in_the_host() {
     let mut config = base_config(&dir);
     table(&mut config, &["plugins", "dashboard"]).insert("enabled".into(), false.into());
     let plugins = dir.join("plugins");
-    let host = TestHost::start_in(&dir, config);
+    let host = TestHost::builder().dir(&dir).base(config).start();
 
     // An automation: follows the bme680 plugin, drives LED 3 and the buzzer.
     let out = scaffold(&host, &plugins, "damp_light", "automation");
@@ -252,7 +252,7 @@ fn a_plugin_built_against_another_contract_version_is_refused_with_both_versions
         "{text}"
     );
     // And the host refuses to load it with the same words.
-    let host = TestHost::start_in(&dir, config);
+    let host = TestHost::builder().dir(&dir).base(config).start();
     let plugins = host.get("/api/plugins").json();
     let p = plugins["plugins"]
         .as_array()

@@ -15,8 +15,8 @@ use wasi_python_host::drivers::bme680::Variant;
 use wasi_python_host::hardware::bme680::{Bme680Bus, Bme680Driver, Bme680Settings, BusError};
 use wasi_python_host::hardware::{
     Backend, Bme680Sample, Dht22Sample, Hardware, HardwareHandle, HardwareOptions, HwError, SimAir,
-    SimBackend, SimBme680Registers, SimDevice, SimFault, SimOverride, SystemStats, Transfer,
-    SIM_HEATER_MIN,
+    SimBackend, SimBme680Registers, SimControl, SimDevice, SimFault, SimOverride, SystemStats,
+    Transfer, SIM_HEATER_MIN,
 };
 use wasi_python_host::http::{self, AppState, Request};
 use wasi_python_host::scheduler::Shared;
@@ -161,8 +161,8 @@ impl Backend for Counting {
     fn set_buzzer(&mut self, on: bool) -> Result<(), HwError> {
         self.inner.set_buzzer(on)
     }
-    fn set_fault(&mut self, device: SimDevice, fault: Option<SimFault>) -> Result<(), HwError> {
-        self.inner.set_fault(device, fault)
+    fn as_sim(&mut self) -> Option<&mut dyn SimControl> {
+        self.inner.as_sim()
     }
 }
 
@@ -558,6 +558,61 @@ fn api_sim_injects_and_clears_faults() {
     assert_eq!(status, 400, "unknown fields are still refused");
 }
 
+/// Real hardware as far as the hardware thread can tell: the simulator's
+/// readings behind a backend that, like `pi`, has no simulator controls.
+struct Real(SimBackend);
+
+impl Backend for Real {
+    fn name(&self) -> &'static str {
+        "real"
+    }
+    fn read_dht22(&mut self, pin: u8) -> Result<Dht22Sample, HwError> {
+        self.0.read_dht22(pin)
+    }
+    fn read_bme680(&mut self, addr: u8) -> Result<Bme680Sample, HwError> {
+        self.0.read_bme680(addr)
+    }
+    fn cpu_temp_c(&mut self) -> Result<f32, HwError> {
+        self.0.cpu_temp_c()
+    }
+    fn system_stats(&mut self) -> Result<SystemStats, HwError> {
+        self.0.system_stats()
+    }
+    fn show_leds(&mut self, frame: &[[u8; 3]]) -> Result<(), HwError> {
+        self.0.show_leds(frame)
+    }
+    fn set_buzzer(&mut self, on: bool) -> Result<(), HwError> {
+        self.0.set_buzzer(on)
+    }
+}
+
+#[test]
+fn api_sim_is_a_conflict_on_real_hardware() {
+    let hardware = start(
+        Box::new(Real(SimBackend::new(7, vec![4], vec![0x77]))),
+        Duration::from_secs(2),
+    );
+    let hw = hardware.handle();
+    let state = sim_state(&hw);
+    let (status, body) = post_sim(
+        &state,
+        r#"{"device": "dht22", "pin": 4, "temperature": 45.0}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("the `real` backend has no simulated values"),
+        "{body}"
+    );
+    let (status, body) = post_sim(
+        &state,
+        r#"{"device": "dht22", "pin": 4, "fault": "checksum"}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("cannot inject faults"), "{body}");
+    let reading = hw.read_dht22(4).expect("reads are untouched");
+    assert!(reading.temperature_c < 45.0, "{reading:?}");
+}
+
 #[test]
 fn api_sim_fault_alone_keeps_pinned_values() {
     let hardware = sim_hardware();
@@ -581,7 +636,7 @@ fn api_sim_fault_alone_keeps_pinned_values() {
 /// Parses `text` made whole: with the `[host]` and plugin tables every
 /// config needs appended (so error lines stay those of `text`).
 fn parse(text: &str) -> Result<Config, String> {
-    let whole = format!("{text}\n[host]\n[plugins.p]\n");
+    let whole = format!("{text}\n[host]\n[plugins.p]\nkind = \"sensor\"\n");
     Config::parse(&whole, Path::new("host.toml")).map_err(|e| e.to_string())
 }
 
@@ -699,6 +754,8 @@ hardware = "sim"
 [hardware.sim]
 dht22_pins = []
 bme680_addresses = [0x77]
+[plugins.dht22]
+kind = "dht22"
 [plugins.dht22.grants]
 interfaces = ["gpio-provider"]
 dht22_pins = [5]

@@ -336,8 +336,7 @@ fn a_corrupt_cache_entry_is_recompiled_not_trusted() {
         crate::support::table(&mut config, &["plugins", name])
             .insert("enabled".into(), false.into());
     }
-    let host = TestHost::spawn(&dir, &config);
-    host.wait_loaded();
+    let host = TestHost::builder().dir(&dir).base(config).start();
     let log = host.log();
     assert!(
         log.contains("discarding cached") && log.contains("checksum mismatch"),

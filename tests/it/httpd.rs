@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,12 +21,14 @@ use crate::support::{connect_from, raw_http, table, Resp, TestHost, ATTACKER};
 
 /// A host with these `[host]` HTTP settings.
 fn host_with(settings: &[(&str, i64)]) -> TestHost {
-    TestHost::start_with(|config| {
-        let host = table(config, &["host"]);
-        for (key, value) in settings {
-            host.insert(key.to_string(), (*value).into());
-        }
-    })
+    TestHost::builder()
+        .config(|config| {
+            let host = table(config, &["host"]);
+            for (key, value) in settings {
+                host.insert(key.to_string(), (*value).into());
+            }
+        })
+        .start()
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -354,13 +356,12 @@ fn hundreds_of_idle_and_slow_connections_do_not_block_the_api() {
         ("http_idle_timeout_ms", 60_000),
     ]);
     let held = hold_connections(host.addr, 300);
-    // Let the closes arrive.
-    std::thread::sleep(Duration::from_millis(1300));
-    let away = held.iter().filter(|s| turned_away(s)).count();
-    assert!(
-        away >= 300 - 16,
-        "one client keeps at most its share of 16 (a quarter of 64): each newcomer past it \
-         closes its own oldest (turned away: {away})"
+    // One client keeps at most its share of 16 (a quarter of 64): each
+    // newcomer past it closes its own oldest.
+    crate::support::wait_until(
+        "all but 16 of the 300 to be closed or refused",
+        Duration::from_secs(30),
+        || (held.iter().filter(|s| turned_away(s)).count() >= 300 - 16).then_some(()),
     );
     for i in 0..20 {
         let r = host.get("/api");
@@ -386,14 +387,14 @@ enum Flood {
 /// attack in issue 16 did: each reopened as soon as the host closes it.
 struct Flooder {
     stop: Arc<AtomicBool>,
-    reopened: Arc<std::sync::atomic::AtomicUsize>,
+    reopened: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Flooder {
     fn start(addr: SocketAddr, n: usize, kind: Flood) -> Flooder {
         let stop = Arc::new(AtomicBool::new(false));
-        let reopened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let reopened = Arc::new(AtomicUsize::new(0));
         let thread = {
             let (stop, reopened) = (stop.clone(), reopened.clone());
             std::thread::spawn(move || {
@@ -500,15 +501,22 @@ fn slowloris_heads_from_one_client_do_not_lock_out_another() {
 /// threads sending garbage.
 struct Attack {
     stop: Arc<AtomicBool>,
+    /// Slow sockets found closed by the host (and reopened, a few a pass).
+    closed: Arc<AtomicUsize>,
+    /// Garbage requests the host answered.
+    answered: Arc<AtomicUsize>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Attack {
     fn start(addr: SocketAddr, slow: usize, garbage_threads: usize) -> Attack {
         let stop = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
         {
             let stop = stop.clone();
+            let closed = closed.clone();
             threads.push(std::thread::spawn(move || {
                 let open = || {
                     connect_from(ATTACKER, addr).ok().map(|mut s| {
@@ -525,6 +533,9 @@ impl Attack {
                     let mut reopened = 0;
                     for s in &mut socks {
                         let alive = s.as_mut().is_some_and(|s| s.write_all(b"a").is_ok());
+                        if !alive && s.is_some() {
+                            closed.fetch_add(1, Ordering::Relaxed);
+                        }
                         if !alive && reopened < 8 {
                             *s = open();
                             reopened += 1;
@@ -536,6 +547,7 @@ impl Attack {
         }
         for t in 0..garbage_threads {
             let stop = stop.clone();
+            let answered = answered.clone();
             threads.push(std::thread::spawn(move || {
                 let junk: [&[u8]; 4] = [
                     b"\x00\xff\x13\x37garbage\r\n\r\n",
@@ -550,13 +562,27 @@ impl Attack {
                         let _ = s.write_all(junk[i % junk.len()]);
                         let mut sink = Vec::new();
                         let _ = s.read_to_end(&mut sink);
+                        if !sink.is_empty() {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     i += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }));
         }
-        Attack { stop, threads }
+        Attack {
+            stop,
+            closed,
+            answered,
+            threads,
+        }
+    }
+
+    /// Whether the host is visibly fighting the attack: closing slow
+    /// sockets past the attacker's share and answering garbage.
+    fn under_way(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) >= 8 && self.answered.load(Ordering::Relaxed) >= 2
     }
 
     fn stop(self) {
@@ -654,7 +680,11 @@ fn the_api_keeps_answering_wrk_while_slow_and_garbage_clients_attack() {
     ]);
     // More slow clients than the cap allows, plus a stream of garbage.
     let attack = Attack::start(host.addr, 150, 2);
-    std::thread::sleep(Duration::from_millis(1500));
+    crate::support::wait_until(
+        "the attack to be under way",
+        Duration::from_secs(30),
+        || attack.under_way().then_some(()),
+    );
     let started = Instant::now();
     let out = wrk()
         .args(["-t", "2", "-c", "8", "-d", "4s", "--timeout", "5s"])

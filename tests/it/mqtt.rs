@@ -205,6 +205,20 @@ impl Subscriber {
             .count()
     }
 
+    /// Publishes a marker through `broker` and waits for it: every message
+    /// the broker had for this subscriber before it (retained ones its
+    /// subscription brought too) has then arrived.
+    fn sync(&self, broker: &Broker) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let marker = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        broker.publish(SYNC, &[&marker]);
+        self.wait(SYNC, |_, p| p == marker);
+    }
+
     pub(crate) fn json(&self, topic: &str) -> Value {
         serde_json::from_str(&self.wait(topic, |_, _| true)).expect("the payload is JSON")
     }
@@ -218,22 +232,26 @@ impl Drop for Subscriber {
 }
 
 pub(crate) fn mqtt_host(port: u16, edit: impl FnOnce(&mut toml::Table)) -> TestHost {
-    TestHost::start_with(|config| {
-        let m = table(config, &["mqtt"]);
-        m.insert("enabled".into(), true.into());
-        m.insert("host".into(), "127.0.0.1".into());
-        m.insert("port".into(), i64::from(port).into());
-        m.insert("device_id".into(), "test".into());
-        m.insert("keep_alive_s".into(), 5.into());
-        m.insert("publish_interval_s".into(), 2.into());
-        edit(config);
-    })
+    TestHost::builder()
+        .config(|config| {
+            let m = table(config, &["mqtt"]);
+            m.insert("enabled".into(), true.into());
+            m.insert("host".into(), "127.0.0.1".into());
+            m.insert("port".into(), i64::from(port).into());
+            m.insert("device_id".into(), "test".into());
+            m.insert("keep_alive_s".into(), 5.into());
+            m.insert("publish_interval_s".into(), 2.into());
+            edit(config);
+        })
+        .start()
 }
 
 const PREFIX: &str = "wasi-python-host/test";
 const AVAILABILITY: &str = "wasi-python-host/test/availability";
 pub(crate) const STATE: &str = "wasi-python-host/test/state";
 const COMMAND: &str = "wasi-python-host/test/buzzer/set";
+/// Where [`Subscriber::sync`] publishes its markers; nothing else does.
+const SYNC: &str = "test/sync";
 
 fn connected(host: &TestHost) -> bool {
     host.api()["mqtt"]["connected"] == true
@@ -385,14 +403,15 @@ fn buzzer_button_goes_through_the_shared_rate_limit() {
 
     // A burst: the shared limit (3 at once, then one per 2 s) refuses most.
     broker.publish(COMMAND, &["beep"; 8]);
-    host.wait_api("every press to arrive", WAIT, |a| {
+    // A press is counted once it has been through the control path, so
+    // the beeps of all nine are in beeps_total when the count says 9.
+    host.wait_api("every press to be handled", WAIT, |a| {
         a["mqtt"]["commands"].as_u64() == Some(9)
     });
+    let after = beeps(&host);
     // The same bucket now refuses the dashboard's button too.
     let r = host.post_json("/api/buzzer", &json!({"pattern": "beep"}));
     assert_eq!(r.status, 429, "{}", r.body);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = beeps(&host);
     assert!(
         after <= before + 4,
         "the rate limit let {} of 9 presses through",
@@ -485,13 +504,15 @@ fn plugin_telemetry_reaches_api_and_mqtt() {
 
 #[test]
 fn a_plugin_without_the_telemetry_grant_is_refused_at_load() {
-    let host = TestHost::start_with(|c| {
-        add_telemetry_plugin(c);
-        let grants = table(c, &["plugins", "telem", "grants"]);
-        let mut list = grants["interfaces"].as_array().unwrap().clone();
-        list.retain(|v| v.as_str() != Some("telemetry"));
-        grants.insert("interfaces".into(), toml::Value::Array(list));
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_telemetry_plugin(c);
+            let grants = table(c, &["plugins", "telem", "grants"]);
+            let mut list = grants["interfaces"].as_array().unwrap().clone();
+            list.retain(|v| v.as_str() != Some("telemetry"));
+            grants.insert("interfaces".into(), toml::Value::Array(list));
+        })
+        .start();
     let plugins = host.get("/api/plugins").json();
     let telem = plugins["plugins"]
         .as_array()
@@ -679,7 +700,7 @@ fn tls_without_ca_file_uses_the_system_trust_store() {
         m.insert("device_id".into(), "test".into());
     };
     // The real system store does not know the test CA ...
-    let host = TestHost::start_with(edit);
+    let host = TestHost::builder().config(edit).start();
     let api = host.wait_api("the TLS error in /api", WAIT, |a| {
         a["mqtt"]["last_error"]
             .as_str()
@@ -691,7 +712,10 @@ fn tls_without_ca_file_uses_the_system_trust_store() {
     // ... and one that does (SSL_CERT_FILE replaces /etc/ssl/certs, as
     // for OpenSSL) connects.
     let ca = ca.display().to_string();
-    let host = TestHost::start_with_env(edit, &[("SSL_CERT_FILE", &ca)]);
+    let host = TestHost::builder()
+        .config(edit)
+        .env("SSL_CERT_FILE", &ca)
+        .start();
     sub.wait(AVAILABILITY, |_, p| p == "online");
     assert_eq!(host.api()["mqtt"]["connected"], true);
 }
@@ -774,12 +798,16 @@ fn tls_refuses_an_untrusted_or_misnamed_broker_without_falling_back() {
     let error = api["mqtt"]["last_error"].as_str().unwrap();
     assert!(error.contains("mqtt.port"), "{error}");
 
-    // None of them ever got to MQTT: nothing from them at the broker.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sub.count(AVAILABILITY), 0, "a refused host published");
+    // None of them ever got to MQTT, not even on a retry (where a
+    // fallback to plain text would show): nothing from them at the broker.
     for host in [&untrusted, &misnamed, &plain] {
+        wait_until("a retry after the error", WAIT, || {
+            (host.log().matches("; retrying in").count() >= 2).then_some(())
+        });
         assert_eq!(host.api()["mqtt"]["connects"], 0);
     }
+    sub.sync(&broker);
+    assert_eq!(sub.count(AVAILABILITY), 0, "a refused host published");
 }
 
 /// Rewrites the host's config file the way an editor does (a rename).
@@ -929,7 +957,7 @@ fn removed_plugins_and_their_entities_leave_home_assistant() {
         retained && !p.is_empty()
     });
     late.wait(AVAILABILITY, |retained, _| retained);
-    std::thread::sleep(Duration::from_millis(500));
+    late.sync(&broker);
     for topic in &gone {
         assert_eq!(late.count(topic), 0, "{topic} is still retained");
     }

@@ -212,7 +212,9 @@ const WAYS: &[(&str, Replace)] = &[
 /// Starts a host with the counter plugin (`counter`, polled every
 /// `interval_ms`) running its first variant, `a`.
 fn host_with_counter(interval_ms: i64) -> TestHost {
-    let host = TestHost::start_with(|c| add_counter(c, "counter", interval_ms));
+    let host = TestHost::builder()
+        .config(|c| add_counter(c, "counter", interval_ms))
+        .start();
     wait_serving(&host, "counter", "a", 0);
     host
 }
@@ -462,11 +464,13 @@ fn a_version_failing_on_its_first_calls_is_rolled_back_keeping_its_traceback() {
 fn a_trial_never_rolls_back_to_a_quarantined_version() {
     // Variant a fails on every call: five failures (backoff 1+2+4+8 s) and
     // it is quarantined.
-    let host = TestHost::start_with(|c| {
-        add_counter(c, "counter", 200);
-        let app = plugin_dir(c, "counter").join("app.py");
-        std::fs::write(app, counter_source("a", &[("RAISE_FROM_CALL", "1")])).unwrap();
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_counter(c, "counter", 200);
+            let app = plugin_dir(c, "counter").join("app.py");
+            std::fs::write(app, counter_source("a", &[("RAISE_FROM_CALL", "1")])).unwrap();
+        })
+        .start();
     let quarantined = version_on_disk(&host, "counter");
     host.wait_plugin("counter", "quarantined", Duration::from_secs(90), |p| {
         p["status"] == "quarantined"
@@ -556,7 +560,7 @@ fn state_is_kept_across_a_reload_and_a_restart() {
     let dir = temp_dir("state");
     let mut config = base_config(&dir);
     add_counter(&mut config, "counter", 200);
-    let host = TestHost::start_in(&dir, config.clone());
+    let host = TestHost::builder().dir(&dir).base(config.clone()).start();
     let before = count(&wait_reading(&host, "counter", "three polls", |r| {
         count(r) >= 3
     }));
@@ -578,7 +582,7 @@ fn state_is_kept_across_a_reload_and_a_restart() {
     assert_eq!(host.stop().code(), Some(0), "a clean stop");
 
     // A restart on the same state folder.
-    let host = TestHost::start_in(&dir, config);
+    let host = TestHost::builder().dir(&dir).base(config).start();
     let r = wait_serving(&host, "counter", "b", 0);
     assert!(
         count(&r) >= before + instance_calls(&r),
@@ -618,7 +622,7 @@ fn the_bytecode_cache_serves_restarts_and_new_instances() {
             .to_string()
     };
 
-    let host = TestHost::start_in(&dir, config.clone());
+    let host = TestHost::builder().dir(&dir).base(config.clone()).start();
     let log = host.log();
     for name in ["counter", "flaky", "recycled"] {
         let line = loaded(&log, name);
@@ -644,7 +648,7 @@ fn the_bytecode_cache_serves_restarts_and_new_instances() {
     });
     assert_eq!(host.stop().code(), Some(0));
 
-    let host = TestHost::start_in(&dir, config);
+    let host = TestHost::builder().dir(&dir).base(config).start();
     let log = host.log();
     for name in ["counter", "flaky", "recycled"] {
         let line = loaded(&log, name);
@@ -843,7 +847,6 @@ fn an_empty_or_truncated_config_is_refused() {
 
 #[test]
 fn a_config_edit_made_while_the_host_starts_is_applied() {
-    crate::support::warm_cache();
     let dir = temp_dir("edit-at-start");
     let mut config = base_config(&dir);
     // A plugin that takes seconds to load keeps the host starting.
@@ -853,7 +856,11 @@ fn a_config_edit_made_while_the_host_starts_is_applied() {
         counter_source("a", &[("SLEEP_AT_IMPORT_S", "4")]),
     )
     .unwrap();
-    let host = TestHost::spawn(&dir, &config);
+    let host = TestHost::builder()
+        .dir(&dir)
+        .base(config.clone())
+        .no_wait()
+        .start();
     add_counter(&mut config, "late", 500);
     write_config(&host, &config);
     let health = host.get("/healthz").json();
@@ -1028,11 +1035,13 @@ fn revoking_a_grant_the_running_source_needs_stops_it_and_says_what_to_add() {
 
 #[test]
 fn a_plugin_folder_made_after_its_config_entry_is_loaded() {
-    let host = TestHost::start_with(|c| {
-        add_counter(c, "later", 200);
-        let dir = plugin_dir(c, "later");
-        std::fs::remove_dir_all(&dir).expect("the folder add_counter made");
-    });
+    let host = TestHost::builder()
+        .config(|c| {
+            add_counter(c, "later", 200);
+            let dir = plugin_dir(c, "later");
+            std::fs::remove_dir_all(&dir).expect("the folder add_counter made");
+        })
+        .start();
     let p = host.plugin("later");
     assert_eq!(p["status"], "load_failed", "{p}");
     assert!(

@@ -356,75 +356,107 @@ pub struct TestHost {
     _turn: Turn,
 }
 
+/// A change a test makes to the config before the host starts.
+type Edit<'a> = Box<dyn FnOnce(&mut toml::Table) + 'a>;
+
+/// How a test host starts: see [`TestHost::builder`].
+#[must_use = "a builder does nothing until `start`"]
+pub struct Builder<'a> {
+    dir: Option<PathBuf>,
+    base: Option<toml::Table>,
+    edits: Vec<Edit<'a>>,
+    env: Vec<(String, String)>,
+    alone: bool,
+    wait: bool,
+}
+
+impl<'a> Builder<'a> {
+    /// Runs in `dir` (its state folder, a place a later host can reuse)
+    /// instead of a fresh temp folder.
+    pub fn dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Starts from `config` instead of [`base_config`] of the folder.
+    pub fn base(mut self, config: toml::Table) -> Self {
+        self.base = Some(config);
+        self
+    }
+
+    /// Edits the config before the host starts (edits apply in order).
+    pub fn config(mut self, edit: impl FnOnce(&mut toml::Table) + 'a) -> Self {
+        self.edits.push(Box::new(edit));
+        self
+    }
+
+    /// Sets an environment variable of the host process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// No other test host runs meanwhile: for tests that print timing
+    /// figures (BENCHMARKS.md).
+    pub fn alone(mut self) -> Self {
+        self.alone = true;
+        self
+    }
+
+    /// Returns once the host listens, without waiting for its plugins.
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+
+    pub fn start(self) -> TestHost {
+        warm_cache();
+        // The turn first: an exclusive one waits for the hosts running now.
+        let turn = if self.alone {
+            Turn::Exclusive(MACHINE.write().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()))
+        };
+        let dir = self.dir.unwrap_or_else(|| temp_dir("host"));
+        let mut config = self.base.unwrap_or_else(|| base_config(&dir));
+        for edit in self.edits {
+            edit(&mut config);
+        }
+        let host = TestHost::spawn(&dir, &config, turn, &self.env);
+        if self.wait {
+            host.wait_loaded();
+        }
+        host
+    }
+}
+
 impl TestHost {
     /// Starts the host with the shipped config (plugins from the shared
     /// cache), and waits until every plugin has loaded.
     pub fn start() -> TestHost {
-        Self::start_with(|_| {})
+        Self::builder().start()
     }
 
-    pub fn start_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
-        Self::start_with_env(edit, &[])
+    /// A host to start: by default the shipped config in a fresh folder,
+    /// sharing the machine, waiting for every plugin to load.
+    pub fn builder<'a>() -> Builder<'a> {
+        Builder {
+            dir: None,
+            base: None,
+            edits: Vec::new(),
+            env: Vec::new(),
+            alone: false,
+            wait: true,
+        }
     }
 
-    /// Like [`TestHost::start_with`], with these environment variables.
-    pub fn start_with_env(edit: impl FnOnce(&mut toml::Table), env: &[(&str, &str)]) -> TestHost {
-        warm_cache();
-        let dir = temp_dir("host");
-        let mut config = base_config(&dir);
-        edit(&mut config);
-        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
-        let host = Self::spawn_args(&dir, &config, turn, &[], env);
-        host.wait_loaded();
-        host
-    }
-
-    /// Starts the host with `config` in `dir` (a state folder a later host
-    /// can reuse) and waits for its plugins.
-    pub fn start_in(dir: &Path, config: toml::Table) -> TestHost {
-        warm_cache();
-        let host = Self::spawn(dir, &config);
-        host.wait_loaded();
-        host
-    }
-
-    /// Like [`TestHost::start_with`], with no other test host running
-    /// meanwhile: for tests that measure time.
-    pub fn start_alone_with(edit: impl FnOnce(&mut toml::Table)) -> TestHost {
-        warm_cache();
-        let turn = Turn::Exclusive(MACHINE.write().unwrap_or_else(|e| e.into_inner()));
-        let dir = temp_dir("host");
-        let mut config = base_config(&dir);
-        edit(&mut config);
-        let host = Self::spawn_with_turn(&dir, &config, turn);
-        host.wait_loaded();
-        host
-    }
-
-    /// Starts the host without waiting for plugins.
-    pub fn spawn(dir: &Path, config: &toml::Table) -> TestHost {
-        let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
-        Self::spawn_with_turn(dir, config, turn)
-    }
-
-    fn spawn_with_turn(dir: &Path, config: &toml::Table, turn: Turn) -> TestHost {
-        Self::spawn_args(dir, config, turn, &[], &[])
-    }
-
-    fn spawn_args(
-        dir: &Path,
-        config: &toml::Table,
-        turn: Turn,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> TestHost {
+    fn spawn(dir: &Path, config: &toml::Table, turn: Turn, env: &[(String, String)]) -> TestHost {
         let path = write_config(dir, config);
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&path)
-            .args(args)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

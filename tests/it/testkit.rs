@@ -67,7 +67,9 @@ const GRANTS: &str =
 
 #[test]
 fn the_kit_refuses_every_call_with_the_hosts_words() {
-    let host = TestHost::start_with(|c| add_probe(c, INTERFACES));
+    let host = TestHost::builder()
+        .config(|c| add_probe(c, INTERFACES))
+        .start();
     let api = host.wait_api("the probe's reading", Duration::from_secs(30), |a| {
         reading(a, "probe").is_some_and(|r| r["message"] != "")
     });
@@ -112,7 +114,9 @@ fn the_kit_refuses_an_ungranted_import_with_the_hosts_words() {
         .copied()
         .filter(|i| !["buzzer-controller", "telemetry"].contains(i))
         .collect();
-    let host = TestHost::start_with(|c| add_probe(c, &granted));
+    let host = TestHost::builder()
+        .config(|c| add_probe(c, &granted))
+        .start();
     let p = host.plugin("probe");
     assert_eq!(p["status"], "load_failed", "{p}");
     let from_host = p["last_error"].as_str().unwrap().to_string();

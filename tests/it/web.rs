@@ -146,11 +146,13 @@ fn control_endpoints_need_the_token_or_a_same_origin_session() {
 
 #[test]
 fn control_off_refuses_control_endpoints() {
-    let host = TestHost::start_with(|config| {
-        let host = crate::support::table(config, &["host"]);
-        host.insert("control".into(), "off".into());
-        host.remove("control_token");
-    });
+    let host = TestHost::builder()
+        .config(|config| {
+            let host = crate::support::table(config, &["host"]);
+            host.insert("control".into(), "off".into());
+            host.remove("control_token");
+        })
+        .start();
     let r = beep(&host, &format!("Authorization: Bearer {TEST_TOKEN}\r\n"));
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("host.control"), "{}", r.body);
@@ -161,12 +163,15 @@ fn control_off_refuses_control_endpoints() {
     );
 }
 
+/// A token-less config: the host makes its own.
+fn without_token(config: &mut toml::Table) {
+    crate::support::table(config, &["host"]).remove("control_token");
+}
+
 #[test]
 fn a_token_is_generated_once_and_printed_by_the_token_command() {
     let dir = crate::support::temp_dir("token");
-    let mut config = crate::support::base_config(&dir);
-    crate::support::table(&mut config, &["host"]).remove("control_token");
-    let host = TestHost::start_in(&dir, config);
+    let host = TestHost::builder().dir(&dir).config(without_token).start();
     let path = dir.join("control-token");
     let token = std::fs::read_to_string(&path)
         .expect("the token file exists")
@@ -196,11 +201,7 @@ fn a_token_is_generated_once_and_printed_by_the_token_command() {
     assert_eq!(r.status, 202, "{}", r.body);
     drop(host);
     // A restart keeps the same token.
-    let again = TestHost::start_in(&dir, {
-        let mut c = crate::support::base_config(&dir);
-        crate::support::table(&mut c, &["host"]).remove("control_token");
-        c
-    });
+    let again = TestHost::builder().dir(&dir).config(without_token).start();
     assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), token);
     drop(again);
 }
@@ -406,7 +407,7 @@ fn guessing_the_token_is_throttled_per_client_and_logged_in_summary() {
 #[test]
 fn logout_revokes_the_session_and_sessions_survive_a_restart() {
     let dir = crate::support::temp_dir("sessions");
-    let host = TestHost::start_in(&dir, crate::support::base_config(&dir));
+    let host = TestHost::builder().dir(&dir).start();
     let origin = format!("http://{}", host.addr);
     let ended = session_of(&login(&host, TEST_TOKEN, Some(&origin)));
     let kept = session_of(&login(&host, TEST_TOKEN, Some(&origin)));
@@ -437,7 +438,7 @@ fn logout_revokes_the_session_and_sessions_survive_a_restart() {
         "only hashes on disk: {sessions}"
     );
     drop(host);
-    let host = TestHost::start_in(&dir, crate::support::base_config(&dir));
+    let host = TestHost::builder().dir(&dir).start();
     let origin = format!("http://{}", host.addr);
     let with = |session: &str| format!("Cookie: {session}\r\nOrigin: {origin}\r\n");
     assert_eq!(
@@ -480,12 +481,14 @@ fn requests_for_a_foreign_host_name_are_refused() {
     );
     drop(host);
     // A name of the user's own DNS, allowed in the config.
-    let host = TestHost::start_with(|config| {
-        crate::support::table(config, &["host"]).insert(
-            "http_allowed_hosts".into(),
-            toml::Value::Array(vec!["pi.example.com".into()]),
-        );
-    });
+    let host = TestHost::builder()
+        .config(|config| {
+            crate::support::table(config, &["host"]).insert(
+                "http_allowed_hosts".into(),
+                toml::Value::Array(vec!["pi.example.com".into()]),
+            );
+        })
+        .start();
     assert_eq!(get(&host, "pi.example.com:3000", "/api").status, 200);
     assert_eq!(get(&host, "rebind.attacker.example", "/api").status, 421);
 }

@@ -1,9 +1,9 @@
 //! A simulated DHT22 data line: the waveform a sensor would drive, sampled
 //! on a virtual clock by the same capture loop the `pi` backend runs.
 
+use super::SimFault;
 use crate::drivers::dht22;
 use crate::hardware::dht22::{DataLine, Edge};
-use crate::hardware::SimFault;
 
 use super::SplitMix64;
 

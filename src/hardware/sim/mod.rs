@@ -16,19 +16,18 @@
 //! one reaches the caller as the error the real code path produces.
 
 mod bme680;
+mod control;
 mod dht22;
 
 pub use bme680::{SimAir, SimBme680Registers, Transfer, SIM_HEATER_MIN};
+pub use control::{SimControl, SimDevice, SimFault, SimOverride};
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use self::dht22::{LineFault, SimLine};
 use super::bme680::{Bme680Driver, Bme680Settings};
-use super::{
-    read_system_stats, Backend, Bme680Sample, Dht22Sample, HwError, SimDevice, SimFault,
-    SimOverride, SystemStats,
-};
+use super::{read_system_stats, Backend, Bme680Sample, Dht22Sample, HwError, SystemStats};
 
 pub struct SimBackend {
     rng: SplitMix64,
@@ -248,6 +247,20 @@ impl Backend for SimBackend {
         Ok(())
     }
 
+    fn leds_driver(&self) -> String {
+        "simulated".into()
+    }
+
+    fn buzzer_kind(&self) -> String {
+        "simulated".into()
+    }
+
+    fn as_sim(&mut self) -> Option<&mut dyn SimControl> {
+        Some(self)
+    }
+}
+
+impl SimControl for SimBackend {
     fn set_override(
         &mut self,
         device: SimDevice,
@@ -262,14 +275,6 @@ impl Backend for SimBackend {
             }
         }
         Ok(())
-    }
-
-    fn leds_driver(&self) -> String {
-        "simulated".into()
-    }
-
-    fn buzzer_kind(&self) -> String {
-        "simulated".into()
     }
 
     fn set_fault(&mut self, device: SimDevice, fault: Option<SimFault>) -> Result<(), HwError> {
