@@ -104,10 +104,11 @@ else
     finish
 fi
 # The user's plugin's reading carries a marker in its message; a pushed
-# change changes it. (The scaffold's sensor reports `message=message`.)
+# change changes it. (The scaffold's sensor ends its reading with
+# `level, message)]`.)
 mark() { # from to
-    sed -i "s/message=$1/message=$2/" "$project/plugins/$user_plugin/app.py"
-    grep -q "message=$2" "$project/plugins/$user_plugin/app.py"
+    sed -i "s/level, $1)]/level, $2)]/" "$project/plugins/$user_plugin/app.py"
+    grep -q "level, $2)]" "$project/plugins/$user_plugin/app.py"
 }
 mark message '"porch v1"' ||
     { fail "could not mark the user's plugin (the scaffold's template changed?)"; finish; }
