@@ -480,6 +480,11 @@ impl HardwareHandle {
     pub fn status(&self) -> ActuatorStatus {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// Whether the actuators' state is `status`, without copying it.
+    pub fn status_is(&self, status: &ActuatorStatus) -> bool {
+        self.status.read().is_ok_and(|s| *s == *status)
+    }
 }
 
 struct Worker {

@@ -27,6 +27,7 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024;
 /// Longest request target accepted.
 pub const MAX_URL_BYTES: usize = 2048;
 
+pub use api::ApiCache;
 pub use server::{Limits, Server as HttpServer};
 
 /// Everything a request handler can see.
@@ -44,6 +45,8 @@ pub struct AppState {
     pub requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Who may use control endpoints.
     pub auth: auth::Auth,
+    /// `/api`'s body, rebuilt only when something it shows changed.
+    pub api_cache: api::ApiCache,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             started: Instant::now(),
             requests: Mutex::new(BTreeMap::new()),
             auth,
+            api_cache: api::ApiCache::default(),
         }
     }
 }

@@ -116,7 +116,7 @@ pub struct Status {
     pub last_error: Mutex<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusView {
     pub broker: String,
     pub connected: bool,
