@@ -18,6 +18,7 @@ pub mod bytecode;
 mod cache;
 mod instance;
 pub mod python;
+mod residency;
 
 pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
 pub use instance::{
