@@ -23,6 +23,12 @@
 //! read per first touch of a page instead of one per 128 KiB, at start-up;
 //! afterwards the pages stay mapped.
 //!
+//! Kernels from 6.16 on still read ahead 128 KiB on a fault in an
+//! *executable* mapping whatever the advice, so there the compiled code's
+//! page cache is larger than what runs (its residency is not: fault-around
+//! maps at most 64 KiB of cached pages). That page cache is clean, and the
+//! first thing reclaimed when the service nears its memory limit.
+//!
 //! Linux only; elsewhere these do nothing.
 
 use std::fs::File;
