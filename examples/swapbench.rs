@@ -79,6 +79,8 @@ fn work_config(args: &Args, work: &Path) -> anyhow::Result<Config> {
             }
         }
     }
+    // Absolute: the copy lives in another folder.
+    let runtime = std::env::current_dir()?.join(shipped.runtime_file());
     let text = std::fs::read_to_string(&args.config)?;
     let text: String = text
         .lines()
@@ -86,10 +88,7 @@ fn work_config(args: &Args, work: &Path) -> anyhow::Result<Config> {
             let key = line.split('=').next().unwrap_or_default().trim();
             match key {
                 "plugins_dir" => format!("plugins_dir = {:?}", plugins_dir.display().to_string()),
-                "runtime" => format!(
-                    "runtime = {:?}",
-                    shipped.runtime_file().display().to_string()
-                ),
+                "runtime" => format!("runtime = {:?}", runtime.display().to_string()),
                 "state_dir" => format!(
                     "state_dir = {:?}\ncache_dir = {:?}",
                     work.join("state").display().to_string(),
