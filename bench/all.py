@@ -1,31 +1,39 @@
 #!/usr/bin/env python3
 """Every benchmark comparison in one command; writes BENCHMARKS.md.
 
-    python3 bench/all.py              # the full run (~20 min: memory alone is 10 min)
-    python3 bench/all.py --quick      # a short smoke run (~6 min), same sections
+    python3 bench/all.py              # the full run (~35 min: memory alone is 10 min)
+    python3 bench/all.py --quick      # a short smoke run of every section (~10 min)
     python3 bench/all.py --sections calls,http   # only some sections
     python3 bench/all.py --note "measured while the machine was shared with other builds"
 
-Sections (each compares against a baseline measured in the same run):
+Sections (each compares against a baseline measured in the same run, and
+prints ratios):
 
   calls   plugin call overhead: poll/render with fuel + epoch on, limits off
           (examples/callbench.rs, both Engines in one process), and the same
           Python in CPython with the fakehost shim (bench/native_calls.py)
-  http    /api and / throughput and latency with wrk while plugins poll,
-          against examples/bare_http.rs (tiny_http, fixed body)
+  http    /api, /view (the dashboard page, cached) and / with wrk -t2 -c32
+          while plugins poll, against examples/bare_http.rs (a keep-alive
+          responder with TCP_NODELAY and a fixed body), in rounds
   sched   poll start delay (jitter) p50/p99/max from /metrics histograms,
           idle and under the wrk load
   idle    host CPU time over 60 s without HTTP traffic, per thread
-  memory  bench/memory.py (host modes against python3 processes)
+  memory  bench/memory.py (the host with 4 and 12 plugins against python3
+          processes, PSS, and the memory cgroup's charge)
   start   bench/start.py (cold against warm start)
-  reload  bench/reload.py (hot reload against a restart)
+  swap    examples/swapbench.rs (new source -> first poll, in-process,
+          native and Pulley, new and cached bytecode)
+  reload  bench/reload.py (edit -> visible in /api, SyntaxError reported,
+          against a restart, through the real host and real file saves)
   flood   bench/flood.py (a fresh request's latency while another client
           floods the connection slots, against no flood)
 
-The figures go to BENCHMARKS.md between `<!-- bench:NAME -->` markers (a
-section not run keeps its previous figures), with the machine, the date and
-this exact command. Needs the host built (the script runs cargo build), the
-plugins (it runs scripts/build-plugins.sh), and `wrk` (scripts/setup.sh).
+Everything runs the release build (what is deployed). The figures go to
+BENCHMARKS.md between `<!-- bench:NAME -->` markers (a section not run
+keeps its previous figures), with the machine, its load, the date and this
+exact command. The script builds the host and examples (cargo build
+--release) and the runtime (scripts/build-runtime.sh) first; `wrk` comes
+from scripts/setup-tests.sh or apt.
 """
 
 import argparse
@@ -43,12 +51,11 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BINARY, ROOT, api, start_host, write_config  # noqa: E402
+from common import (BINARY, EXAMPLES, PROFILE, PY, ROOT, TARGET_DIR, api, cargo_build_args,  # noqa: E402
+                    drain, start_host, write_config)
 
-PY = os.path.join(ROOT, ".venv", "bin", "python")
-EXAMPLES = os.path.join(ROOT, "target", "debug", "examples")
-BENCH_DIR = os.path.join(ROOT, "target", "bench")
-SECTIONS = ["calls", "http", "sched", "idle", "memory", "start", "reload", "flood"]
+BENCH_DIR = os.path.join(TARGET_DIR, "bench")
+SECTIONS = ["calls", "http", "sched", "idle", "memory", "start", "swap", "reload", "flood"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -109,13 +116,14 @@ def calls_section(quick):
     by = {(r["plugin"], r["mode"]): r for r in rows}
     pyver = next((r["python"] for r in rows if "python" in r), "?")
     lines = [
-        f"```\n./target/debug/examples/callbench --iters {iters}   # limits on and off, one process\n"
+        f"```\ncargo run --release --example callbench -- --iters {iters}   # limits on and off, one process\n"
         f".venv/bin/python bench/native_calls.py --iters {iters}\n```",
         "",
-        f"{iters} calls per contender after 20 warm-up calls; the two Engines alternate in rounds of 50 "
-        "calls. µs per call, median / p99. Sensor plugins go through the simulated hardware thread "
-        "in the host (a channel round trip per reading); in CPython the fakehost shim answers from memory. "
-        f"Native CPython is {pyver}; the components embed CPython 3.14.",
+        f"{iters} calls per contender after 20 warm-up calls; the two Engines (each with its own instance of "
+        "the shared runtime, the plugin's source loaded into it) alternate in rounds of 50 calls. µs per call, "
+        "median / p99. Sensor plugins go through the simulated hardware thread in the host (a channel round "
+        "trip per reading); in CPython the fakehost shim answers from memory. "
+        f"Native CPython is {pyver}; the runtime embeds CPython 3.14.",
         "",
         "| plugin | call | fuel + epoch (a) | limits off (b) | CPython + shim (c) | a/b median | a/b p99 | a/c median | fuel per call |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -180,6 +188,10 @@ def delta(after, before):
     return {p: {le: n - before.get(p, {}).get(le, 0) for le, n in h.items()} for p, h in after.items()}
 
 
+def add(a, b):
+    return {p: {le: n + b.get(p, {}).get(le, 0) for le, n in h.items()} for p, h in a.items()}
+
+
 def quantile(hist, q):
     """Linear interpolation inside the bucket holding quantile q; None when empty."""
     bounds = sorted(hist)
@@ -224,9 +236,12 @@ def cpu_ticks(pid):
     return ticks(f"/proc/{pid}/stat"), threads
 
 
-def wrk(url, seconds, connections=8, close=False):
+WRK_THREADS, WRK_CONNECTIONS = 2, 32
+
+
+def wrk(url, seconds, close=False):
     extra = ["-H", "Connection: close"] if close else []
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
+    out = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency", *extra, url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -242,16 +257,21 @@ def wrk(url, seconds, connections=8, close=False):
 
 # ---------------------------------------------------------------- host run: idle, sched, http
 
+HTTP_ROUTES = [("api", "/api"), ("view", "/view"), ("shell", "/")]
+
+
 def host_sections(quick, wanted):
     idle_s = 15 if quick else 60
-    load_s = 4 if quick else 15
+    load_s = 4 if quick else 8
+    rounds = 1 if quick else 3
     work = tempfile.mkdtemp(prefix="whp-bench-all-")
     out = {}
-    bare = None
+    bares = {}
     try:
         config = write_config(os.path.join(work, "host.toml"), f"{work}/state", os.path.join(BENCH_DIR, "cache"))
         run([BINARY, "precompile", "--config", config], stdout=subprocess.DEVNULL)
         proc, addr = start_host(config)
+        drain(proc)
         try:
             wait_full_api(addr)
             time.sleep(3)  # let the start-up settle (first renders, artifact checks)
@@ -268,43 +288,45 @@ def host_sections(quick, wanted):
             out["idle"] = {"seconds": wall, "cpu_s": (c1 - c0) / CLK_TCK,
                            "threads": {k: (v - t0.get(k, 0)) / CLK_TCK for k, v in t1.items()}}
             out["sched_idle"] = delta(m1, m0)
-            # Load: wrk on /api, then on /, while the plugins poll.
-            api_size = len(get(addr, "/api"))
-            page_size = len(get(addr, "/"))
+            sizes = {key: len(get(addr, path)) for key, path in HTTP_ROUTES}
             if "http" in wanted or "sched" in wanted:
-                bare_proc = subprocess.Popen([os.path.join(EXAMPLES, "bare_http"), "127.0.0.1:0", "4", str(api_size)],
-                                             stdout=subprocess.PIPE, text=True)
-                bare = bare_proc
-                bare_addr = re.search(r"listening on http://(\S+)", bare_proc.stdout.readline()).group(1)
-                log(f"load phase: wrk {load_s} s each on bare, /api, /, bare")
-                res = {}
-                m2 = metrics(addr)
-                res["bare1"] = wrk(f"http://{bare_addr}/", load_s)
-                res["api"] = wrk(f"http://{addr}/api", load_s)
-                res["page"] = wrk(f"http://{addr}/", load_s)
-                m3 = metrics(addr)
-                res["bare2"] = wrk(f"http://{bare_addr}/", load_s)
-                # A new connection per request: no keep-alive stalls.
-                m4 = metrics(addr)
-                res["close_bare1"] = wrk(f"http://{bare_addr}/", load_s, close=True)
-                res["close_api"] = wrk(f"http://{addr}/api", load_s, close=True)
-                res["close_page"] = wrk(f"http://{addr}/", load_s, close=True)
-                m5 = metrics(addr)
-                res["close_bare2"] = wrk(f"http://{bare_addr}/", load_s, close=True)
-                out["sched_load"] = {p: {le: n + delta(m5, m4)[p][le] for le, n in h.items()}
-                                     for p, h in delta(m3, m2).items()}
+                # One bare responder per route, with that route's body size.
+                for key, _ in HTTP_ROUTES:
+                    b = subprocess.Popen([os.path.join(EXAMPLES, "bare_http"), "127.0.0.1:0", str(sizes[key])],
+                                         stdout=subprocess.PIPE, text=True)
+                    bares[key] = (b, re.search(r"listening on http://(\S+)", b.stdout.readline()).group(1))
+                res = {"keep": [], "close": []}
+                sched = {}
+                for mode in ("keep", "close"):
+                    for r in range(rounds):
+                        log(f"load phase ({mode}, round {r + 1}/{rounds}): wrk {load_s} s on each route and on a "
+                            "bare responder of the same body size, in turns")
+                        one = {}
+                        for i, (key, path) in enumerate(HTTP_ROUTES):
+                            # Alternate which goes first, so drift in the
+                            # machine's load does not favour one side.
+                            pair = [("bare_" + key, f"http://{bares[key][1]}/"), (key, f"http://{addr}{path}")]
+                            for name, url in (pair if (r + i) % 2 == 0 else pair[::-1]):
+                                m2 = metrics(addr)
+                                one[name] = wrk(url, load_s, close=mode == "close")
+                                if name == key:
+                                    m3 = metrics(addr)
+                                    sched = add(delta(m3, m2), sched) if sched else delta(m3, m2)
+                        res[mode].append(one)
+                out["sched_load"] = sched
+                out["sched_load_s"] = 2 * rounds * len(HTTP_ROUTES) * load_s
                 out["http"] = res
-                out["sizes"] = (api_size, page_size)
+                out["sizes"] = sizes
             out["intervals"] = intervals
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     finally:
-        if bare:
-            bare.terminate()
-            bare.wait()
+        for b, _ in bares.values():
+            b.terminate()
+            b.wait()
         shutil.rmtree(work, ignore_errors=True)
-    return out, idle_s, load_s
+    return out, idle_s, load_s, rounds
 
 
 def idle_text(r, idle_s):
@@ -324,45 +346,54 @@ def idle_text(r, idle_s):
     return "\n".join(lines)
 
 
-def http_text(r, load_s):
+def http_text(r, load_s, rounds):
     h = r["http"]
-    api_size, page_size = r["sizes"]
+    sizes = r["sizes"]
+    labels = {"api": "`/api` (cached per change)", "view": "`/view` (the dashboard page, cached)",
+              "shell": "`/` (the static shell page)"}
     lines = [
-        f"`wrk -t2 -c8 -d{load_s}s --latency` on loopback, one after the other: bare, `/api`, `/`, bare again "
-        f"(the bare figure is the mean of the two), first with keep-alive (wrk's default), then with "
-        f"`Connection: close` (a new connection per request). The bare server is `examples/bare_http.rs` "
-        f"(tiny_http, 4 workers like the host, a fixed {api_size}-byte body, the size of `/api`); `/` is "
-        f"{page_size} bytes. The host's plugins keep polling throughout. wrk itself shares the 2 cores.",
+        f"`wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{load_s}s --latency` on loopback, {rounds} round(s) per "
+        "connection mode. Each route is compared with a bare responder serving a body of the same size "
+        f"(`/api` {sizes['api']} bytes, `/view` {sizes['view']}, `/` {sizes['shell']}), the two run one after "
+        "the other, in alternating order from round to round. The bare responder is `examples/bare_http.rs`: "
+        "std, one thread per connection like the host, `TCP_NODELAY`, each response in one write, nothing "
+        "else. Medians over the rounds; the ratio's range over the rounds in brackets. The host's plugins keep "
+        "polling throughout; wrk shares the 2 cores with the servers.",
         "",
-        "| connections | server, route | requests/s | p50 | p99 | ratio to bare (req/s) |",
-        "|---|---|---|---|---|---|",
+        "| connections | route | host requests/s | host p50 / p99 | bare requests/s | bare p50 / p99 | host / bare |",
+        "|---|---|---|---|---|---|---|",
     ]
-    worst = 1e9
-    for prefix, conn in (("", "keep-alive"), ("close_", "`Connection: close`")):
-        b1, b2 = h[prefix + "bare1"], h[prefix + "bare2"]
-        bare_rps = statistics.mean([b1["rps"], b2["rps"]])
-        lines.append(f"| {conn} | bare tiny_http, fixed body | {bare_rps:,.0f} | "
-                     f"{statistics.mean([b1['p50_ms'], b2['p50_ms']]):.2f} ms | "
-                     f"{statistics.mean([b1['p99_ms'], b2['p99_ms']]):.2f} ms | 1.00 |")
-        for key, label in (("api", "host `/api`"), ("page", "host `/` (dashboard from cache)")):
-            x = h[prefix + key]
-            ratio = x["rps"] / bare_rps
-            worst = min(worst, ratio)
-            errs = f" ({x['non2xx']} non-2xx)" if x["non2xx"] else ""
-            lines.append(f"| {conn} | {label} | {x['rps']:,.0f}{errs} | {x['p50_ms']:.2f} ms | {x['p99_ms']:.2f} ms "
-                         f"| {ratio:.2f} |")
-    lines += ["", f"Goal: `/` and `/api` ≥ 80 % of bare — worst is {worst * 100:.0f} %: "
+    keep = {}
+    med = statistics.median
+    for mode, conn in (("keep", "keep-alive"), ("close", "`Connection: close`")):
+        runs = h[mode]
+        for key, _ in HTTP_ROUTES:
+            ratios = [x[key]["rps"] / x["bare_" + key]["rps"] for x in runs]
+            errs = sum(x[key]["non2xx"] for x in runs)
+            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+            lines.append(
+                f"| {conn} | {labels[key]} | {med([x[key]['rps'] for x in runs]):,.0f}"
+                f"{f' ({errs} non-2xx)' if errs else ''} "
+                f"| {med([x[key]['p50_ms'] for x in runs]):.2f} / {med([x[key]['p99_ms'] for x in runs]):.2f} ms "
+                f"| {med([x['bare_' + key]['rps'] for x in runs]):,.0f} "
+                f"| {med([x['bare_' + key]['p50_ms'] for x in runs]):.2f} / "
+                f"{med([x['bare_' + key]['p99_ms'] for x in runs]):.2f} ms | {med(ratios):.2f}{spread} |")
+            if mode == "keep":
+                keep[key] = med(ratios)
+    worst = min(keep["api"], keep["view"])
+    lines += ["", f"Goal (keep-alive, as the dashboard and API clients use it): `/api` and the dashboard page "
+              f"≥ 0.8 of the bare responder — `/api` {keep['api']:.2f}, `/view` {keep['view']:.2f}: "
               f"**{'met' if worst >= 0.8 else 'not met'}**."]
     return "\n".join(lines)
 
 
-def sched_text(r, idle_s, load_s):
+def sched_text(r, idle_s):
     lines = [
         "How late each scheduled `poll` started after its due time, from the "
         "`whp_plugin_poll_start_delay_seconds` histograms in `/metrics` (difference of two scrapes per phase; "
         "quantiles interpolated inside a bucket, max is the upper bound of the highest non-empty bucket). "
         f"Shipped intervals, so a phase holds few samples: p99 of a few dozen is close to the max. Idle: {idle_s} s; "
-        f"under load: the four host wrk runs ({4 * load_s} s).",
+        f"under load: the host's wrk runs ({r.get('sched_load_s', 0)} s).",
         "",
         "| plugin | interval | phase | polls | p50 | p99 | max (bucket) |",
         "|---|---|---|---|---|---|---|",
@@ -375,6 +406,49 @@ def sched_text(r, idle_s, load_s):
             n = hist[float("inf")]
             lines.append(f"| {plugin} | {r['intervals'].get(plugin, '?')} ms | {phase} | {n} | {fmt(quantile(hist, 0.5))} "
                          f"| {fmt(quantile(hist, 0.99))} | ≤ {fmt(highest(hist))} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- swap
+
+def swap_section(quick):
+    runs = 5 if quick else 30
+    cmd = [os.path.join(EXAMPLES, "swapbench"), "--config", os.path.join(ROOT, "config", "host.toml"),
+           "--cache", os.path.join(BENCH_DIR, "cache"), "--runs", str(runs)]
+    out = run(cmd, stdout=subprocess.PIPE, text=True).stdout
+    rows = {(r["engine"], r["source"]): r for r in (json.loads(l) for l in out.splitlines() if l.startswith("{"))}
+    lines = [
+        f"```\ncargo run --release --example swapbench -- --runs {runs}\n```",
+        "",
+        f"A new version of the dht22 plugin's `app.py` to its first successful `poll`, in one process, through "
+        f"the host's own loading path (`plugins::load`: read and hash the sources, link the grants against the "
+        f"shared runtime, instantiate it, load the Python under the plugin's limits; then the first call). "
+        f"{runs} rounds per engine; each round times a never-seen version (its Python compiled to bytecode "
+        "inside the new instance) and then the same version again (its bytecode cached, as after a restart, a "
+        "re-instantiation or `recycle = true`). Pulley is the interpreter an armv7 device runs, measured here "
+        "as `pulley64` on x86 (a Pi's cores are several times slower than this machine's: read the Pulley "
+        "rows as a ratio). No debounce and no scheduler: `reload` below has the whole way from a saved file.",
+        "",
+        "| engine | source | median | min–max | p90 | of which loading (median) | ratio to native, new source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = rows.get(("native", "new"), {}).get("median_ms")
+    for engine in ("native", "pulley64"):
+        for source in ("new", "bytecode cached"):
+            r = rows.get((engine, source))
+            if not r:
+                continue
+            lines.append(f"| {'Cranelift (native)' if engine == 'native' else 'Pulley (pulley64)'} | {source} "
+                         f"| {r['median_ms']:.1f} ms | {r['min_ms']:.1f}–{r['max_ms']:.1f} ms | {r['p90_ms']:.1f} ms "
+                         f"| {r['load_median_ms']:.1f} ms | {r['median_ms'] / base:.2f} |")
+    goals = []
+    for engine in ("native", "pulley64"):
+        new, cached = rows.get((engine, "new")), rows.get((engine, "bytecode cached"))
+        if new and cached:
+            ok = new["median_ms"] <= 30 and cached["median_ms"] <= 10
+            goals.append(f"{engine}: {new['median_ms']:.1f} / {cached['median_ms']:.1f} ms "
+                         f"**{'met' if ok else 'not met'}**")
+    lines += ["", "Goal: median ≤ 30 ms for a new source, ≤ 10 ms with cached bytecode — " + "; ".join(goals) + "."]
     return "\n".join(lines)
 
 
@@ -403,10 +477,16 @@ def write_md(sections):
         for name in ["machine"] + SECTIONS:
             block += [BEGIN.format(name), "(not run yet)", END.format(name), ""]
         text = text[:first + 1] + "\n".join(block) + text[first + 1:]
-    for name, body in sections.items():
+    previous = "machine"
+    for name in ["machine"] + SECTIONS:
         b, e = BEGIN.format(name), END.format(name)
         if b not in text:
-            text = text.replace(END.format("reload"), END.format("reload") + f"\n\n{b}\n{e}", 1)
+            # A new section goes after the one before it in SECTIONS.
+            anchor = END.format(previous)
+            text = text.replace(anchor, anchor + f"\n\n{b}\n(not run yet)\n{e}", 1)
+        previous = name
+    for name, body in sections.items():
+        b, e = BEGIN.format(name), END.format(name)
         start, end = text.index(b) + len(b), text.index(e)
         text = text[:start] + "\n" + body.strip() + "\n" + text[end:]
     with open(path, "w") as f:
@@ -416,12 +496,13 @@ def write_md(sections):
 
 TITLES = {
     "calls": "### Plugin call overhead: limits on, limits off, CPython",
-    "http": "### HTTP: the host against a bare tiny_http server",
+    "http": "### HTTP: the host against a bare keep-alive responder",
     "sched": "### Schedule accuracy: poll start delay, idle and under HTTP load",
     "idle": "### Idle cost",
     "memory": "### Memory: the host against python3 processes",
     "start": "### Start-up: cold against warm",
-    "reload": "### Hot reload against restarting the host",
+    "swap": "### Swap time: new source to first poll, native and Pulley",
+    "reload": "### Hot reload through the host: edit → visible, SyntaxError reported, against a restart",
     "flood": "### A fresh request while another client floods the connections",
 }
 
@@ -432,24 +513,23 @@ def main():
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     ap.add_argument("--note", default="", help="a remark printed with the machine details")
     ap.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
-    ap.add_argument("--skip-build", action="store_true", help="do not run cargo build / build-plugins")
+    ap.add_argument("--skip-build", action="store_true", help="do not run cargo build / build-runtime.sh")
     args = ap.parse_args()
     wanted = [s for s in args.sections.split(",") if s]
     for s in wanted:
         if s not in SECTIONS:
             raise SystemExit(f"unknown section {s}; known: {', '.join(SECTIONS)}")
     if ("http" in wanted or "sched" in wanted) and not shutil.which("wrk"):
-        raise SystemExit("wrk is missing: run scripts/setup.sh (or apt-get install wrk)")
+        raise SystemExit("wrk is missing: run scripts/setup-tests.sh (or apt-get install wrk)")
     command = "python3 bench/all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     os.makedirs(BENCH_DIR, exist_ok=True)
     if not args.skip_build:
-        run(["cargo", "build", "--bins", "--examples"])
-        run([os.path.join(ROOT, "scripts", "build-plugins.sh")], stdout=subprocess.DEVNULL)
-        run([os.path.join(ROOT, "scripts", "build-plugins.sh"), "--dir", os.path.join(ROOT, "tests", "plugins"),
-             "hostile"], stdout=subprocess.DEVNULL)
+        run(["cargo", "build", *cargo_build_args(), "--bins", "--examples"])
+        run([os.path.join(ROOT, "scripts", "build-runtime.sh")], stdout=subprocess.DEVNULL)
     info = machine()
     started = time.monotonic()
     sections = {}
+    loads = [info["load"]]
 
     def attempt(names, f):
         """Runs one part; a failure is written into its sections instead of
@@ -460,18 +540,19 @@ def main():
             log(f"{', '.join(names)} failed: {e!r}")
             for n in names:
                 sections.setdefault(n, f"**This section failed in the last run:** `{e!r}`")
+        loads.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
 
     def calls():
         sections["calls"] = calls_section(args.quick)[0]
 
     def host():
-        r, idle_s, load_s = host_sections(args.quick, wanted)
+        r, idle_s, load_s, rounds = host_sections(args.quick, wanted)
         if "idle" in wanted:
             sections["idle"] = idle_text(r, idle_s)
         if "http" in wanted:
-            sections["http"] = http_text(r, load_s)
+            sections["http"] = http_text(r, load_s, rounds)
         if "sched" in wanted:
-            sections["sched"] = sched_text(r, idle_s, load_s)
+            sections["sched"] = sched_text(r, idle_s)
 
     def memory():
         seconds = 60 if args.quick else 600
@@ -485,9 +566,13 @@ def main():
         out = script_section([os.path.join(ROOT, "bench", "start.py"), *runs])
         sections["start"] = f"```\npython3 bench/start.py {' '.join(runs)}\n```\n\n" + tables(out)
 
+    def swap():
+        sections["swap"] = swap_section(args.quick)
+
     def reload():
-        runs = ["--runs", "3", "--compile-runs", "1"] if args.quick else ["--runs", "10", "--compile-runs", "2"]
-        out = script_section([os.path.join(ROOT, "bench", "reload.py"), *runs])
+        runs = ["--runs", "3", "--restarts", "2"] if args.quick else ["--runs", "20", "--restarts", "5"]
+        out = script_section([os.path.join(ROOT, "bench", "reload.py"), *runs,
+                              "--cache", os.path.join(BENCH_DIR, "cache")])
         sections["reload"] = f"```\npython3 bench/reload.py {' '.join(runs)}\n```\n\n" + tables(out)
 
     def flood():
@@ -497,7 +582,7 @@ def main():
 
     host_parts = [s for s in ("http", "sched", "idle") if s in wanted]
     for names, f in ((["calls"], calls), (host_parts, host), (["memory"], memory), (["start"], start),
-                     (["reload"], reload), (["flood"], flood)):
+                     (["swap"], swap), (["reload"], reload), (["flood"], flood)):
         if names and set(names) <= set(wanted):
             log("section: " + ", ".join(names))
             attempt(names, f)
@@ -508,9 +593,9 @@ def main():
         f"| | |\n|---|---|\n| date | {info['date']} |\n| CPU | {info['cpu']} |\n| cores | {info['cores']} |\n"
         f"| memory | {info['memory']} |\n| OS, kernel | {info['os']}, Linux {info['kernel']} |\n| rustc | {info['rustc']} |\n"
         f"| wasmtime | {info['wasmtime']} |\n| native Python | {info['python']} |\n"
-        f"| load average at start | {info['load']} |\n| load average at end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |\n| sections run | {', '.join(wanted)}{' (quick)' if args.quick else ''}, "
-        f"{minutes:.1f} min |\n\nHost and examples in the `dev` profile (dependencies at opt-level 3, as "
-        f"`scripts/run.sh` builds them).{note}"
+        f"| load average (1, 5, 15 min) at the start and after each part | {' → '.join(loads)} |\n"
+        f"| sections run | {', '.join(wanted)}{' (quick)' if args.quick else ''}, {minutes:.1f} min |\n\n"
+        f"Host and examples built with `cargo build --{PROFILE}` (what is deployed).{note}"
     )
     for name in ["machine"] + [s for s in SECTIONS if s in sections]:
         body = sections[name]

@@ -368,6 +368,11 @@ impl HardwareHandle {
     pub fn status(&self) -> ActuatorStatus {
         self.status.read().expect("actuator status lock").clone()
     }
+
+    /// Whether the actuators' state is `status`, without copying it.
+    pub fn status_is(&self, status: &ActuatorStatus) -> bool {
+        self.status.read().is_ok_and(|s| *s == *status)
+    }
 }
 
 struct Worker {

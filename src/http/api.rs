@@ -1,95 +1,210 @@
 //! JSON endpoints.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{AppState, Request, Response};
 use crate::control::{ControlError, Pattern};
-use crate::hardware::{unix_time_ms, HwError, SimDevice, SimFault, SimOverride};
-use crate::plugins::Health;
-use crate::scheduler::{SensorReading, SystemReading};
+use crate::hardware::{unix_time_ms, ActuatorStatus, HwError, SimDevice, SimFault, SimOverride};
+use crate::plugins::{Health, PluginStatus};
+use crate::scheduler::{Readings, SensorReading, SystemReading};
 
 /// The scheduler is considered stuck when its loop has not turned for this long.
 const HEARTBEAT_STALE_MS: u64 = 5_000;
 
 /// `GET /api`: the user's documented shape (`readings[]`, `last_update`),
-/// plus system stats, LEDs, buzzer, plugins and the backend.
-///
-/// Serialised from typed structs, not `json!`: a `serde_json::Value` widens
-/// `f32` to `f64`, and 21.5 °C would read 21.500000953674316.
+/// plus system stats, LEDs, buzzer, plugins and the backend, served from
+/// [`ApiCache`].
 pub fn readings(state: &AppState) -> Response {
-    #[derive(Serialize)]
-    struct Led {
-        index: usize,
-        r: u8,
-        g: u8,
-        b: u8,
-    }
-    #[derive(Serialize)]
-    struct Buzzer {
-        active: bool,
-        on: bool,
-        beeps_total: u64,
-    }
-    #[derive(Serialize)]
-    struct Api<'a> {
-        readings: Vec<std::borrow::Cow<'a, SensorReading>>,
-        last_update: u64,
-        system: Option<&'a SystemReading>,
-        leds: Vec<Led>,
-        buzzer: Buzzer,
-        plugins: Vec<serde_json::Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        mqtt: Option<crate::mqtt::StatusView>,
-        hardware: &'a str,
-    }
-    let readings = state.shared.readings();
-    let actuators = state.hardware.status();
-    let body = Api {
-        readings: readings.all(),
-        last_update: readings.last_update_ms,
-        system: readings.system.as_ref(),
-        leds: actuators
-            .leds
-            .iter()
-            .enumerate()
-            .map(|(index, &[r, g, b])| Led { index, r, g, b })
-            .collect(),
-        buzzer: Buzzer {
-            active: actuators.buzzer_on || actuators.buzzer_pattern_active,
-            on: actuators.buzzer_on,
-            beeps_total: actuators.beeps_total,
-        },
-        plugins: plugin_summaries(state),
-        mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
-        hardware: &state.hardware_name,
-    };
     Response::new(
         200,
         "application/json",
-        serde_json::to_vec(&body).unwrap_or_default(),
+        state.api_cache.body(state).to_vec(),
     )
 }
 
-fn plugin_summaries(state: &AppState) -> Vec<serde_json::Value> {
-    state
-        .shared
-        .plugins()
-        .into_iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "status": p.status,
-                "version": p.version,
-                "calls": p.calls,
-                "failures": p.failures,
-                "last_error": p.last_error,
-                "loaded_at_ms": p.loaded_at_ms,
+/// `/api`'s body, made once per change of what it shows rather than once
+/// per request: under load most requests of a second see the same data,
+/// and building the body (cloning the readings and the plugin registry,
+/// serialising) costs far more than checking that nothing changed.
+///
+/// The body is a pure function of [`Inputs`], and a cached body is served
+/// only when every input still equals what it was made from, compared by
+/// value under the same locks the builder reads. The readings' `generation`
+/// alone would not do: plugin status and counters, the LEDs and buzzer,
+/// and the MQTT status change without a bump, and the scheduler stores a
+/// plugin's readings before it bumps the generation at the end of its
+/// round. The generation is compared first, so the usual miss (new
+/// readings) is found without comparing them.
+#[derive(Default)]
+pub struct ApiCache {
+    last: RwLock<Option<Arc<Cached>>>,
+}
+
+struct Cached {
+    inputs: Inputs,
+    body: Arc<[u8]>,
+}
+
+/// Everything `/api` shows, owned. `hardware` (the backend's name) never
+/// changes while the host runs, so it is not an input.
+struct Inputs {
+    readings: Readings,
+    plugins: Vec<PluginSummary>,
+    actuators: ActuatorStatus,
+    mqtt: Option<crate::mqtt::StatusView>,
+}
+
+/// What `/api` shows of a plugin (`/api/plugins` has the rest).
+#[derive(Serialize, PartialEq)]
+struct PluginSummary {
+    name: String,
+    status: Health,
+    version: String,
+    calls: u64,
+    failures: u64,
+    last_error: String,
+    loaded_at_ms: u64,
+}
+
+impl PluginSummary {
+    fn of(p: &PluginStatus) -> PluginSummary {
+        PluginSummary {
+            name: p.name.clone(),
+            status: p.status,
+            version: p.version.clone(),
+            calls: p.calls,
+            failures: p.failures,
+            last_error: p.last_error.clone(),
+            loaded_at_ms: p.loaded_at_ms,
+        }
+    }
+
+    /// Equal to what [`PluginSummary::of`] would make of `p`, without
+    /// copying it.
+    fn is(&self, p: &PluginStatus) -> bool {
+        self.name == p.name
+            && self.status == p.status
+            && self.version == p.version
+            && self.calls == p.calls
+            && self.failures == p.failures
+            && self.last_error == p.last_error
+            && self.loaded_at_ms == p.loaded_at_ms
+    }
+}
+
+impl ApiCache {
+    /// The body for the current state: the cached one when nothing it
+    /// shows has changed, else a new one (which is then cached).
+    pub fn body(&self, state: &AppState) -> Arc<[u8]> {
+        let last = self.last.read().ok().and_then(|l| l.clone());
+        if let Some(cached) = last {
+            if cached.inputs.are_current(state) {
+                return cached.body.clone();
+            }
+        }
+        let inputs = Inputs::now(state);
+        let body: Arc<[u8]> = inputs.render(&state.hardware_name).into();
+        if let Ok(mut last) = self.last.write() {
+            *last = Some(Arc::new(Cached {
+                inputs,
+                body: body.clone(),
+            }));
+        }
+        body
+    }
+}
+
+impl Inputs {
+    fn now(state: &AppState) -> Inputs {
+        Inputs {
+            readings: state.shared.readings(),
+            plugins: state
+                .shared
+                .registry
+                .read()
+                .map(|r| r.values().map(PluginSummary::of).collect())
+                .unwrap_or_default(),
+            actuators: state.hardware.status(),
+            mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
+        }
+    }
+
+    /// Whether every input still equals this one. Comparisons only: a hit
+    /// must cost much less than building the body.
+    fn are_current(&self, state: &AppState) -> bool {
+        let same_readings = state.shared.readings.read().is_ok_and(|r| {
+            let mine = &self.readings;
+            r.generation == mine.generation
+                && r.last_update_ms == mine.last_update_ms
+                && r.sensors == mine.sensors
+                && r.system == mine.system
+                && r.published == mine.published
+        });
+        let same_plugins = || {
+            state.shared.registry.read().is_ok_and(|r| {
+                r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
             })
-        })
-        .collect()
+        };
+        same_readings
+            && same_plugins()
+            && state.hardware.status_is(&self.actuators)
+            && state.mqtt.as_ref().and_then(|m| m.view()) == self.mqtt
+    }
+
+    /// Serialised from typed structs, not `json!`: a `serde_json::Value`
+    /// widens `f32` to `f64`, and 21.5 °C would read 21.500000953674316.
+    fn render(&self, hardware: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Led {
+            index: usize,
+            r: u8,
+            g: u8,
+            b: u8,
+        }
+        #[derive(Serialize)]
+        struct Buzzer {
+            active: bool,
+            on: bool,
+            beeps_total: u64,
+        }
+        #[derive(Serialize)]
+        struct Api<'a> {
+            readings: Vec<std::borrow::Cow<'a, SensorReading>>,
+            last_update: u64,
+            system: Option<&'a SystemReading>,
+            leds: Vec<Led>,
+            buzzer: Buzzer,
+            plugins: &'a [PluginSummary],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mqtt: Option<&'a crate::mqtt::StatusView>,
+            hardware: &'a str,
+        }
+        let actuators = &self.actuators;
+        let body = Api {
+            readings: self.readings.all(),
+            last_update: self.readings.last_update_ms,
+            system: self.readings.system.as_ref(),
+            leds: actuators
+                .leds
+                .iter()
+                .enumerate()
+                .map(|(index, &[r, g, b])| Led { index, r, g, b })
+                .collect(),
+            buzzer: Buzzer {
+                active: actuators.buzzer_on || actuators.buzzer_pattern_active,
+                on: actuators.buzzer_on,
+                beeps_total: actuators.beeps_total,
+            },
+            plugins: &self.plugins,
+            mqtt: self.mqtt.as_ref(),
+            hardware,
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
 }
 
 /// `GET /api/history?range=1h|24h&sensor=ID&since=MS`: the bucketed
@@ -359,5 +474,50 @@ pub fn sim(request: &Request, state: &AppState) -> Response {
         Ok(()) => Response::json(200, &json!({ "ok": true })),
         Err(HwError::Unsupported(m)) => Response::error(409, m),
         Err(e) => Response::error(503, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::hardware::{Hardware, HardwareOptions, SimBackend};
+    use crate::http::AppState;
+    use crate::scheduler::Shared;
+
+    fn state() -> (Hardware, AppState) {
+        let hardware = Hardware::start(
+            Box::new(SimBackend::new(1, vec![4], vec![0x77])),
+            HardwareOptions {
+                request_timeout: Duration::from_secs(5),
+                ..HardwareOptions::default()
+            },
+        )
+        .expect("hardware thread starts");
+        let hw = hardware.handle();
+        let state = AppState::new(
+            Shared::new(),
+            hw.clone(),
+            Arc::new(crate::control::Control::new(hw)),
+            "sim".into(),
+            crate::http::auth::Auth::with_token("t0k3n-for-the-api-cache-test", "test"),
+        );
+        (hardware, state)
+    }
+
+    #[test]
+    fn an_unchanged_state_is_served_from_the_cache_and_a_change_is_not() {
+        let (_hw, state) = state();
+        let first = state.api_cache.body(&state);
+        assert!(
+            Arc::ptr_eq(&first, &state.api_cache.body(&state)),
+            "nothing changed: the cached body"
+        );
+        state.shared.readings.write().unwrap().last_update_ms = 7;
+        let second = state.api_cache.body(&state);
+        assert!(!Arc::ptr_eq(&first, &second), "a change: a new body");
+        assert!(String::from_utf8_lossy(&second).contains("\"last_update\":7"));
+        assert!(Arc::ptr_eq(&second, &state.api_cache.body(&state)));
     }
 }

@@ -28,6 +28,7 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024;
 /// Longest request target accepted.
 pub const MAX_URL_BYTES: usize = 2048;
 
+pub use api::ApiCache;
 pub use server::{Limits, Server as HttpServer};
 
 /// Everything a request handler can see.
@@ -47,6 +48,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// The names (`Host`) the server answers to.
     pub hosts: hosts::AllowedHosts,
+    /// `/api`'s body, rebuilt only when something it shows changed.
+    pub api_cache: api::ApiCache,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             requests: Mutex::new(BTreeMap::new()),
             auth,
             hosts: hosts::AllowedHosts::new(&[]),
+            api_cache: api::ApiCache::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::control::Control;
 use crate::scheduler::Shared;
 
 /// What `/api` shows about MQTT.
-#[derive(Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusView {
     pub broker: String,
     pub connected: bool,

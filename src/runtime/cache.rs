@@ -228,6 +228,8 @@ impl ArtifactCache {
         let component = unsafe { Component::deserialize_file(engine, path) }
             .map_err(anyhow::Error::from)
             .context("artifact rejected by wasmtime")?;
+        // Only the pages plugins use should become resident.
+        super::residency::track(path);
         log::debug!("deserialized artifact in {:?}", started.elapsed());
         Ok(Some(component))
     }
@@ -258,6 +260,9 @@ impl ArtifactCache {
     #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
         crate::capabilities::state::write_atomically(path, artifact)?;
+        // Written and synced: its pages are clean and can leave the page
+        // cache now (see `residency`).
+        super::residency::evict_path(path);
         crate::capabilities::state::write_atomically(
             &checksum_path(path),
             hex(&Sha256::digest(artifact)).as_bytes(),
@@ -308,7 +313,9 @@ impl ArtifactCache {
     }
 }
 
-/// The SHA-256 of a file, hex, read in 64 KiB pieces.
+/// The SHA-256 of a file, hex, read in 64 KiB pieces. The file leaves the
+/// page cache afterwards: reading it once must not make all of it resident
+/// when it is mapped next (see `residency`).
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read as _;
     let mut file = std::fs::File::open(path)?;
@@ -321,6 +328,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
+    super::residency::evict(&file);
     Ok(hex(&hasher.finalize()))
 }
 

@@ -297,6 +297,9 @@ impl Prepared {
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(e, &store, limits))?;
+        // Its memory image is a new mapping of the artifact: fault it in a
+        // page at a time (see `residency`).
+        super::residency::advise_mappings();
         let entry = |e: wasmtime::Error| PluginFailure {
             kind: FailureKind::Host,
             message: format!("entry point not usable: {e:#}"),

@@ -18,6 +18,7 @@ pub mod bytecode;
 mod cache;
 mod instance;
 pub mod python;
+mod residency;
 
 pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
 pub use instance::{
@@ -283,10 +284,25 @@ impl Runtime {
     /// Creates the Engine and starts the epoch ticker. Artifacts go to
     /// `cache_dir`.
     pub fn new(cache_dir: &Path) -> anyhow::Result<Runtime> {
-        let engine = Engine::new(&engine_config())
+        Runtime::with_target(cache_dir, None)
+    }
+
+    /// Like [`Runtime::new`] with an Engine for `target` instead of this
+    /// machine: `pulley64` runs everything on the Pulley interpreter, as an
+    /// armv7 device does, which lets benchmarks and tests measure that
+    /// engine on a workstation.
+    pub fn with_target(cache_dir: &Path, target: Option<&EngineTarget>) -> anyhow::Result<Runtime> {
+        let config = match target {
+            Some(t) => engine_config_for(t)?,
+            None => engine_config(),
+        };
+        let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("failed to create the wasmtime engine")?;
-        let target = EngineTarget::native(&engine);
+        let target = match target {
+            Some(t) => t.clone(),
+            None => EngineTarget::native(&engine),
+        };
         log::debug!("engine tag {} ({})", target.tag(), target.descriptor());
         let cache = ArtifactCache::new(cache_dir, &target).with_context(|| {
             format!(

@@ -127,6 +127,9 @@ fn read_component(file: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     };
     crate::plugins::files::check_component_header(&wasm)
         .with_context(|| format!("{} is not the Python runtime", file.display()))?;
+    // Read once to hash (and, once per runtime build, to compile): 20 MiB
+    // that need not stay in the service's page cache.
+    super::residency::evict_path(file);
     Ok(Some(wasm))
 }
 

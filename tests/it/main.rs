@@ -1,5 +1,6 @@
 //! The integration test binary: one `mod` per area (ripgrep's layout).
 
+mod api_cache;
 mod browser;
 mod cli;
 mod component;
