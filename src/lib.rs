@@ -10,6 +10,7 @@ pub mod config;
 pub mod contract;
 pub mod control;
 pub mod drivers;
+pub mod fsutil;
 pub mod hardware;
 pub mod http;
 pub mod mqtt;

@@ -21,7 +21,6 @@
 //! logged as one line, then at most one summary line a minute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -436,8 +435,8 @@ impl Sessions {
             token: self.token_tag.clone(),
             sessions: self.live.clone(),
         };
-        let text = serde_json::to_string_pretty(&saved).unwrap_or_default();
-        if let Err(e) = write_private(file, &text) {
+        let text = serde_json::to_string_pretty(&saved).unwrap_or_default() + "\n";
+        if let Err(e) = crate::fsutil::write_private(file, text.as_bytes()) {
             log::error!(
                 "cannot save the browser sessions to {} ({e}): a logout holds only until the \
                  host restarts; is host.state_dir writable?",
@@ -544,12 +543,14 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token =
                 random_hex(32).context("cannot read /dev/urandom to generate the control token")?;
-            write_private(path, &token).with_context(|| {
-                format!(
-                    "cannot write the control token to {} (is host.state_dir writable?)",
-                    path.display()
-                )
-            })?;
+            crate::fsutil::write_private(path, format!("{token}\n").as_bytes()).with_context(
+                || {
+                    format!(
+                        "cannot write the control token to {} (is host.state_dir writable?)",
+                        path.display()
+                    )
+                },
+            )?;
             log::info!(
                 "generated a control token in {}; print it with `wasi-python-host token`",
                 path.display()
@@ -558,26 +559,6 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Writes `text` to `path` readable by the owner only, atomically: a temp
-/// file, fsync, rename, fsync of the folder (so the rename itself survives
-/// a power cut).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Decodes `application/x-www-form-urlencoded` field `name`.

@@ -257,8 +257,8 @@ impl ArtifactCache {
 
     #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-        crate::capabilities::state::write_atomically(path, artifact)?;
-        crate::capabilities::state::write_atomically(
+        crate::fsutil::write_atomically(path, artifact)?;
+        crate::fsutil::write_atomically(
             &checksum_path(path),
             hex(&Sha256::digest(artifact)).as_bytes(),
         )?;
