@@ -1,9 +1,10 @@
-//! The HTTP surface: our own small HTTP/1.1 server ([`server`]) around a
-//! pure router.
+//! The HTTP surface: our own small HTTP/1.1 server around a pure router.
 //!
-//! The server reads each request into a bounded [`Request`] (see the limits
-//! in [`server`]) and answers it with [`handle`], a plain function from
-//! request to [`Response`] that the tests call without sockets. Nothing here waits on a plugin: the dashboard page
+//! [`wire`] turns bytes into a bounded [`Request`] and a [`Response`] into
+//! bytes (all the limits are there); [`server`] owns the connections
+//! (acceptor, caps, deadlines, eviction, reader threads); [`handle`] is a
+//! plain function from request to response that the tests call without
+//! sockets. Nothing here waits on a plugin: the dashboard page
 //! comes from the scheduler's cache, readings from its last round, and
 //! hardware requests time out on their own.
 
@@ -14,6 +15,7 @@ pub mod hosts;
 mod metrics;
 pub mod server;
 mod shell;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,12 +25,8 @@ use crate::control::Control;
 use crate::hardware::HardwareHandle;
 use crate::scheduler::Shared;
 
-/// Largest request body accepted (control requests are tiny JSON).
-pub const MAX_BODY_BYTES: usize = 4 * 1024;
-/// Longest request target accepted.
-pub const MAX_URL_BYTES: usize = 2048;
-
 pub use server::{Limits, Server as HttpServer};
+pub use wire::{MAX_BODY_BYTES, MAX_URL_BYTES};
 
 /// Everything a request handler can see.
 pub struct AppState {
