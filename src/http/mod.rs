@@ -67,6 +67,16 @@ impl AppState {
             hosts: hosts::AllowedHosts::new(&[]),
         }
     }
+
+    /// Counts an answered request (`whp_http_requests_total`).
+    pub fn count(&self, route: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .expect("http request counters lock")
+            .entry((route, status))
+            .or_insert(0) += 1;
+    }
 }
 
 /// A request as the router sees it.
@@ -140,9 +150,7 @@ impl Response {
 /// Routes a request. Never panics on any input.
 pub fn handle(request: &Request, state: &AppState) -> Response {
     let (route, response) = route(request, state);
-    if let Ok(mut counts) = state.requests.lock() {
-        *counts.entry((route, response.status)).or_insert(0) += 1;
-    }
+    state.count(route, response.status);
     response
 }
 

@@ -220,11 +220,10 @@ struct Inner {
 
 impl Inner {
     fn set_phase(&self, id: u64, phase: Phase) {
-        if let Ok(mut conns) = self.conns.lock() {
-            if let Some(slot) = conns.get_mut(&id) {
-                slot.phase = phase;
-                slot.since = Instant::now();
-            }
+        let mut conns = self.conns.lock().expect("http connection table lock");
+        if let Some(slot) = conns.get_mut(&id) {
+            slot.phase = phase;
+            slot.since = Instant::now();
         }
     }
 
@@ -233,9 +232,7 @@ impl Inner {
         struct Permit<'a>(&'a Inner);
         impl Drop for Permit<'_> {
             fn drop(&mut self) {
-                if let Ok(mut free) = self.0.permits.lock() {
-                    *free += 1;
-                }
+                *self.0.permits.lock().expect("http handler permits lock") += 1;
                 self.0.permit_freed.notify_one();
             }
         }
@@ -255,9 +252,7 @@ impl Inner {
 
     /// Counts a request the transport answered itself (in `/metrics`).
     fn count(&self, status: u16) {
-        if let Ok(mut counts) = self.state.requests.lock() {
-            *counts.entry(("transport", status)).or_insert(0) += 1;
-        }
+        self.state.count("transport", status);
     }
 }
 
@@ -428,17 +423,21 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
                 if let Ok(stream) = stream {
                     serve(stream, id, &inner);
                 }
-                if let Ok(mut conns) = inner.conns.lock() {
-                    conns.remove(&id);
-                }
+                inner
+                    .conns
+                    .lock()
+                    .expect("http connection table lock")
+                    .remove(&id);
                 inner.closed.notify_all();
             })
     };
     if let Err(e) = spawned {
         log::warn!("http: cannot start a connection thread: {e}");
-        if let Ok(mut conns) = inner.conns.lock() {
-            conns.remove(&id);
-        }
+        inner
+            .conns
+            .lock()
+            .expect("http connection table lock")
+            .remove(&id);
         inner.count(503);
         refuse(
             stream,
