@@ -109,7 +109,7 @@ pub fn history(request: &Request, state: &AppState) -> Response {
             );
         }
     }
-    let tier = match super::auth::form_field(query, "range").as_deref() {
+    let tier = match super::wire::form_field(query, "range").as_deref() {
         None | Some("1h") => FINE,
         Some("24h") => COARSE,
         Some(other) => {
@@ -122,14 +122,14 @@ pub fn history(request: &Request, state: &AppState) -> Response {
             )
         }
     };
-    let since = match super::auth::form_field(query, "since") {
+    let since = match super::wire::form_field(query, "since") {
         None => 0,
         Some(v) => match v.parse::<u64>() {
             Ok(ms) => ms,
             Err(_) => return Response::error(400, "since must be a Unix time in milliseconds"),
         },
     };
-    let sensor = super::auth::form_field(query, "sensor");
+    let sensor = super::wire::form_field(query, "sensor");
     let series = match state.shared.history.lock() {
         Ok(h) => h.view(tier, sensor.as_deref(), since),
         Err(_) => Vec::new(),

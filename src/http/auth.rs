@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use super::server::Client;
 use super::{Request, Response};
@@ -140,7 +141,7 @@ impl Auth {
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
                 .unwrap_or("");
-            return if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
+            return if token_matches(presented.trim(), token) {
                 Ok(())
             } else {
                 self.failed(request, "bearer token");
@@ -166,7 +167,7 @@ impl Auth {
         let right = self
             .token
             .as_ref()
-            .is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes()));
+            .is_some_and(|t| token_matches(presented, t));
         if !right {
             self.failed(request, "login");
         }
@@ -518,11 +519,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `presented` is `token`, in time that does not depend on where
+/// they differ (only on the length, which a generated token does not hide).
+fn token_matches(presented: &str, token: &str) -> bool {
+    presented.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
 /// Reads the generated token, creating it (0600, written atomically) on
@@ -559,34 +559,6 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Decodes `application/x-www-form-urlencoded` field `name`.
-pub fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k)? == name).then(|| percent_decode(v))?
-    })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -808,12 +780,15 @@ mod tests {
     }
 
     #[test]
-    fn form_fields_are_decoded() {
-        assert_eq!(
-            form_field(b"x=1&token=a%2Bb+c", "token").as_deref(),
-            Some("a+b c")
-        );
-        assert_eq!(form_field(b"token=%zz", "token"), None);
-        assert_eq!(form_field(b"other=1", "token"), None);
+    fn tokens_match_only_whole() {
+        assert!(token_matches(T, T));
+        for other in [
+            "",
+            "0123456789abcdef012",
+            "0123456789abcdef01234",
+            "1123456789abcdef0123",
+        ] {
+            assert!(!token_matches(other, T), "{other:?}");
+        }
     }
 }

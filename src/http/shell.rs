@@ -10,7 +10,8 @@
 //! DOM; it gets live data and asks for actions by `postMessage` (see
 //! `assets/shell.js`).
 
-use super::auth::{self, form_field};
+use super::auth;
+use super::wire::form_field;
 use super::{fallback, AppState, Request, Response};
 
 /// CSP of the host's own pages: only the host's files, framing only `/view`.

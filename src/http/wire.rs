@@ -193,6 +193,18 @@ fn malformed(e: httparse::Error) -> Response {
     Response::error(400, format!("malformed request: {what}"))
 }
 
+/// The value of field `name` in `application/x-www-form-urlencoded` bytes
+/// (a form body or a query string), decoded as the WHATWG URL standard
+/// says (the `form_urlencoded` crate): `+` is a space, `%` and two hex
+/// digits a byte, and a `%` not followed by two hex digits stays a literal
+/// `%` (so `%+f` is `% f`, never the byte 0x0f); bytes that are not UTF-8
+/// become U+FFFD. The first field of that name wins.
+pub fn form_field(bytes: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(bytes)
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
 /// The body's length from the head, and whether the client expects
 /// `100 Continue`. Bodies need a `Content-Length` (chunked bodies are
 /// refused: nothing here needs them, and a length lets us refuse a big body

@@ -235,6 +235,36 @@ fn dates_are_imf_fixdate() {
     assert_eq!(http_date(t), "Thu, 29 Feb 2024 12:34:56 GMT");
 }
 
+#[test]
+fn form_fields_decode_as_the_url_standard_says() {
+    let cases: &[(&[u8], &str, Option<&str>)] = &[
+        (b"x=1&token=a%2Bb+c", "token", Some("a+b c")),
+        (b"t%6Fken=v", "token", Some("v")),
+        (b"token=1&token=2", "token", Some("1")),
+        (b"token", "token", Some("")),
+        (b"other=1", "token", None),
+        (b"", "token", None),
+        // Malformed escapes stay literal: no sign, no short or non-hex
+        // digits are read as a byte.
+        (b"token=%+f", "token", Some("% f")),
+        (b"token=%-1", "token", Some("%-1")),
+        (b"token=%zz", "token", Some("%zz")),
+        (b"token=%4", "token", Some("%4")),
+        (b"token=%", "token", Some("%")),
+        (b"token=%%41", "token", Some("%A")),
+        (b"token=%e9", "token", Some("\u{fffd}")),
+        (b"token=%C3%A9", "token", Some("\u{e9}")),
+    ];
+    for &(bytes, name, expected) in cases {
+        assert_eq!(
+            form_field(bytes, name).as_deref(),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
 /// Every refusal is a client or server error with a JSON body that says why.
 fn check_refusal(r: &Response) -> Result<(), TestCaseError> {
     prop_assert!(
