@@ -15,6 +15,7 @@ pub mod hardware;
 pub mod http;
 pub mod mqtt;
 pub mod plugins;
+pub mod ratelimit;
 pub mod readings;
 pub mod runtime;
 pub mod scaffold;

@@ -243,7 +243,7 @@ pub fn buzzer(request: &Request, state: &AppState) -> Response {
     };
     match state.control.buzz(pattern, "http") {
         Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": pattern.name() })),
-        Err(e @ ControlError::RateLimited) => Response::error(429, e.to_string()),
+        Err(ControlError::RateLimited(refusal)) => Response::rate_limited(&refusal),
         Err(e) => Response::error(503, e.to_string()),
     }
 }

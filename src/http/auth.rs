@@ -32,6 +32,7 @@ use subtle::ConstantTimeEq as _;
 use super::server::Client;
 use super::{Request, Response};
 use crate::config::{Config, ControlMode};
+use crate::ratelimit::RateLimited;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "whp_session";
@@ -136,7 +137,8 @@ impl Auth {
             ));
         };
         if let Some(value) = request.header("authorization") {
-            self.throttle(request)?;
+            self.throttle(request)
+                .map_err(|refusal| Response::rate_limited(&refusal))?;
             let presented = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
@@ -160,9 +162,9 @@ impl Auth {
     }
 
     /// Whether `presented` is the token, for the login form: a client past
-    /// its failure allowance gets the `429` instead, and a wrong token
-    /// counts against it.
-    pub fn check_login(&self, request: &Request, presented: &str) -> Result<bool, Response> {
+    /// its failure allowance is refused instead, and a wrong token counts
+    /// against it.
+    pub fn check_login(&self, request: &Request, presented: &str) -> Result<bool, RateLimited> {
         self.throttle(request)?;
         let right = self
             .token
@@ -197,23 +199,20 @@ impl Auth {
         lock(&self.failures).total
     }
 
-    /// `429` when the request's client has used up its wrong tokens.
-    fn throttle(&self, request: &Request) -> Result<(), Response> {
+    /// Refused when the request's client has used up its wrong tokens.
+    fn throttle(&self, request: &Request) -> Result<(), RateLimited> {
         let client = request.peer.map(Client::of);
-        let wait = lock(&self.failures).throttle(client, Instant::now());
-        match wait {
+        match lock(&self.failures).throttle(client, Instant::now()) {
             None => Ok(()),
-            Some(wait) => {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                Err(Response::error(
-                    429,
-                    format!(
-                        "too many wrong control tokens from this address: try again in {secs} s \
-                         (print the right one with `wasi-python-host token`)"
-                    ),
-                )
-                .with_header("Retry-After", secs.to_string()))
-            }
+            Some(wait) => Err(RateLimited::new(
+                format!(
+                    "too many wrong control tokens from this address (each may send \
+                     {FAILURE_BURST}, then one per {} s; print the right one with \
+                     `wasi-python-host token`)",
+                    FAILURE_REFILL.as_secs()
+                ),
+                wait,
+            )),
         }
     }
 
@@ -661,14 +660,15 @@ mod tests {
             let retry = r.headers.iter().find(|(n, _)| *n == "Retry-After").unwrap();
             let secs: u64 = retry.1.parse().unwrap();
             assert!((1..=FAILURE_REFILL.as_secs()).contains(&secs), "{secs}");
+            assert!(
+                r.text().contains(&format!("try again in {secs} s")),
+                "{}",
+                r.text()
+            );
         }
         // The login form shares the allowance.
-        assert_eq!(
-            auth.check_login(&from("10.0.0.9", &[]), T)
-                .unwrap_err()
-                .status,
-            429
-        );
+        let refusal = auth.check_login(&from("10.0.0.9", &[]), T).unwrap_err();
+        assert!(refusal.limit.contains("wrong control tokens"), "{refusal}");
         // Another address is not affected; an IPv6 /64 is one client.
         auth.authorize(&from("10.0.0.10", &[("authorization", &right)]))
             .unwrap();
@@ -676,12 +676,7 @@ mod tests {
             let ip = format!("2001:db8::{i:x}");
             assert!(!auth.check_login(&from(&ip, &[]), "guess").unwrap());
         }
-        assert_eq!(
-            auth.check_login(&from("2001:db8::ffff", &[]), T)
-                .unwrap_err()
-                .status,
-            429
-        );
+        assert!(auth.check_login(&from("2001:db8::ffff", &[]), T).is_err());
         assert!(auth.check_login(&from("2001:db8:0:1::1", &[]), T).unwrap());
         assert_eq!(auth.failures_total(), u64::from(2 * FAILURE_BURST));
     }

@@ -137,6 +137,13 @@ impl Response {
         Response::json(status, &serde_json::json!({ "error": message.into() }))
     }
 
+    /// `429` for a request over a rate limit: the refusal's words as the
+    /// JSON error, its wait in `Retry-After`.
+    pub fn rate_limited(refusal: &crate::ratelimit::RateLimited) -> Response {
+        Response::error(429, refusal.to_string())
+            .with_header("Retry-After", refusal.retry_after_secs().to_string())
+    }
+
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
