@@ -721,7 +721,7 @@ pub fn new_plugin(
     }
     match new_config {
         Some(text) => {
-            crate::capabilities::state::write_atomically(&config_path, text.as_bytes())
+            crate::fsutil::write_atomically(&config_path, text.as_bytes())
                 .with_context(|| format!("cannot write {}", config_path.display()))?;
             println!("added [plugins.{name}] to {}", config_path.display());
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::capabilities::rate::TokenBucket;
 use crate::hardware::{BuzzPattern, HardwareHandle, HwError};
+use crate::ratelimit::RateLimited;
 
 /// Presses any external caller may make at once; then one per
 /// [`EXTERNAL_REFILL`].
@@ -56,7 +57,7 @@ impl Pattern {
 #[derive(Debug)]
 pub enum ControlError {
     /// Too many presses: wait and try again.
-    RateLimited,
+    RateLimited(RateLimited),
     /// The hardware thread refused or did not answer.
     Hardware(HwError),
 }
@@ -64,11 +65,7 @@ pub enum ControlError {
 impl std::fmt::Display for ControlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ControlError::RateLimited => write!(
-                f,
-                "buzzer rate limit: at most {EXTERNAL_BURST} presses at once, then one every {} s; try again shortly",
-                EXTERNAL_REFILL.as_secs()
-            ),
+            ControlError::RateLimited(refusal) => refusal.fmt(f),
             ControlError::Hardware(e) => write!(f, "buzzer: {e}"),
         }
     }
@@ -95,7 +92,15 @@ impl Control {
     pub fn buzz(&self, pattern: Pattern, via: &str) -> Result<(), ControlError> {
         if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
             log::warn!(target: "control", "buzzer `{}` from {via} refused: rate limit", pattern.name());
-            return Err(ControlError::RateLimited);
+            // The bucket refused because it holds less than one press, so
+            // one refill interval brings the next at the latest.
+            return Err(ControlError::RateLimited(RateLimited::new(
+                format!(
+                    "buzzer rate limit: at most {EXTERNAL_BURST} presses at once, then one every {} s",
+                    EXTERNAL_REFILL.as_secs()
+                ),
+                EXTERNAL_REFILL,
+            )));
         }
         log::info!(target: "control", "buzzer `{}` from {via}", pattern.name());
         self.hardware

@@ -2,8 +2,9 @@
 //! reloads and restarts, so an alarm stays an alarm after a hot swap.
 //!
 //! Each plugin's store is one JSON file (`<state_dir>/state/<plugin>.json`,
-//! values hex-encoded) written with write-to-temp, fsync, rename: a power
-//! cut mid-write leaves either the old or the new file, never a torn one.
+//! values hex-encoded) written with [`crate::fsutil::write_atomically`]: a
+//! power cut mid-write leaves either the old or the new file, never a torn
+//! one.
 //!
 //! A store writes through (one durable write per change) until the host
 //! calls [`Store::buffer_writes`]; then changes stay in memory and
@@ -19,7 +20,6 @@
 //! logged) before the plugin starts afresh.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,7 +64,7 @@ impl Store {
     /// quota of 0 nothing can be written, so nothing is.
     pub fn open(dir: &Path, plugin: &str, quota_bytes: u64) -> std::io::Result<Store> {
         let path = dir.join(format!("{plugin}.json"));
-        remove_leftover_temps(dir, &path);
+        crate::fsutil::remove_leftover_temps(&path);
         let values = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).unwrap_or_else(|| {
                 keep_corrupt(&path, plugin);
@@ -190,7 +190,7 @@ impl Store {
         // at the same bounded rate.
         self.last_write = Some(Instant::now());
         self.writes += 1;
-        write_atomically(&self.path, &encode(&self.values))
+        crate::fsutil::write_atomically(&self.path, &encode(&self.values))
     }
 
     /// A new quota from a changed config; what is stored stays.
@@ -208,43 +208,6 @@ impl Drop for Store {
                 self.path.display()
             );
         }
-    }
-}
-
-/// The temporary name [`write_atomically`] gives `path` while writing it,
-/// without the writer's process id.
-fn temp_prefix(path: &Path) -> String {
-    format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    )
-}
-
-/// Deletes the temporary files of `path` that an earlier process left in
-/// `dir` when it was killed mid-write (this process's own may be in use).
-fn remove_leftover_temps(dir: &Path, path: &Path) {
-    let prefix = temp_prefix(path);
-    let ours = format!("{prefix}{}", std::process::id());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let pid_part = name.strip_prefix(prefix.as_str());
-        if pid_part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            && name != ours
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        log::info!(
-            "removed {removed} temporary file(s) of {} left by a host that stopped mid-write",
-            path.display()
-        );
     }
 }
 
@@ -275,25 +238,6 @@ fn keep_corrupt(path: &Path, plugin: &str) {
             backup.display()
         ),
     }
-}
-
-/// Writes `bytes` to `path` so that readers and power cuts see either the
-/// old or the new content: temp file in the same folder, fsync, rename,
-/// fsync the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{}{}", temp_prefix(path), std::process::id()));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 fn encode(values: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {

@@ -100,7 +100,7 @@ impl ApiCache {
     /// The body for the current state: the cached one when nothing it
     /// shows has changed, else a new one (which is then cached).
     pub fn body(&self, state: &AppState) -> Arc<[u8]> {
-        let last = self.last.read().ok().and_then(|l| l.clone());
+        let last = self.last.read().expect("/api cache lock").clone();
         if let Some(cached) = last {
             if cached.inputs.are_current(state) {
                 return cached.body.clone();
@@ -108,12 +108,10 @@ impl ApiCache {
         }
         let inputs = Inputs::now(state);
         let body: Arc<[u8]> = inputs.render(&state.hardware_name).into();
-        if let Ok(mut last) = self.last.write() {
-            *last = Some(Arc::new(Cached {
-                inputs,
-                body: body.clone(),
-            }));
-        }
+        *self.last.write().expect("/api cache lock") = Some(Arc::new(Cached {
+            inputs,
+            body: body.clone(),
+        }));
         body
     }
 }
@@ -126,8 +124,10 @@ impl Inputs {
                 .shared
                 .registry
                 .read()
-                .map(|r| r.values().map(PluginSummary::of).collect())
-                .unwrap_or_default(),
+                .expect("plugin registry lock")
+                .values()
+                .map(PluginSummary::of)
+                .collect(),
             actuators: state.hardware.status(),
             mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
         }
@@ -136,18 +136,18 @@ impl Inputs {
     /// Whether every input still equals this one. Comparisons only: a hit
     /// must cost much less than building the body.
     fn are_current(&self, state: &AppState) -> bool {
-        let same_readings = state.shared.readings.read().is_ok_and(|r| {
+        let same_readings = {
+            let r = state.shared.readings.read().expect("readings lock");
             let mine = &self.readings;
             r.generation == mine.generation
                 && r.last_update_ms == mine.last_update_ms
                 && r.sensors == mine.sensors
                 && r.system == mine.system
                 && r.published == mine.published
-        });
+        };
         let same_plugins = || {
-            state.shared.registry.read().is_ok_and(|r| {
-                r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
-            })
+            let r = state.shared.registry.read().expect("plugin registry lock");
+            r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
         };
         same_readings
             && same_plugins()
@@ -224,7 +224,7 @@ pub fn history(request: &Request, state: &AppState) -> Response {
             );
         }
     }
-    let tier = match super::auth::form_field(query, "range").as_deref() {
+    let tier = match super::wire::form_field(query, "range").as_deref() {
         None | Some("1h") => FINE,
         Some("24h") => COARSE,
         Some(other) => {
@@ -237,14 +237,14 @@ pub fn history(request: &Request, state: &AppState) -> Response {
             )
         }
     };
-    let since = match super::auth::form_field(query, "since") {
+    let since = match super::wire::form_field(query, "since") {
         None => 0,
         Some(v) => match v.parse::<u64>() {
             Ok(ms) => ms,
             Err(_) => return Response::error(400, "since must be a Unix time in milliseconds"),
         },
     };
-    let sensor = super::auth::form_field(query, "sensor");
+    let sensor = super::wire::form_field(query, "sensor");
     let series = match state.shared.history.lock() {
         Ok(h) => h.view(tier, sensor.as_deref(), since),
         Err(_) => Vec::new(),
@@ -287,8 +287,8 @@ pub fn healthz(state: &AppState) -> Response {
         .shared
         .config_error
         .read()
-        .ok()
-        .and_then(|e| e.clone())
+        .expect("config error lock")
+        .clone()
     {
         problems.push(format!(
             "the config file is invalid, the last good config is running: {e}"
@@ -358,7 +358,7 @@ pub fn buzzer(request: &Request, state: &AppState) -> Response {
     };
     match state.control.buzz(pattern, "http") {
         Ok(()) => Response::json(202, &json!({ "ok": true, "pattern": pattern.name() })),
-        Err(e @ ControlError::RateLimited) => Response::error(429, e.to_string()),
+        Err(ControlError::RateLimited(refusal)) => Response::rate_limited(&refusal),
         Err(e) => Response::error(503, e.to_string()),
     }
 }

@@ -21,17 +21,18 @@
 //! logged as one line, then at most one summary line a minute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use super::server::Client;
 use super::{Request, Response};
 use crate::config::{Config, ControlMode};
+use crate::ratelimit::RateLimited;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "whp_session";
@@ -136,12 +137,13 @@ impl Auth {
             ));
         };
         if let Some(value) = request.header("authorization") {
-            self.throttle(request)?;
+            self.throttle(request)
+                .map_err(|refusal| Response::rate_limited(&refusal))?;
             let presented = value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
                 .unwrap_or("");
-            return if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
+            return if token_matches(presented.trim(), token) {
                 Ok(())
             } else {
                 self.failed(request, "bearer token");
@@ -160,14 +162,14 @@ impl Auth {
     }
 
     /// Whether `presented` is the token, for the login form: a client past
-    /// its failure allowance gets the `429` instead, and a wrong token
-    /// counts against it.
-    pub fn check_login(&self, request: &Request, presented: &str) -> Result<bool, Response> {
+    /// its failure allowance is refused instead, and a wrong token counts
+    /// against it.
+    pub fn check_login(&self, request: &Request, presented: &str) -> Result<bool, RateLimited> {
         self.throttle(request)?;
         let right = self
             .token
             .as_ref()
-            .is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes()));
+            .is_some_and(|t| token_matches(presented, t));
         if !right {
             self.failed(request, "login");
         }
@@ -197,23 +199,20 @@ impl Auth {
         lock(&self.failures).total
     }
 
-    /// `429` when the request's client has used up its wrong tokens.
-    fn throttle(&self, request: &Request) -> Result<(), Response> {
+    /// Refused when the request's client has used up its wrong tokens.
+    fn throttle(&self, request: &Request) -> Result<(), RateLimited> {
         let client = request.peer.map(Client::of);
-        let wait = lock(&self.failures).throttle(client, Instant::now());
-        match wait {
+        match lock(&self.failures).throttle(client, Instant::now()) {
             None => Ok(()),
-            Some(wait) => {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                Err(Response::error(
-                    429,
-                    format!(
-                        "too many wrong control tokens from this address: try again in {secs} s \
-                         (print the right one with `wasi-python-host token`)"
-                    ),
-                )
-                .with_header("Retry-After", secs.to_string()))
-            }
+            Some(wait) => Err(RateLimited::new(
+                format!(
+                    "too many wrong control tokens from this address (each may send \
+                     {FAILURE_BURST}, then one per {} s; print the right one with \
+                     `wasi-python-host token`)",
+                    FAILURE_REFILL.as_secs()
+                ),
+                wait,
+            )),
         }
     }
 
@@ -436,8 +435,8 @@ impl Sessions {
             token: self.token_tag.clone(),
             sessions: self.live.clone(),
         };
-        let text = serde_json::to_string_pretty(&saved).unwrap_or_default();
-        if let Err(e) = write_private(file, &text) {
+        let text = serde_json::to_string_pretty(&saved).unwrap_or_default() + "\n";
+        if let Err(e) = crate::fsutil::write_private(file, text.as_bytes()) {
             log::error!(
                 "cannot save the browser sessions to {} ({e}): a logout holds only until the \
                  host restarts; is host.state_dir writable?",
@@ -519,11 +518,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `presented` is `token`, in time that does not depend on where
+/// they differ (only on the length, which a generated token does not hide).
+fn token_matches(presented: &str, token: &str) -> bool {
+    presented.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
 /// Reads the generated token, creating it (0600, written atomically) on
@@ -544,12 +542,14 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token =
                 random_hex(32).context("cannot read /dev/urandom to generate the control token")?;
-            write_private(path, &token).with_context(|| {
-                format!(
-                    "cannot write the control token to {} (is host.state_dir writable?)",
-                    path.display()
-                )
-            })?;
+            crate::fsutil::write_private(path, format!("{token}\n").as_bytes()).with_context(
+                || {
+                    format!(
+                        "cannot write the control token to {} (is host.state_dir writable?)",
+                        path.display()
+                    )
+                },
+            )?;
             log::info!(
                 "generated a control token in {}; print it with `wasi-python-host token`",
                 path.display()
@@ -558,54 +558,6 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<String> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Writes `text` to `path` readable by the owner only, atomically: a temp
-/// file, fsync, rename, fsync of the folder (so the rename itself survives
-/// a power cut).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Decodes `application/x-www-form-urlencoded` field `name`.
-pub fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k)? == name).then(|| percent_decode(v))?
-    })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -708,14 +660,15 @@ mod tests {
             let retry = r.headers.iter().find(|(n, _)| *n == "Retry-After").unwrap();
             let secs: u64 = retry.1.parse().unwrap();
             assert!((1..=FAILURE_REFILL.as_secs()).contains(&secs), "{secs}");
+            assert!(
+                r.text().contains(&format!("try again in {secs} s")),
+                "{}",
+                r.text()
+            );
         }
         // The login form shares the allowance.
-        assert_eq!(
-            auth.check_login(&from("10.0.0.9", &[]), T)
-                .unwrap_err()
-                .status,
-            429
-        );
+        let refusal = auth.check_login(&from("10.0.0.9", &[]), T).unwrap_err();
+        assert!(refusal.limit.contains("wrong control tokens"), "{refusal}");
         // Another address is not affected; an IPv6 /64 is one client.
         auth.authorize(&from("10.0.0.10", &[("authorization", &right)]))
             .unwrap();
@@ -723,12 +676,7 @@ mod tests {
             let ip = format!("2001:db8::{i:x}");
             assert!(!auth.check_login(&from(&ip, &[]), "guess").unwrap());
         }
-        assert_eq!(
-            auth.check_login(&from("2001:db8::ffff", &[]), T)
-                .unwrap_err()
-                .status,
-            429
-        );
+        assert!(auth.check_login(&from("2001:db8::ffff", &[]), T).is_err());
         assert!(auth.check_login(&from("2001:db8:0:1::1", &[]), T).unwrap());
         assert_eq!(auth.failures_total(), u64::from(2 * FAILURE_BURST));
     }
@@ -827,12 +775,15 @@ mod tests {
     }
 
     #[test]
-    fn form_fields_are_decoded() {
-        assert_eq!(
-            form_field(b"x=1&token=a%2Bb+c", "token").as_deref(),
-            Some("a+b c")
-        );
-        assert_eq!(form_field(b"token=%zz", "token"), None);
-        assert_eq!(form_field(b"other=1", "token"), None);
+    fn tokens_match_only_whole() {
+        assert!(token_matches(T, T));
+        for other in [
+            "",
+            "0123456789abcdef012",
+            "0123456789abcdef01234",
+            "1123456789abcdef0123",
+        ] {
+            assert!(!token_matches(other, T), "{other:?}");
+        }
     }
 }

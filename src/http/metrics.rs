@@ -300,14 +300,17 @@ pub fn render(state: &AppState) -> Response {
         "counter",
         "HTTP requests answered, by route and status.",
     );
-    if let Ok(counts) = state.requests.lock() {
-        for ((route, status), n) in counts.iter() {
-            m.sample(
-                "whp_http_requests_total",
-                &[("route", route), ("status", &status.to_string())],
-                n,
-            );
-        }
+    for ((route, status), n) in state
+        .requests
+        .lock()
+        .expect("http request counters lock")
+        .iter()
+    {
+        m.sample(
+            "whp_http_requests_total",
+            &[("route", route), ("status", &status.to_string())],
+            n,
+        );
     }
     m.header(
         "whp_http_auth_failures_total",

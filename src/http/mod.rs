@@ -1,9 +1,10 @@
-//! The HTTP surface: our own small HTTP/1.1 server ([`server`]) around a
-//! pure router.
+//! The HTTP surface: our own small HTTP/1.1 server around a pure router.
 //!
-//! The server reads each request into a bounded [`Request`] (see the limits
-//! in [`server`]) and answers it with [`handle`], a plain function from
-//! request to [`Response`] that the tests call without sockets. Nothing here waits on a plugin: the dashboard page
+//! [`wire`] turns bytes into a bounded [`Request`] and a [`Response`] into
+//! bytes (all the limits are there); [`server`] owns the connections
+//! (acceptor, caps, deadlines, eviction, reader threads); [`handle`] is a
+//! plain function from request to response that the tests call without
+//! sockets. Nothing here waits on a plugin: the dashboard page
 //! comes from the scheduler's cache, readings from its last round, and
 //! hardware requests time out on their own.
 
@@ -14,6 +15,7 @@ pub mod hosts;
 mod metrics;
 pub mod server;
 mod shell;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,13 +25,9 @@ use crate::control::Control;
 use crate::hardware::HardwareHandle;
 use crate::scheduler::Shared;
 
-/// Largest request body accepted (control requests are tiny JSON).
-pub const MAX_BODY_BYTES: usize = 4 * 1024;
-/// Longest request target accepted.
-pub const MAX_URL_BYTES: usize = 2048;
-
 pub use api::ApiCache;
 pub use server::{Limits, Server as HttpServer};
+pub use wire::{MAX_BODY_BYTES, MAX_URL_BYTES};
 
 /// Everything a request handler can see.
 pub struct AppState {
@@ -72,6 +70,16 @@ impl AppState {
             hosts: hosts::AllowedHosts::new(&[]),
             api_cache: api::ApiCache::default(),
         }
+    }
+
+    /// Counts an answered request (`whp_http_requests_total`).
+    pub fn count(&self, route: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .expect("http request counters lock")
+            .entry((route, status))
+            .or_insert(0) += 1;
     }
 }
 
@@ -133,6 +141,13 @@ impl Response {
         Response::json(status, &serde_json::json!({ "error": message.into() }))
     }
 
+    /// `429` for a request over a rate limit: the refusal's words as the
+    /// JSON error, its wait in `Retry-After`.
+    pub fn rate_limited(refusal: &crate::ratelimit::RateLimited) -> Response {
+        Response::error(429, refusal.to_string())
+            .with_header("Retry-After", refusal.retry_after_secs().to_string())
+    }
+
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
@@ -146,9 +161,7 @@ impl Response {
 /// Routes a request. Never panics on any input.
 pub fn handle(request: &Request, state: &AppState) -> Response {
     let (route, response) = route(request, state);
-    if let Ok(mut counts) = state.requests.lock() {
-        *counts.entry((route, response.status)).or_insert(0) += 1;
-    }
+    state.count(route, response.status);
     response
 }
 

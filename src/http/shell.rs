@@ -10,7 +10,8 @@
 //! DOM; it gets live data and asks for actions by `postMessage` (see
 //! `assets/shell.js`).
 
-use super::auth::{self, form_field};
+use super::auth;
+use super::wire::form_field;
 use super::{fallback, AppState, Request, Response};
 
 /// CSP of the host's own pages: only the host's files, framing only `/view`.
@@ -149,19 +150,9 @@ pub fn login(request: &Request, state: &AppState) -> Response {
     match state.auth.check_login(request, token.trim()) {
         Ok(true) => {}
         Ok(false) => return login_html(401, "Wrong token.", state),
-        Err(too_many) => {
-            let retry = too_many
-                .headers
-                .iter()
-                .find(|(n, _)| *n == "Retry-After")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            return login_html(
-                429,
-                &format!("Too many wrong tokens from this address: try again in {retry} s."),
-                state,
-            )
-            .with_header("Retry-After", retry);
+        Err(refusal) => {
+            return login_html(429, &sentence(&refusal.to_string()), state)
+                .with_header("Retry-After", refusal.retry_after_secs().to_string());
         }
     }
     let Some(cookie) = state.auth.start_session() else {
@@ -174,6 +165,14 @@ pub fn login(request: &Request, state: &AppState) -> Response {
     Response::new(303, HTML, "logged in")
         .with_header("Location", "/")
         .with_header("Set-Cookie", cookie)
+}
+
+/// `text` as a sentence on a page: capitalised, with a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        format!("{}{}.", first.to_uppercase(), chars.as_str())
+    })
 }
 
 /// `POST /logout`: ends the session on the host (its cookie no longer

@@ -259,11 +259,11 @@ impl ArtifactCache {
 
     #[cfg_attr(not(feature = "compiler"), allow(dead_code))]
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-        crate::capabilities::state::write_atomically(path, artifact)?;
+        crate::fsutil::write_atomically(path, artifact)?;
         // Written and synced: its pages are clean and can leave the page
         // cache now (see `residency`).
         super::residency::evict_path(path);
-        crate::capabilities::state::write_atomically(
+        crate::fsutil::write_atomically(
             &checksum_path(path),
             hex(&Sha256::digest(artifact)).as_bytes(),
         )?;

@@ -62,9 +62,7 @@ pub fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<PythonRuntime> {
                 }
             };
             if std::fs::read_to_string(&pointer).ok().as_deref() != Some(digest.as_str()) {
-                if let Err(e) =
-                    crate::capabilities::state::write_atomically(&pointer, digest.as_bytes())
-                {
+                if let Err(e) = crate::fsutil::write_atomically(&pointer, digest.as_bytes()) {
                     log::warn!(
                         "cannot record the current runtime in {}: {e}",
                         pointer.display()
@@ -155,7 +153,7 @@ pub fn precompile_into(
         )
     })?;
     let (artifact, fresh) = cache.precompile_into(engine, &wasm)?;
-    crate::capabilities::state::write_atomically(
+    crate::fsutil::write_atomically(
         &pointer_file(cache.dir(), target),
         cache_digest(&wasm).as_bytes(),
     )?;

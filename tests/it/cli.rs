@@ -297,3 +297,60 @@ fn check_without_a_plugin_validates_the_config_only() {
     let written: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(written.len(), 1, "check wrote files: {written:?}");
 }
+
+/// What `token` writes to stderr the first time (it generates the token and
+/// logs that at info) with this `RUST_LOG`, or without one.
+fn first_token_log(rust_log: Option<&str>) -> String {
+    let dir = temp_dir("rust-log");
+    let mut config = crate::support::base_config(&dir);
+    crate::support::table(&mut config, &["host"]).remove("control_token");
+    let path = crate::support::write_config(&dir, &config);
+    let mut command = Command::new(BIN);
+    command.arg("token").arg("--config").arg(&path);
+    command.env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let out = command.output().expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    // The command did its work either way: the filter only hides lines.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 64);
+    stderr
+}
+
+#[test]
+fn rust_log_filters_by_level_and_by_module_in_the_usual_format() {
+    const LINE: &str = "generated a control token";
+    // The default level is info, each line `[<UTC time, ms> LEVEL target] message`.
+    let default = first_token_log(None);
+    let line = default
+        .lines()
+        .find(|l| l.contains(LINE))
+        .unwrap_or_else(|| panic!("no info line without RUST_LOG: {default}"));
+    let (stamp, rest) = line
+        .strip_prefix('[')
+        .and_then(|l| l.split_once(' '))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        stamp.len() == "2024-01-01T00:00:00.000Z".len()
+            && stamp.ends_with('Z')
+            && stamp.as_bytes()[10] == b'T',
+        "timestamp {stamp:?} in {line}"
+    );
+    assert!(
+        rest.starts_with("INFO  wasi_python_host::http::auth] "),
+        "{line}"
+    );
+    // A level filters it out ...
+    let warn = first_token_log(Some("warn"));
+    assert!(
+        !warn.contains(LINE),
+        "RUST_LOG=warn let info through: {warn}"
+    );
+    // ... and a module directive lets that module's through again.
+    let module = first_token_log(Some("warn,wasi_python_host::http::auth=info"));
+    assert!(module.contains(LINE), "{module}");
+    let other = first_token_log(Some("warn,wasi_python_host::config=info"));
+    assert!(!other.contains(LINE), "{other}");
+}

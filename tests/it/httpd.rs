@@ -812,6 +812,43 @@ fn requests() -> impl Strategy<Value = Request> {
 }
 
 #[test]
+fn buzzer_presses_past_the_rate_limit_get_429_saying_when_to_retry() {
+    let (mut hardware, state) = sim_state();
+    let press = Request {
+        method: "POST".into(),
+        path: "/api/buzzer".into(),
+        content_type: Some("application/json".into()),
+        headers: vec![(
+            "authorization".into(),
+            format!("Bearer {}", crate::support::TEST_TOKEN),
+        )],
+        body: br#"{"pattern": "beep"}"#.to_vec(),
+        ..Request::default()
+    };
+    // A burst of 3 is allowed, then one per 2 s: ten presses in a row
+    // (milliseconds in-process) must meet the limit.
+    let responses: Vec<_> = (0..10).map(|_| http::handle(&press, &state)).collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..3], &[202; 3], "{statuses:?}");
+    let refused = responses
+        .iter()
+        .find(|r| r.status == 429)
+        .unwrap_or_else(|| panic!("no press was refused: {statuses:?}"));
+    let retry = refused
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "Retry-After")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(retry, Some("2"), "{:?}", refused.headers);
+    assert!(
+        refused.text().contains("buzzer rate limit") && refused.text().contains("try again in 2 s"),
+        "{}",
+        refused.text()
+    );
+    hardware.shutdown();
+}
+
+#[test]
 fn the_router_answers_any_request_with_a_valid_status() {
     let (mut hardware, state) = sim_state();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {

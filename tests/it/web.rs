@@ -381,8 +381,13 @@ fn guessing_the_token_is_throttled_per_client_and_logged_in_summary() {
     assert!(statuses[10..].iter().all(|&s| s == 429), "{statuses:?}");
     let page = login_from(guesser, &host, TEST_TOKEN, Some(&origin));
     assert_eq!(page.status, 429);
-    assert!(page.header("Retry-After").is_some(), "{}", page.head);
-    assert!(page.body.contains("Too many wrong tokens"), "{}", page.body);
+    let retry = page.header("Retry-After").expect("a Retry-After header");
+    assert!(
+        page.body.contains("Too many wrong control tokens")
+            && page.body.contains(&format!("try again in {retry} s.")),
+        "{}",
+        page.body
+    );
     assert_eq!(login(&host, TEST_TOKEN, Some(&origin)).status, 303);
 
     // 20 wrong tokens counted, 2 log lines at most (the first, and no

@@ -1,0 +1,203 @@
+//! Writing a file so that readers and power cuts see either its old or its
+//! new content, never a torn one; one implementation for every file the
+//! host replaces (plugin state, artifacts and their checksums, the runtime
+//! pointer, the control token and browser sessions, a config rewritten by
+//! `new --add`).
+//!
+//! The recipe: a temporary file in the same folder, named after the target
+//! and this process (`.<name>.tmp<pid>`), written and fsynced, renamed over
+//! the target, then the folder fsynced so the rename itself survives a
+//! power cut. A host killed mid-write leaves its temporary file behind;
+//! [`remove_leftover_temps`] deletes those at the next start.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically and durably (see the module doc).
+/// A new file gets the default permissions (0666 less the umask); the
+/// folder is created if missing.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, None)
+}
+
+/// [`write_atomically`], readable and writable by the owner only (0600)
+/// from the moment the temporary file exists: for secrets.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, Some(0o600))
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    let dir = folder_of(path);
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{}{}", temp_prefix(path), std::process::id()));
+    let written = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let mut file = options.open(&tmp)?;
+        if let Some(mode) = mode {
+            // A temporary file left by an earlier failed write of this
+            // process keeps the mode it was created with; set it anyway.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The new content is in place either way; a folder that cannot be
+    // opened for the sync (a filesystem without directory fsync) only
+    // weakens the power-cut guarantee, so the write still succeeded.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The folder `path` is in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+}
+
+/// The temporary name [`write_atomically`] gives `path` while writing it,
+/// without the writer's process id.
+fn temp_prefix(path: &Path) -> String {
+    format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    )
+}
+
+/// Deletes the temporary files of `path` that an earlier process left when
+/// it was killed mid-write (this process's own may be in use). Returns how
+/// many went, and logs it.
+pub fn remove_leftover_temps(path: &Path) -> usize {
+    let prefix = temp_prefix(path);
+    let ours = format!("{prefix}{}", std::process::id());
+    let Ok(entries) = std::fs::read_dir(folder_of(path)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid_part = name.strip_prefix(prefix.as_str());
+        if pid_part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && name != ours
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        log::info!(
+            "removed {removed} temporary file(s) of {} left by a host that stopped mid-write",
+            path.display()
+        );
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("whp-fsutil-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_write_replaces_the_file_whole_and_leaves_no_temporary_file() {
+        let dir = dir("replace");
+        let path = dir.join("sub").join("f.json");
+        write_atomically(&path, b"first").unwrap();
+        write_atomically(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(names(path.parent().unwrap()), ["f.json"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_content_and_no_temporary_file() {
+        let dir = dir("fail");
+        let path = dir.join("f");
+        write_atomically(&path, b"old").unwrap();
+        // Renaming a file over a non-empty folder fails after the
+        // temporary file was written.
+        let blocked = dir.join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_atomically(&blocked, b"new").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(names(&dir), ["blocked", "f"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_private_write_is_owner_only_even_over_a_stale_temporary_file() {
+        let dir = dir("private");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        // What an earlier failed write of this process could leave: our
+        // own temporary name, world-readable.
+        let stale = dir.join(format!(".secret.tmp{}", std::process::id()));
+        std::fs::write(&stale, b"x").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"token").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"token");
+        // Replacing a world-readable file makes it private too.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"token2").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(names(&dir), ["secret"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn leftover_temporary_files_of_other_processes_are_removed() {
+        let dir = dir("leftover");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.json");
+        let ours = format!(".p.json.tmp{}", std::process::id());
+        for name in [
+            ".p.json.tmp1",
+            ".p.json.tmp4194304",
+            ours.as_str(),
+            ".p.json.tmpfoo",
+            ".p.json.tmp",
+            ".q.json.tmp12",
+            "p.json",
+        ] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_leftover_temps(&path), 2);
+        let mut expected = vec![".p.json.tmp", ".p.json.tmpfoo", ".q.json.tmp12", "p.json"];
+        expected.push(&ours);
+        expected.sort();
+        assert_eq!(names(&dir), expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
