@@ -16,14 +16,13 @@
 
 pub mod bytecode;
 mod cache;
+mod failure;
 mod instance;
 pub mod python;
 
 pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
-pub use instance::{
-    check_exports, FailureKind, HostTrap, Instance, PluginFailure, Prepared, Program,
-    MAX_READINGS_PER_POLL,
-};
+pub use failure::{FailureKind, HostTrap, PluginFailure};
+pub use instance::{check_exports, Instance, Prepared, Program, MAX_READINGS_PER_POLL};
 pub use python::PythonRuntime;
 
 use std::path::Path;
