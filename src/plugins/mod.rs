@@ -10,12 +10,13 @@
 //! quarantine the plugin until it is reloaded or re-enabled. What the rest of
 //! the host may know about a plugin is published in the [`Registry`].
 
+pub mod backoff;
 pub mod checks;
 pub mod files;
 pub mod histogram;
 pub mod reload;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -30,15 +31,9 @@ use crate::hardware::unix_time_ms;
 use crate::readings::{SensorReading, SystemReading};
 use crate::runtime::FailureKind;
 use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
+use backoff::{AfterFailure, Backoff};
+pub use backoff::{BACKOFF_MAX, BACKOFF_START, QUARANTINE_FAILURES, QUARANTINE_WINDOW};
 use histogram::Histogram;
-
-/// First retry delay after a failure; doubles per consecutive failure.
-pub const BACKOFF_START: Duration = Duration::from_secs(1);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// This many failures inside [`QUARANTINE_WINDOW`] quarantine a plugin.
-pub const QUARANTINE_FAILURES: usize = 5;
-pub const QUARANTINE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Where a plugin is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -152,11 +147,8 @@ pub struct Plugin {
     shared: PluginShared,
     prepared: Prepared,
     instance: Option<Instance>,
-    /// When the plugin may be called again after a failure.
-    retry_at: Option<Instant>,
-    consecutive_failures: u32,
-    recent_failures: VecDeque<Instant>,
-    quarantined: bool,
+    /// When it may be called again after failures, and whether at all.
+    backoff: Backoff,
     /// The failure of the last call, while it is the latest outcome.
     last_failure: Option<PluginFailure>,
     registry: Registry,
@@ -274,10 +266,7 @@ pub fn load(
         shared,
         prepared,
         instance: None,
-        retry_at: None,
-        consecutive_failures: 0,
-        recent_failures: VecDeque::new(),
-        quarantined: false,
+        backoff: Backoff::default(),
         last_failure: None,
         registry: registry.clone(),
         services: services.clone(),
@@ -371,7 +360,7 @@ impl Plugin {
 
     /// Whether the last call failed.
     pub fn failing(&self) -> bool {
-        self.consecutive_failures > 0
+        self.backoff.failing()
     }
 
     /// Drops a version that a newer one replaced, leaving the actuators to
@@ -406,7 +395,7 @@ impl Plugin {
 
     /// Whether the plugin may be called at `now`.
     pub fn callable(&self, now: Instant) -> bool {
-        !self.quarantined && self.retry_at.is_none_or(|t| now >= t)
+        self.backoff.callable(now)
     }
 
     /// Makes a new instance, loading the plugin's source into it under
@@ -425,7 +414,7 @@ impl Plugin {
     /// Whether this version was quarantined: a rollback must never bring
     /// such a version back.
     pub fn quarantined(&self) -> bool {
-        self.quarantined
+        self.backoff.quarantined()
     }
 
     /// Runs `f` on a live instance (creating one if needed), with the
@@ -481,9 +470,8 @@ impl Plugin {
                     self.instance = None;
                 }
                 self.last_failure = None;
-                if self.consecutive_failures > 0 {
+                if self.backoff.succeeded() {
                     log::info!("plugin `{}` recovered", self.name);
-                    self.consecutive_failures = 0;
                     self.publish(|s| s.status = Health::Running);
                 }
                 Some(r)
@@ -549,46 +537,29 @@ impl Plugin {
     pub fn fail(&mut self, failure: PluginFailure) {
         self.instance = None;
         self.safe_state();
-        let now = Instant::now();
-        self.consecutive_failures += 1;
-        self.recent_failures.push_back(now);
-        while self
-            .recent_failures
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > QUARANTINE_WINDOW)
-        {
-            self.recent_failures.pop_front();
-        }
-        let backoff = BACKOFF_START
-            .saturating_mul(1 << (self.consecutive_failures - 1).min(16))
-            .min(BACKOFF_MAX);
-        self.retry_at = Some(now + backoff);
-        self.quarantined = self.recent_failures.len() >= QUARANTINE_FAILURES;
-        if self.quarantined {
-            self.flush_state(true);
-        }
-        let health = if self.quarantined {
-            Health::Quarantined
-        } else {
-            Health::Failed
+        let health = match self.backoff.failed(Instant::now()) {
+            AfterFailure::Retry(delay) => {
+                log::error!(
+                    "plugin `{}` failed ({}): {}; retrying in {} s",
+                    self.name,
+                    failure.kind.as_str(),
+                    failure.message,
+                    delay.as_secs()
+                );
+                Health::Failed
+            }
+            AfterFailure::Quarantined { failures } => {
+                // It will not be called again: what it changed goes to disk now.
+                self.flush_state(true);
+                log::error!(
+                    "plugin `{}` quarantined after {failures} failures in {} s; fix it and copy a new file to reload it. Last failure: {}",
+                    self.name,
+                    QUARANTINE_WINDOW.as_secs(),
+                    failure.message
+                );
+                Health::Quarantined
+            }
         };
-        if self.quarantined {
-            log::error!(
-                "plugin `{}` quarantined after {} failures in {} s; fix it and copy a new file to reload it. Last failure: {}",
-                self.name,
-                self.recent_failures.len(),
-                QUARANTINE_WINDOW.as_secs(),
-                failure.message
-            );
-        } else {
-            log::error!(
-                "plugin `{}` failed ({}): {}; retrying in {} s",
-                self.name,
-                failure.kind.as_str(),
-                failure.message,
-                backoff.as_secs()
-            );
-        }
         if !failure.detail.is_empty() {
             log::error!("plugin `{}` output:\n{}", self.name, failure.detail);
         }

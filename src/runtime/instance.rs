@@ -1,6 +1,5 @@
 //! One plugin instance: a Store, the export it serves, and calls under limits.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bytecode::BytecodeCache;
+use super::failure::{self, FailureKind, HostTrap, PluginFailure, Seen, Trapped};
 use crate::capabilities::PluginCtx;
 use crate::config::{Limits, PluginKind};
 use crate::contract::{
@@ -58,86 +58,6 @@ pub fn check_exports(
         ),
     }
 }
-
-/// Why a call failed, in the words a user needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The call ran past its wall-clock deadline (or asked to wait past it).
-    Timeout,
-    /// The call used its whole fuel budget.
-    OutOfFuel,
-    /// Linear memory hit its limit.
-    OutOfMemory,
-    /// Python raised and did not catch an exception.
-    PythonException,
-    /// The plugin's source could not be loaded (a SyntaxError, an import
-    /// of something it may not import, no entry point).
-    Load,
-    /// The plugin called an interface it is not granted.
-    NotGranted,
-    /// The call recursed past the stack limit.
-    StackOverflow,
-    /// Any other WebAssembly trap.
-    Trap,
-    /// The plugin returned something the host refuses (too large, invalid).
-    BadResult,
-    /// The call printed more than the capture cap.
-    OutputFlood,
-    /// Instantiation or a host-side error.
-    Host,
-}
-
-impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Timeout => "timeout",
-            FailureKind::OutOfFuel => "out_of_fuel",
-            FailureKind::OutOfMemory => "out_of_memory",
-            FailureKind::PythonException => "python_exception",
-            FailureKind::Load => "load",
-            FailureKind::NotGranted => "not_granted",
-            FailureKind::StackOverflow => "stack_overflow",
-            FailureKind::Trap => "trap",
-            FailureKind::BadResult => "bad_result",
-            FailureKind::OutputFlood => "output_flood",
-            FailureKind::Host => "host_error",
-        }
-    }
-}
-
-/// A failed plugin call.
-#[derive(Debug, Clone)]
-pub struct PluginFailure {
-    pub kind: FailureKind,
-    /// One line: what happened.
-    pub message: String,
-    /// The Python traceback or other guest stderr, when there is one.
-    pub detail: String,
-}
-
-impl fmt::Display for PluginFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PluginFailure {}
-
-/// A trap the host raises on purpose inside a host call (an ungranted
-/// interface, a wait past the deadline); `classify` names it.
-#[derive(Debug)]
-pub struct HostTrap {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl fmt::Display for HostTrap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for HostTrap {}
 
 /// A plugin's Python source, for the shared runtime to load into each new
 /// instance, with the bytecode the runtime compiled from it once.
@@ -580,103 +500,27 @@ fn host_failure(e: anyhow::Error) -> PluginFailure {
     }
 }
 
-/// Names a failed call from its error and what the guest wrote to stderr.
+/// Names a failed call from its error and what the guest wrote to stderr
+/// (the rules are [`failure::name`]'s).
 fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -> PluginFailure {
     let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
-    // componentize-py prints the Python traceback, a blank line, then its
-    // own Rust panic note; the traceback is the part a user needs.
-    let traceback = stderr.find("Traceback (most recent call last)").map(|i| {
-        let rest = &stderr[i..];
-        let end = rest
-            .find("\n\n")
-            .or_else(|| rest.find("\nthread '"))
-            .unwrap_or(rest.len());
-        rest[..end].trim_end().to_string()
-    });
-    let last_line = traceback
-        .as_deref()
-        .and_then(|t| t.lines().rev().find(|l| !l.trim().is_empty()))
-        .map(str::trim)
-        .unwrap_or("")
-        .to_string();
-    // A full capture pipe reads as a closed stdout in Python
-    // (BrokenPipeError) or as a trap in the host: either way, a flood.
     let cap = crate::capabilities::OUTPUT_CAPTURE_BYTES;
     let flooded = [&store.data().stdout, &store.data().stderr]
         .iter()
         .any(|p| p.contents().len() + 4096 >= cap);
-    if let Some(trap) = error.downcast_ref::<HostTrap>() {
-        return PluginFailure {
-            kind: trap.kind,
-            message: trap.message.clone(),
-            detail: traceback.unwrap_or(stderr),
-        };
-    }
-    let (kind, message) = match error.downcast_ref::<Trap>() {
-        _ if flooded => (
-            FailureKind::OutputFlood,
-            format!(
-                "output flood: the plugin printed more than {} KiB (stdout/stderr cap)",
-                cap / 1024
-            ),
-        ),
-        Some(Trap::Interrupt) => (
-            FailureKind::Timeout,
-            format!(
-                "timed out: the call ran past its {} ms deadline (limits.deadline_ms)",
-                limits.deadline_ms
-            ),
-        ),
-        Some(Trap::OutOfFuel) => (
-            FailureKind::OutOfFuel,
-            format!(
-                "out of fuel: the call used its whole budget of {} (limits.fuel)",
-                limits.fuel
-            ),
-        ),
-        Some(Trap::StackOverflow) => (
-            FailureKind::StackOverflow,
-            "stack overflow: the call recursed too deep".to_string(),
-        ),
-        // When memory is gone CPython may not even manage a clean traceback
-        // ("lost sys.stderr"), but it names the MemoryError somewhere.
-        Some(Trap::UnreachableCodeReached)
-            if last_line.starts_with("MemoryError")
-                || stderr.contains("type name: MemoryError") =>
-        {
-            (
-                FailureKind::OutOfMemory,
-                format!(
-                    "out of memory: the plugin hit its {} MiB limit (limits.memory_mb)",
-                    limits.memory_mb
-                ),
-            )
-        }
-        Some(Trap::UnreachableCodeReached) if traceback.is_some() => (
-            FailureKind::PythonException,
-            format!("Python exception: {last_line}"),
-        ),
-        Some(trap) => (FailureKind::Trap, format!("WebAssembly trap: {trap}")),
-        None if format!("{error:#}").contains("write beyond capacity") => (
-            FailureKind::OutputFlood,
-            format!(
-                "output flood: the call printed more than {} KiB (stdout/stderr cap)",
-                crate::capabilities::OUTPUT_CAPTURE_BYTES / 1024
-            ),
-        ),
-        None if format!("{error:#}").contains("memory")
-            && format!("{error:#}").contains("limit") =>
-        {
-            (
-                FailureKind::OutOfMemory,
-                format!("out of memory: {error:#}"),
-            )
-        }
-        None => (FailureKind::Host, format!("{error:#}")),
+    let trap = error.downcast_ref::<Trap>().map(|trap| match trap {
+        Trap::Interrupt => Trapped::Interrupt,
+        Trap::OutOfFuel => Trapped::OutOfFuel,
+        Trap::StackOverflow => Trapped::StackOverflow,
+        Trap::UnreachableCodeReached => Trapped::Unreachable(trap.to_string()),
+        other => Trapped::Other(other.to_string()),
+    });
+    let seen = Seen {
+        host_trap: error.downcast_ref::<HostTrap>(),
+        trap,
+        error: &format!("{error:#}"),
+        stderr: &stderr,
+        flooded,
     };
-    PluginFailure {
-        kind,
-        message,
-        detail: traceback.unwrap_or(stderr),
-    }
+    failure::name(&seen, limits)
 }

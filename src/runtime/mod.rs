@@ -16,15 +16,14 @@
 
 pub mod bytecode;
 mod cache;
+mod failure;
 mod instance;
 pub mod python;
 mod residency;
 
 pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
-pub use instance::{
-    check_exports, FailureKind, HostTrap, Instance, PluginFailure, Prepared, Program,
-    MAX_READINGS_PER_POLL,
-};
+pub use failure::{FailureKind, HostTrap, PluginFailure};
+pub use instance::{check_exports, Instance, Prepared, Program, MAX_READINGS_PER_POLL};
 pub use python::PythonRuntime;
 
 use std::path::Path;

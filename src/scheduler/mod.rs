@@ -10,12 +10,13 @@
 //! therefore never wait on a render.
 
 pub mod history;
+pub mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -29,13 +30,8 @@ use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
 use crate::readings::Origin;
 pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
 use crate::runtime::Runtime;
-
-/// The dashboard is re-rendered at least this often, so plugin health on
-/// the page stays current even when readings do not change.
-pub const RENDER_REFRESH: Duration = Duration::from_secs(5);
-
-/// Longest the loop sleeps, so the heartbeat stays fresh.
-const MAX_SLEEP: Duration = Duration::from_millis(500);
+use policy::{Render, Schedule, Trial, Turn, Verdict};
+pub use policy::{RENDER_REFRESH, TRIAL_CALLS};
 
 /// What the scheduler shares with the HTTP workers.
 pub struct Shared {
@@ -105,70 +101,40 @@ pub enum Command {
 /// Updates the registry after a plugin was unloaded (see [`Command::Remove`]).
 pub type AfterRemove = Box<dyn FnOnce(&mut BTreeMap<String, PluginStatus>) + Send>;
 
-/// Calls a new version must survive before the old one is let go.
-pub const TRIAL_CALLS: u32 = 3;
-
 /// A plugin in the schedule.
 struct Slot {
     plugin: Plugin,
-    next_due: Instant,
+    schedule: Schedule,
     /// The version this one replaced, while this one is on trial.
-    previous: Option<Plugin>,
-    trial_left: u32,
+    previous: Option<(Plugin, Trial)>,
 }
 
 impl Slot {
     fn new(plugin: Plugin) -> Slot {
         Slot {
             plugin,
-            next_due: Instant::now(),
+            schedule: Schedule::due_at(Instant::now()),
             previous: None,
-            trial_left: 0,
         }
     }
 
     /// Settles a trial after a call: let the old version go after enough
     /// good calls, or bring it back if the new one failed.
     fn after_call(&mut self) {
-        if self.previous.is_none() {
+        let Some((old, trial)) = self.previous.as_mut() else {
+            return;
+        };
+        let verdict = trial.after_call(self.plugin.failing(), old.quarantined());
+        if verdict == Verdict::Continue {
             return;
         }
-        if self.plugin.failing() {
-            let old = self.previous.take().expect("previous checked above");
-            if old.quarantined() {
-                // Never back to a version that failed too often itself: the
-                // new one keeps its slot, with its own backoff.
-                log::error!(
-                    "plugin `{}`: version {} failed on its first calls; version {} stays \
-                     released (it was quarantined)",
-                    self.plugin.name,
-                    self.plugin.version,
-                    old.version
-                );
-                old.retire();
-                return;
-            }
-            let bad = std::mem::replace(&mut self.plugin, old);
-            let (why, detail) = bad
-                .last_failure()
-                .map(|f| (format!(": {}", f.message), f.detail.clone()))
-                .unwrap_or_default();
-            let message = format!(
-                "version {} failed on its first calls{why}; rolled back to version {}",
-                bad.version, self.plugin.version
-            );
-            log::error!("plugin `{}`: {message}", self.plugin.name);
-            self.plugin.announce();
-            // The failing version's traceback stays visible: it is what the
-            // author needs to fix it.
-            self.plugin.note_error("rollback", message, detail);
-            self.next_due = Instant::now();
-            bad.retire();
-            return;
-        }
-        self.trial_left = self.trial_left.saturating_sub(1);
-        if self.trial_left == 0 {
-            if let Some(old) = self.previous.take() {
+        let (old, _) = self
+            .previous
+            .take()
+            .expect("a trial has a previous version");
+        match verdict {
+            Verdict::Continue => unreachable!("returned above"),
+            Verdict::Passed => {
                 log::info!(
                     "plugin `{}`: version {} passed its trial; version {} released",
                     self.plugin.name,
@@ -177,7 +143,38 @@ impl Slot {
                 );
                 old.retire();
             }
+            Verdict::RollBack => self.roll_back(old),
+            Verdict::KeepDespiteFailure => {
+                log::error!(
+                    "plugin `{}`: version {} failed on its first calls; version {} stays \
+                     released (it was quarantined)",
+                    self.plugin.name,
+                    self.plugin.version,
+                    old.version
+                );
+                old.retire();
+            }
         }
+    }
+
+    /// Brings back `old`, the version the failing one replaced.
+    fn roll_back(&mut self, old: Plugin) {
+        let bad = std::mem::replace(&mut self.plugin, old);
+        let (why, detail) = bad
+            .last_failure()
+            .map(|f| (format!(": {}", f.message), f.detail.clone()))
+            .unwrap_or_default();
+        let message = format!(
+            "version {} failed on its first calls{why}; rolled back to version {}",
+            bad.version, self.plugin.version
+        );
+        log::error!("plugin `{}`: {message}", self.plugin.name);
+        self.plugin.announce();
+        // The failing version's traceback stays visible: it is what the
+        // author needs to fix it.
+        self.plugin.note_error("rollback", message, detail);
+        self.schedule = Schedule::due_at(Instant::now());
+        bad.retire();
     }
 }
 
@@ -187,8 +184,7 @@ struct Scheduler {
     shared: Arc<Shared>,
     services: HostServices,
     hardware_name: String,
-    rendered_generation: u64,
-    rendered_at: Option<Instant>,
+    render: Render,
 }
 
 /// Starts the scheduler thread and the loader thread. The loader compiles
@@ -230,8 +226,7 @@ pub fn spawn(
                 shared,
                 services,
                 hardware_name,
-                rendered_generation: u64::MAX,
-                rendered_at: None,
+                render: Render::default(),
             };
             scheduler.run(&rx);
             // Dropping the plugins puts their actuators in the safe state.
@@ -256,20 +251,18 @@ impl Scheduler {
         let mut slot = Slot::new(plugin);
         if let Some(old) = self.take_slot(&slot.plugin.name) {
             // An older version still on trial is superseded outright.
-            if let Some(older) = old.previous {
+            if let Some((older, _)) = old.previous {
                 older.retire();
             }
-            if trial && old.plugin.kind == slot.plugin.kind {
-                slot.previous = Some(old.plugin);
-                slot.trial_left = TRIAL_CALLS;
-            } else {
-                old.plugin.retire();
+            match Trial::begin(trial, old.plugin.kind == slot.plugin.kind) {
+                Some(trial) => slot.previous = Some((old.plugin, trial)),
+                None => old.plugin.retire(),
             }
         }
         slot.plugin.announce();
         if slot.plugin.kind == PluginKind::Dashboard {
             self.dashboard = Some(slot);
-            self.rendered_at = None;
+            self.render.invalidate();
         } else {
             self.polled.push(slot);
         }
@@ -320,21 +313,14 @@ impl Scheduler {
                     }
                     let triggered =
                         automations && s.plugin.follows.iter().any(|f| fresh.contains(f));
-                    let scheduled = now >= s.next_due;
-                    if !scheduled && !triggered {
+                    let Some(turn) = s.schedule.turn(now, s.plugin.interval, triggered) else {
                         continue;
-                    }
-                    let due = s.next_due;
-                    // Advance by whole intervals from the previous due time: no
-                    // drift, and missed ticks are skipped rather than replayed.
-                    while s.next_due <= now {
-                        s.next_due += s.plugin.interval;
-                    }
+                    };
                     let started = Instant::now();
                     if !s.plugin.callable(started) {
                         continue;
                     }
-                    if scheduled {
+                    if let Turn::Scheduled { due } = turn {
                         s.plugin.record_start_delay(started.duration_since(due));
                     }
                     if automations {
@@ -379,13 +365,8 @@ impl Scheduler {
             }
             self.render_if_needed();
 
-            let next = self
-                .polled
-                .iter()
-                .map(|s| s.next_due)
-                .min()
-                .unwrap_or(now + MAX_SLEEP)
-                .min(Instant::now() + MAX_SLEEP);
+            let earliest = self.polled.iter().map(|s| s.schedule.next_due()).min();
+            let next = policy::wake_at(earliest, now, Instant::now());
             match commands.recv_deadline(next) {
                 Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
                 Ok(Command::Remove(name, then)) => self.remove(&name, then),
@@ -406,10 +387,7 @@ impl Scheduler {
             .read()
             .map(|r| r.generation)
             .unwrap_or(0);
-        let stale = self
-            .rendered_at
-            .is_none_or(|t| t.elapsed() >= RENDER_REFRESH);
-        if generation == self.rendered_generation && !stale {
+        if !self.render.due(generation, Instant::now()) {
             return;
         }
         let Some(slot) = self.dashboard.as_mut() else {
@@ -421,8 +399,7 @@ impl Scheduler {
         let snapshot = snapshot(&self.shared, &self.services, &self.hardware_name);
         let html = slot.plugin.call(|i, limits| i.render(limits, &snapshot));
         slot.after_call();
-        self.rendered_generation = generation;
-        self.rendered_at = Some(Instant::now());
+        self.render.rendered(generation, Instant::now());
         let page = html.map(Arc::new);
         if let Ok(mut p) = self.shared.page.write() {
             *p = page;

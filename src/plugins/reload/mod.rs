@@ -32,6 +32,9 @@
 //! start in) is stopped and shows why: the version loaded under the old
 //! config must not go on with what the new one took away.
 
+mod debounce;
+pub mod plan;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,13 +49,9 @@ use crate::capabilities::HostServices;
 use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::scheduler::Command;
-
-/// Quiet time after the last file event before acting on a burst.
-pub const DEBOUNCE: Duration = Duration::from_millis(40);
-/// Longest a steady stream of events can postpone acting.
-pub const DEBOUNCE_MAX: Duration = Duration::from_secs(3);
-/// How long the config file must stay unchanged before a change applies.
-pub const CONFIG_SETTLE: Duration = Duration::from_millis(1000);
+use debounce::{Burst, Settling};
+pub use debounce::{CONFIG_SETTLE, DEBOUNCE, DEBOUNCE_MAX};
+use plan::{Change, Layout, Origin};
 
 /// What wakes the loader up: a file in a watched folder was written,
 /// renamed into place or removed.
@@ -248,85 +247,40 @@ impl Loader {
     }
 
     fn files_changed(&mut self, changed: &HashSet<PathBuf>, watcher: &mut Watcher) {
-        let config_file = canonical(&self.config.source);
-        if changed.iter().any(|p| Some(p) == config_file.as_ref()) {
+        if plan::config_changed(changed, canonical(&self.config.source).as_deref()) {
             self.apply_config_change(watcher);
         }
-        let mut names = self.folders_changed(changed, watcher);
-        let common = canonical_dir(&self.config.common_dir());
-        for path in changed {
-            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let dir = path.parent().map(Path::to_path_buf);
-            for (name, origin) in self.watched_plugins() {
-                let hit = match &origin {
-                    Origin::Component(file) => file == path,
-                    Origin::Source(plugin_dir) => {
-                        files::is_plugin_module(file_name)
-                            && (dir.as_ref() == Some(plugin_dir)
-                                || (dir.is_some() && dir == common))
-                    }
-                };
-                if hit && !names.contains(&name) {
-                    names.push(name);
-                }
-            }
+        // Under the config just applied, if it changed.
+        let affected = plan::affected(changed, &self.layout());
+        // A source plugin's folder (or `common/`) that appeared, went or
+        // was swapped for another (`rm -rf` then `cp -r`, `mv` aside then
+        // `mv` in, or made after its config entry): its watch moves to the
+        // folder now at that path.
+        for dir in &affected.rewatch {
+            watcher.watch_again(dir);
         }
-        names.sort();
-        for name in names {
+        for name in affected.reload {
             self.reload(&name);
         }
     }
 
-    /// A source plugin's folder (or `common/`) that appeared, went or was
-    /// swapped for another (`rm -rf` then `cp -r`, `mv` aside then `mv`
-    /// in, or made after its config entry): its watch is moved to the
-    /// folder now at that path. Returns the plugins to reload.
-    fn folders_changed(&self, changed: &HashSet<PathBuf>, watcher: &mut Watcher) -> Vec<String> {
-        let Some(plugins_dir) = canonical_dir(&self.config.plugins_dir()) else {
-            return Vec::new();
-        };
-        let sources: Vec<String> = self
-            .enabled()
-            .filter(|name| self.config.component_file(name).is_none())
-            .collect();
-        let mut names = Vec::new();
-        for path in changed {
-            if path.parent() != Some(plugins_dir.as_path()) {
-                continue;
-            }
-            let Some(folder) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let affected: Vec<String> = if folder == "common" {
-                sources.clone()
-            } else if sources.iter().any(|n| n == folder) {
-                vec![folder.to_string()]
-            } else {
-                continue;
-            };
-            watcher.watch_again(path);
-            for name in affected {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
+    /// Where the plugins folder, `common/` and every enabled plugin are on
+    /// disk now (canonical paths).
+    fn layout(&self) -> Layout {
+        Layout {
+            plugins_dir: canonical_dir(&self.config.plugins_dir()),
+            common_dir: canonical_dir(&self.config.common_dir()),
+            plugins: self
+                .enabled()
+                .map(|name| {
+                    let origin = match self.config.component_file(&name) {
+                        Some(file) => Origin::Component(canonical(&file)),
+                        None => Origin::Source(canonical_dir(&self.config.plugin_dir(&name))),
+                    };
+                    (name, origin)
+                })
+                .collect(),
         }
-        names
-    }
-
-    /// Enabled plugins with what they are loaded from (canonical paths).
-    fn watched_plugins(&self) -> Vec<(String, Origin)> {
-        self.enabled()
-            .filter_map(|name| {
-                let origin = match self.config.component_file(&name) {
-                    Some(file) => Origin::Component(canonical(&file)?),
-                    None => Origin::Source(canonical_dir(&self.config.plugin_dir(&name))?),
-                };
-                Some((name, origin))
-            })
-            .collect()
     }
 
     /// A file of plugin `name` changed: load the new version on trial,
@@ -433,10 +387,7 @@ impl Loader {
         if new.text_digest == self.config.text_digest {
             return;
         }
-        // Settings read only at start.
-        new.host.listen = self.config.host.listen;
-        new.host.hardware = self.config.host.hardware;
-        if new.host != self.config.host || new.hardware != self.config.hardware {
+        if plan::keep_start_settings(&self.config, &mut new) {
             log::warn!(
                 "config change: [host] and [hardware] settings apply at the next start; plugin and [mqtt] changes apply now"
             );
@@ -444,40 +395,27 @@ impl Loader {
         let old = std::mem::replace(&mut self.config, new);
         self.register_configured();
         watcher.rewatch(&self.config);
-        let names: std::collections::BTreeSet<String> = old
-            .plugins
-            .keys()
-            .chain(self.config.plugins.keys())
-            .cloned()
-            .collect();
-        for name in names {
-            let before = old.plugins.get(&name);
-            let after = self.config.plugins.get(&name);
-            let was = before.filter(|p| p.enabled);
-            let now = after.filter(|p| p.enabled);
-            match (was, now) {
-                (Some(_), None) => {
-                    if after.is_none() {
-                        log::warn!(
-                            "config change: plugin `{name}` removed (no [plugins.{name}] any more)"
-                        );
-                    } else {
-                        log::warn!("config change: plugin `{name}` disabled (enabled = false)");
-                    }
-                    let removed = after.is_none();
-                    self.unload(&name, move |s| {
-                        let mut s = s.filter(|_| !removed)?;
+        for change in plan::plugin_changes(&old, &self.config) {
+            match change {
+                Change::Removed(name) => {
+                    log::warn!(
+                        "config change: plugin `{name}` removed (no [plugins.{name}] any more)"
+                    );
+                    self.unload(&name, |_| None);
+                }
+                Change::Disabled(name) => {
+                    log::warn!("config change: plugin `{name}` disabled (enabled = false)");
+                    self.unload(&name, |s| {
+                        let mut s = s?;
                         s.status = Health::Disabled;
                         Some(s)
                     });
                 }
-                (None, Some(_)) => {
+                Change::Enabled(name) => {
                     log::info!("config change: plugin `{name}` enabled");
                     self.load_and_send(&name, false);
                 }
-                (Some(a), Some(b))
-                    if a != b || old.limits_for(&name) != self.config.limits_for(&name) =>
-                {
+                Change::Reconfigured(name) => {
                     log::info!("config change: plugin `{name}` reconfigured");
                     self.versions.remove(&name);
                     self.load_and_send(&name, false);
@@ -504,7 +442,6 @@ impl Loader {
                         });
                     }
                 }
-                _ => {}
             }
         }
         for hook in &self.hooks {
@@ -513,24 +450,16 @@ impl Loader {
     }
 }
 
-/// What a plugin is loaded from, for matching file events.
-enum Origin {
-    Component(PathBuf),
-    Source(PathBuf),
-}
-
 /// The file's text once it has stayed the same for [`CONFIG_SETTLE`] (at
 /// most [`DEBOUNCE_MAX`]; then the latest text).
 fn settled_text(path: &Path) -> std::io::Result<String> {
-    let started = Instant::now();
-    let mut text = std::fs::read_to_string(path)?;
+    let mut settling = Settling::new(std::fs::read_to_string(path)?, Instant::now());
     loop {
         std::thread::sleep(CONFIG_SETTLE);
         let again = std::fs::read_to_string(path)?;
-        if again == text || started.elapsed() >= DEBOUNCE_MAX {
-            return Ok(again);
+        if let Some(text) = settling.read_again(again, Instant::now()) {
+            return Ok(text);
         }
-        text = again;
     }
 }
 
@@ -703,13 +632,9 @@ fn next_burst(
     events: &Receiver<FileEvent>,
     commands: &Sender<Command>,
 ) -> Option<HashSet<PathBuf>> {
-    let mut burst = HashSet::new();
-    loop {
+    let mut burst = loop {
         match events.recv_timeout(Duration::from_secs(5)) {
-            Ok(FileEvent(path)) => {
-                burst.insert(path);
-                break;
-            }
+            Ok(FileEvent(path)) => break Burst::start(path, Instant::now()),
             // Wake up now and then to notice a stopped scheduler.
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
@@ -720,15 +645,12 @@ fn next_burst(
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
         }
-    }
-    let started = Instant::now();
-    while started.elapsed() < DEBOUNCE_MAX {
-        match events.recv_timeout(DEBOUNCE) {
-            Ok(FileEvent(path)) => {
-                burst.insert(path);
-            }
+    };
+    while let Some(quiet) = burst.quiet_wait(Instant::now()) {
+        match events.recv_timeout(quiet) {
+            Ok(FileEvent(path)) => burst.add(path),
             Err(_) => break,
         }
     }
-    Some(burst)
+    Some(burst.into_paths())
 }
