@@ -92,7 +92,18 @@ suffix=${runtime_only:+-runtime-only}
 stage="dist/deploy-$triple$suffix"
 device_bin="dist/$triple$suffix/wasi-python-host"
 precompiler=${precompiler:-$target_dir/release/wasi-python-host}
-ssh_opts=(-o ServerAliveInterval=15)
+# One ssh connection for the whole deploy, shared by every ssh call below
+# (ControlMaster): one login, one banner exchange. A Pi Zero under load can
+# take seconds to answer each new connection, and every extra one is a
+# chance to time out.
+ssh_control=$(mktemp -d "${TMPDIR:-/tmp}/whp-deploy-ssh.XXXXXX")
+close_ssh() {
+    ssh "${ssh_opts[@]}" -O exit "$dest" >/dev/null 2>&1 || true
+    rm -rf "$ssh_control"
+}
+trap close_ssh EXIT
+ssh_opts=(-o ServerAliveInterval=15 -o ConnectTimeout=60
+    -o ControlMaster=auto -o "ControlPath=$ssh_control/%C" -o ControlPersist=300)
 [ -z "$port" ] || ssh_opts+=(-p "$port")
 [ -z "$identity" ] || ssh_opts+=(-i "$identity")
 [ -z "$ssh_config" ] || ssh_opts+=(-F "$ssh_config")
