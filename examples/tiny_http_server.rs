@@ -16,6 +16,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 fn main() {
+    // tiny_http logs through `log`: show its errors (an accept error ends
+    // its accept thread; RUST_LOG unset shows errors only).
+    env_logger::init();
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let workers: usize = args.next().and_then(|w| w.parse().ok()).unwrap_or(4);
@@ -28,7 +31,7 @@ fn main() {
     );
     let _ = std::io::stdout().flush();
     let threads: Vec<_> = (0..workers)
-        .map(|_| {
+        .map(|worker| {
             let server = server.clone();
             let body = body.clone();
             std::thread::spawn(move || {
@@ -39,13 +42,14 @@ fn main() {
                         tiny_http::Response::from_data(body.as_slice()).with_header(header.clone());
                     let _ = request.respond(response);
                 }
+                // incoming_requests() ends when tiny_http's accept thread
+                // gives up (an accept error such as EMFILE): say so, the
+                // benchmark reports it.
+                eprintln!("tiny_http_server: worker {worker}: incoming_requests() ended");
             })
         })
         .collect();
     for t in threads {
         let _ = t.join();
     }
-    // incoming_requests() ends when tiny_http's accept thread gives up (an
-    // accept error such as EMFILE): say so, the benchmark reports it.
-    eprintln!("tiny_http_server: no more requests (the accept thread stopped)");
 }
