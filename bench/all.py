@@ -27,6 +27,10 @@ prints ratios):
           against a restart, through the real host and real file saves)
   flood   bench/flood.py (a fresh request's latency while another client
           floods the connection slots, against no flood)
+  tiny    bench/vs_tiny_http.py (tiny_http, examples/tiny_http_server.rs,
+          against our server under idle, slowloris, no-read and
+          open-file attacks: probes served, threads, PSS; why the host has
+          its own server)
 
 Everything runs the release build (what is deployed). The figures go to
 BENCHMARKS.md between `<!-- bench:NAME -->` markers (a section not run
@@ -55,7 +59,7 @@ from common import (BINARY, EXAMPLES, PROFILE, PY, ROOT, TARGET_DIR, api, cargo_
                     drain, start_host, write_config)
 
 BENCH_DIR = os.path.join(TARGET_DIR, "bench")
-SECTIONS = ["calls", "http", "sched", "idle", "memory", "start", "swap", "reload", "flood"]
+SECTIONS = ["calls", "http", "sched", "idle", "memory", "start", "swap", "reload", "flood", "tiny"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -504,6 +508,7 @@ TITLES = {
     "swap": "### Swap time: new source to first poll, native and Pulley",
     "reload": "### Hot reload through the host: edit → visible, SyntaxError reported, against a restart",
     "flood": "### A fresh request while another client floods the connections",
+    "tiny": "### Our HTTP server against tiny_http under attack",
 }
 
 
@@ -580,9 +585,16 @@ def main():
         out = script_section([os.path.join(ROOT, "bench", "flood.py"), *runs])
         sections["flood"] = f"```\npython3 bench/flood.py {' '.join(runs)}\n```\n\n" + tables(out)
 
+    def tiny():
+        runs = ["--probes", "10", "--memory-seconds", "10"] if args.quick else ["--probes", "20"]
+        out = script_section([os.path.join(ROOT, "bench", "vs_tiny_http.py"), *runs], timeout=600)
+        sections["tiny"] = (f"```\npython3 bench/vs_tiny_http.py {' '.join(runs)}\n```\n\n"
+                            + out.strip())
+
     host_parts = [s for s in ("http", "sched", "idle") if s in wanted]
     for names, f in ((["calls"], calls), (host_parts, host), (["memory"], memory), (["start"], start),
-                     (["swap"], swap), (["reload"], reload), (["flood"], flood)):
+                     (["swap"], swap), (["reload"], reload), (["flood"], flood),
+                     (["tiny"], tiny)):
         if names and set(names) <= set(wanted):
             log("section: " + ", ".join(names))
             attempt(names, f)
