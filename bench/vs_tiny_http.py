@@ -41,10 +41,10 @@ the server's PSS (stopped when it passes 512 MiB, a Pi Zero 2 W's RAM, or
 after `--memory-seconds`).
 
 Every run (one attack on one server) ends within `--run-limit` seconds;
-with the defaults the whole script takes about 3 minutes. Memory is PSS
-from /proc/PID/smaps_rollup (shared pages divided among their users), not
-RSS. Prints markdown tables (bench/all.py --sections tiny copies them into
-BENCHMARKS.md).
+with the defaults the script takes about a minute (under 4 with every run
+at its limit). Memory is PSS from /proc/PID/smaps_rollup (shared pages
+divided among their users), not RSS. Prints markdown tables (bench/all.py
+--sections tiny copies them into BENCHMARKS.md).
 """
 
 import argparse
