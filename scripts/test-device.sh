@@ -268,8 +268,12 @@ api = json.load(open(sys.argv[1]))
 assert api["hardware"] == "sim", api["hardware"]
 assert isinstance(api["last_update"], int)
 for r in api["readings"]:
-    for k in ("sensor_id", "temperature", "humidity", "timestamp_ms"):
+    # The seed's keys for the DHT22 and BME680; any other sensor (the
+    # user's plugin) shows its own fields as keys, with their units.
+    keys = ("temperature", "humidity") if r["kind"] in ("dht22", "bme680") else tuple(r["units"])
+    for k in ("sensor_id", "timestamp_ms", "alert", *keys):
         assert k in r, (k, r)
+    assert keys, r
 bme = next(r for r in api["readings"] if r["sensor_id"] == "bme680-i2c-0x77")
 for k in ("pressure", "gas_resistance", "iaq_score"):
     assert k in bme, k
