@@ -123,11 +123,7 @@ impl Inputs {
             plugins: state
                 .shared
                 .registry
-                .read()
-                .expect("plugin registry lock")
-                .values()
-                .map(PluginSummary::of)
-                .collect(),
+                .read(|r| r.values().map(PluginSummary::of).collect()),
             actuators: state.hardware.status(),
             mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
         }
@@ -146,8 +142,10 @@ impl Inputs {
                 && r.published == mine.published
         };
         let same_plugins = || {
-            let r = state.shared.registry.read().expect("plugin registry lock");
-            r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
+            state.shared.registry.read(|r| {
+                r.len() == self.plugins.len()
+                    && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
+            })
         };
         same_readings
             && same_plugins()

@@ -26,6 +26,7 @@ use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::{FollowedReading, Rgb};
 use crate::hardware::unix_time_ms;
+use crate::plugins::registry::{Problem, Unloaded};
 use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
 use crate::readings::Origin;
 pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
@@ -56,7 +57,7 @@ impl Shared {
         Arc::new(Shared {
             readings: RwLock::new(Readings::default()),
             page: RwLock::new(None),
-            registry: Arc::new(RwLock::new(Default::default())),
+            registry: Registry::default(),
             heartbeat_ms: AtomicU64::new(unix_time_ms()),
             loaded: std::sync::atomic::AtomicBool::new(false),
             config_error: Arc::default(),
@@ -69,10 +70,7 @@ impl Shared {
     }
 
     pub fn plugins(&self) -> Vec<PluginStatus> {
-        self.registry
-            .read()
-            .map(|r| r.values().cloned().collect())
-            .unwrap_or_default()
+        self.registry.snapshot()
     }
 }
 
@@ -87,19 +85,15 @@ pub enum Command {
         trial: bool,
     },
     /// Unload a plugin (disabled or removed in the config, or refused under
-    /// its new config), then update the registry with the function: it runs
-    /// once the plugin is dropped, so no late outcome of its last call can
-    /// overwrite what it publishes (or bring back a removed plugin's entry).
-    Remove(String, AfterRemove),
+    /// its new config), then report why to the registry: once the plugin is
+    /// dropped, so no late outcome of its last call can overwrite it.
+    Remove(String, Unloaded),
     /// The loader has gone through every configured plugin.
     LoadingDone,
     /// Nothing: lets the loader notice a stopped scheduler.
     Ping,
     Stop,
 }
-
-/// Updates the registry after a plugin was unloaded (see [`Command::Remove`]).
-pub type AfterRemove = Box<dyn FnOnce(&mut BTreeMap<String, PluginStatus>) + Send>;
 
 /// A plugin in the schedule.
 struct Slot {
@@ -169,10 +163,13 @@ impl Slot {
             bad.version, self.plugin.version
         );
         log::error!("plugin `{}`: {message}", self.plugin.name);
-        self.plugin.announce();
         // The failing version's traceback stays visible: it is what the
         // author needs to fix it.
-        self.plugin.note_error("rollback", message, detail);
+        self.plugin.announce_rollback(Problem {
+            kind: "rollback",
+            message,
+            detail,
+        });
         self.schedule = Schedule::due_at(Instant::now());
         bad.retire();
     }
@@ -268,7 +265,7 @@ impl Scheduler {
         }
     }
 
-    fn remove(&mut self, name: &str, then: AfterRemove) {
+    fn remove(&mut self, name: &str, why: Unloaded) {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
             self.services.telemetry.remove(name);
@@ -291,9 +288,7 @@ impl Scheduler {
             // Dropping the slot puts the plugin's actuators in the safe state.
             drop(slot);
         }
-        if let Ok(mut registry) = self.shared.registry.write() {
-            then(&mut registry);
-        }
+        self.shared.registry.unloaded(name, why);
     }
 
     fn run(&mut self, commands: &Receiver<Command>) {
@@ -369,7 +364,7 @@ impl Scheduler {
             let next = policy::wake_at(earliest, now, Instant::now());
             match commands.recv_deadline(next) {
                 Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
-                Ok(Command::Remove(name, then)) => self.remove(&name, then),
+                Ok(Command::Remove(name, why)) => self.remove(&name, why),
                 Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
                 Ok(Command::Ping) => {}
                 Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
