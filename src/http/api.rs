@@ -143,8 +143,7 @@ impl Inputs {
         };
         let same_plugins = || {
             state.shared.registry.read(|r| {
-                r.len() == self.plugins.len()
-                    && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
+                r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
             })
         };
         same_readings
@@ -243,10 +242,12 @@ pub fn history(request: &Request, state: &AppState) -> Response {
         },
     };
     let sensor = super::wire::form_field(query, "sensor");
-    let series = match state.shared.history.lock() {
-        Ok(h) => h.view(tier, sensor.as_deref(), since),
-        Err(_) => Vec::new(),
-    };
+    let series = state
+        .shared
+        .history
+        .lock()
+        .expect("reading history lock")
+        .view(tier, sensor.as_deref(), since);
     #[derive(Serialize)]
     struct Body {
         range: &'static str,

@@ -237,12 +237,12 @@ impl Inner {
             }
         }
         {
-            let mut free = self.permits.lock().unwrap_or_else(|e| e.into_inner());
+            let mut free = self.permits.lock().expect("http handler permits lock");
             while *free == 0 {
                 free = self
                     .permit_freed
                     .wait(free)
-                    .unwrap_or_else(|e| e.into_inner());
+                    .expect("http handler permits lock");
             }
             *free -= 1;
         }
@@ -330,6 +330,8 @@ impl Server {
             let _ = acceptor.join();
         }
         let deadline = Instant::now() + Duration::from_secs(2);
+        // Stopping must close what is open whatever a panicking connection
+        // thread left: the table holds only sockets to shut down and wait for.
         let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
         for slot in conns.values().filter(|s| s.phase == Phase::Waiting) {
             let _ = slot.stream.shutdown(Shutdown::Both);
@@ -344,7 +346,7 @@ impl Server {
                 .inner
                 .closed
                 .wait_timeout(conns, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|e| e.into_inner()) // as above
                 .0;
         }
     }
@@ -375,7 +377,7 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
     };
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     {
-        let mut conns = inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = inner.conns.lock().expect("http connection table lock");
         let views: Vec<SlotView> = conns
             .iter()
             .map(|(&id, s)| SlotView {

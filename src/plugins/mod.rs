@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use crate::capabilities::{self, HostServices, PluginShared};
 use crate::config::{ownership::Owned, Config, Limits, PluginKind};
 use crate::contract::types::FollowedReading;
@@ -30,10 +29,11 @@ use crate::hardware::unix_time_ms;
 use crate::readings::{SensorReading, SystemReading};
 use crate::runtime::FailureKind;
 use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
+use anyhow::Context as _;
 use backoff::{AfterFailure, Backoff};
 pub use backoff::{BACKOFF_MAX, BACKOFF_START, QUARANTINE_FAILURES, QUARANTINE_WINDOW};
-pub use registry::{Health, PluginStatus, Registry};
 use registry::{Call, Problem, Version};
+pub use registry::{Health, PluginStatus, Registry};
 
 /// A loaded plugin on the scheduler thread.
 pub struct Plugin {
@@ -219,7 +219,8 @@ impl std::error::Error for LoadFailure {}
 impl Plugin {
     /// Publishes this version as the plugin's running one.
     pub fn announce(&self) {
-        self.registry.installed(&self.name, self.published_version());
+        self.registry
+            .installed(&self.name, self.published_version());
     }
 
     /// Publishes this version as the running one again, after the version

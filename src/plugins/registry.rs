@@ -573,7 +573,10 @@ mod tests {
         assert_eq!(s.last_error_detail, "rollback detail");
         apply(&registry, Step::Installed("v2"));
         let s = &registry.snapshot()[0];
-        assert_eq!((s.last_error.as_str(), s.last_error_detail.as_str()), ("", ""));
+        assert_eq!(
+            (s.last_error.as_str(), s.last_error_detail.as_str()),
+            ("", "")
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Shared {
     }
 
     pub fn readings(&self) -> Readings {
-        self.readings.read().map(|r| r.clone()).unwrap_or_default()
+        self.readings.read().expect("readings lock").clone()
     }
 
     pub fn plugins(&self) -> Vec<PluginStatus> {
@@ -270,20 +270,21 @@ impl Scheduler {
             log::info!("plugin `{name}` unloaded");
             self.services.telemetry.remove(name);
             self.services.readings.post(name, Vec::new());
-            if let Ok(mut r) = self.shared.readings.write() {
+            {
+                let mut r = self.shared.readings.write().expect("readings lock");
                 r.sensors.remove(name);
                 if slot.plugin.kind == PluginKind::PiMonitor {
                     r.system = None;
                 }
                 r.generation = r.generation.wrapping_add(1);
             }
-            if let Ok(mut h) = self.shared.history.lock() {
-                h.remove_plugin(name);
-            }
+            self.shared
+                .history
+                .lock()
+                .expect("reading history lock")
+                .remove_plugin(name);
             if slot.plugin.kind == PluginKind::Dashboard {
-                if let Ok(mut p) = self.shared.page.write() {
-                    *p = None;
-                }
+                *self.shared.page.write().expect("page cache lock") = None;
             }
             // Dropping the slot puts the plugin's actuators in the safe state.
             drop(slot);
@@ -334,7 +335,8 @@ impl Scheduler {
                     .filter(|(_, v)| !v.is_empty())
                     .map(|(p, v)| (p.clone(), SensorReading::published(p, v)))
                     .collect();
-                if let Ok(mut h) = self.shared.history.lock() {
+                {
+                    let mut h = self.shared.history.lock().expect("reading history lock");
                     published.values().for_each(|r| h.add_sensor(r));
                 }
                 let mut r = self.shared.readings.write().expect("readings lock");
@@ -354,9 +356,8 @@ impl Scheduler {
                 changed = true;
             }
             if changed {
-                if let Ok(mut r) = self.shared.readings.write() {
-                    r.generation = r.generation.wrapping_add(1);
-                }
+                let mut r = self.shared.readings.write().expect("readings lock");
+                r.generation = r.generation.wrapping_add(1);
             }
             self.render_if_needed();
 
@@ -380,8 +381,8 @@ impl Scheduler {
             .shared
             .readings
             .read()
-            .map(|r| r.generation)
-            .unwrap_or(0);
+            .expect("readings lock")
+            .generation;
         if !self.render.due(generation, Instant::now()) {
             return;
         }
@@ -395,10 +396,7 @@ impl Scheduler {
         let html = slot.plugin.call(|i, limits| i.render(limits, &snapshot));
         slot.after_call();
         self.render.rendered(generation, Instant::now());
-        let page = html.map(Arc::new);
-        if let Ok(mut p) = self.shared.page.write() {
-            *p = page;
-        }
+        *self.shared.page.write().expect("page cache lock") = html.map(Arc::new);
     }
 }
 
@@ -417,12 +415,12 @@ fn poll(plugin: &mut Plugin, shared: &Shared, services: &HostServices) -> bool {
             changed
         }
         Some(Polled::System(reading)) => {
-            if let Ok(mut h) = shared.history.lock() {
-                h.add_system(&reading, &name);
-            }
-            let Ok(mut r) = shared.readings.write() else {
-                return false;
-            };
+            shared
+                .history
+                .lock()
+                .expect("reading history lock")
+                .add_system(&reading, &name);
+            let mut r = shared.readings.write().expect("readings lock");
             r.last_update_ms = r.last_update_ms.max(reading.timestamp_ms);
             let changed = r.system.as_ref() != Some(&reading);
             r.system = Some(reading);
@@ -445,14 +443,13 @@ fn post(services: &HostServices, readings: &Readings, plugin: &str) {
 }
 
 fn store_sensors(shared: &Shared, plugin: &str, readings: Vec<SensorReading>) -> bool {
-    if let Ok(mut h) = shared.history.lock() {
+    {
+        let mut h = shared.history.lock().expect("reading history lock");
         for r in &readings {
             h.add_sensor(r);
         }
     }
-    let Ok(mut r) = shared.readings.write() else {
-        return false;
-    };
+    let mut r = shared.readings.write().expect("readings lock");
     if let Some(newest) = readings.iter().map(|x| x.timestamp_ms).max() {
         r.last_update_ms = r.last_update_ms.max(newest);
     }

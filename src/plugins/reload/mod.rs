@@ -338,9 +338,7 @@ impl Loader {
     /// dropped it, the registry learns `why`.
     fn unload(&mut self, name: &str, why: Unloaded) {
         self.versions.remove(name);
-        let _ = self
-            .commands
-            .send(Command::Remove(name.to_string(), why));
+        let _ = self.commands.send(Command::Remove(name.to_string(), why));
     }
 
     fn clear_reload_error(&self, name: &str) {
