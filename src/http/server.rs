@@ -306,7 +306,12 @@ impl Server {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("http-accept".into())
-                .spawn(move || accept_loop(&listener, &inner))?
+                .spawn(move || {
+                    let shared = inner.state.shared.clone();
+                    crate::scheduler::watched(&shared, "http-accept", || {
+                        accept_loop(&listener, &inner)
+                    })
+                })?
         };
         Ok(Server {
             inner,

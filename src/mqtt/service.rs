@@ -145,6 +145,7 @@ impl Mqtt {
         let stop = Stop::default();
         let status = Arc::new(Status::default());
         let broker = config.broker();
+        let watch = shared.clone();
         let worker = Worker::new(
             config.clone(),
             shared,
@@ -155,7 +156,7 @@ impl Mqtt {
         );
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || crate::scheduler::watched(&watch, "mqtt", || worker.run()))?;
         Ok(Mqtt {
             stop,
             thread: Some(thread),

@@ -477,7 +477,18 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
-        self.flush_state(true);
+        if std::thread::panicking() && self.shared.state.is_poisoned() {
+            // Unwinding from a panic taken while the store was open: what it
+            // holds may be half-changed, so it is not written (and a second
+            // panic here would abort before the actuators are made safe).
+            log::error!(
+                "plugin `{}`: its state store was open when the host panicked; unsaved \
+                 changes are dropped",
+                self.name
+            );
+        } else {
+            self.flush_state(true);
+        }
         if self.safe_on_drop {
             self.safe_state();
         }

@@ -14,7 +14,7 @@ pub mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -50,6 +50,12 @@ pub struct Shared {
     pub config_error: Arc<RwLock<Option<String>>>,
     /// Bounded history of every reading, for charts and `/api/history`.
     pub history: Mutex<history::History>,
+    /// Why the host cannot go on: set once, by a thread it cannot run
+    /// without as that thread dies of a panic (see [`watched`]). `/healthz`
+    /// reports it and `app::run` exits on it, so a bug (such as a poisoned
+    /// lock) stops the service for its manager to restart, instead of
+    /// leaving a host that answers but no longer polls or reloads.
+    pub fatal: OnceLock<String>,
 }
 
 impl Shared {
@@ -62,6 +68,7 @@ impl Shared {
             loaded: std::sync::atomic::AtomicBool::new(false),
             config_error: Arc::default(),
             history: Mutex::default(),
+            fatal: OnceLock::new(),
         })
     }
 
@@ -211,23 +218,48 @@ pub fn spawn(
     for hook in hooks {
         loader = loader.on_config_change(hook);
     }
+    let watch = shared.clone();
     std::thread::Builder::new()
         .name("loader".into())
-        .spawn(move || loader.run())?;
+        .spawn(move || watched(&watch, "loader", || loader.run()))?;
     std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || {
-            let mut scheduler = Scheduler {
-                polled: Vec::new(),
-                dashboard: None,
-                shared,
-                services,
-                hardware_name,
-                render: Render::default(),
-            };
-            scheduler.run(&rx);
-            // Dropping the plugins puts their actuators in the safe state.
+            let watch = shared.clone();
+            watched(&watch, "scheduler", move || {
+                let mut scheduler = Scheduler {
+                    polled: Vec::new(),
+                    dashboard: None,
+                    shared,
+                    services,
+                    hardware_name,
+                    render: Render::default(),
+                };
+                scheduler.run(&rx);
+                // Dropping the plugins puts their actuators in the safe state
+                // (also when unwinding from a panic).
+            })
         })
+}
+
+/// Runs `body`, the work of the thread named `thread`. If it panics, the
+/// panic is recorded in [`Shared::fatal`] (the first one wins) and goes on
+/// unwinding, so joining the thread still sees it.
+pub fn watched<R>(shared: &Shared, thread: &str, body: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let _ = shared
+                .fatal
+                .set(format!("the {thread} thread panicked: {message}"));
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 impl Scheduler {
