@@ -427,15 +427,10 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
             .name("http-conn".into())
             .stack_size(STACK_SIZE)
             .spawn(move || {
+                let _slot = Leaving(&inner, id);
                 if let Ok(stream) = stream {
                     serve(stream, id, &inner);
                 }
-                inner
-                    .conns
-                    .lock()
-                    .expect("http connection table lock")
-                    .remove(&id);
-                inner.closed.notify_all();
             })
     };
     if let Err(e) = spawned {
@@ -450,6 +445,21 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
             stream,
             "the server cannot start another connection thread; retry in a second".into(),
         );
+    }
+}
+
+/// Frees a connection's slot when its thread ends, also by a panic (which
+/// would otherwise keep the slot taken until the server refused everyone).
+struct Leaving<'a>(&'a Inner, u64);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0
+            .conns
+            .lock()
+            .expect("http connection table lock")
+            .remove(&self.1);
+        self.0.closed.notify_all();
     }
 }
 
