@@ -93,9 +93,13 @@ pub struct HostServices {
     pub hardware: HardwareHandle,
     pub state_dir: std::path::PathBuf,
     /// Per-plugin resources by name, shared by every version of a plugin so
-    /// a hot reload keeps its state store, counters and rate limits.
+    /// a hot reload keeps its state store, counters and rate limits. Entries
+    /// are added only by the loader (when it loads a version).
     pub resources: Arc<Mutex<std::collections::HashMap<String, Resources>>>,
-    /// Values plugins publish through `telemetry`; the scheduler collects them.
+    /// Values plugins publish through `telemetry` (each under its own name,
+    /// from whichever thread runs its instance: the scheduler, or the loader
+    /// while a new version's modules import); only the scheduler takes them
+    /// and removes an unloaded plugin's.
     pub telemetry: Arc<telemetry::Board>,
     /// Every plugin's latest readings, posted by the scheduler, for the
     /// plugins that follow them.

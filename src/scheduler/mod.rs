@@ -34,21 +34,33 @@ use crate::runtime::Runtime;
 use policy::{Render, Schedule, Trial, Turn, Verdict};
 pub use policy::{RENDER_REFRESH, TRIAL_CALLS};
 
-/// What the scheduler shares with the HTTP workers.
+/// What the scheduler and the loader publish for the HTTP workers, the
+/// MQTT thread and `/metrics`. Each field has one writer, named on it;
+/// everyone else only reads.
 pub struct Shared {
+    /// The latest readings. Written only by the scheduler thread (after a
+    /// poll, on telemetry, when a plugin is unloaded).
     pub readings: RwLock<Readings>,
     /// The dashboard plugin's last good page; `None` while it is loading or
-    /// after it failed, when HTTP serves the host's fallback page.
+    /// after it failed, when HTTP serves the host's fallback page. Written
+    /// only by the scheduler thread (after a render, when the dashboard is
+    /// unloaded).
     pub page: RwLock<Option<Arc<String>>>,
+    /// Every plugin's status. Changed only through its transitions: the
+    /// loader reports loads, the scheduler calls and unloads (see
+    /// `plugins::registry`).
     pub registry: Registry,
     /// Unix ms of the scheduler loop's last turn; `/healthz` checks it.
+    /// Written only by the scheduler thread.
     pub heartbeat_ms: AtomicU64,
-    /// Every plugin finished loading (successfully or not).
+    /// Every plugin finished loading (successfully or not). Set only by the
+    /// scheduler thread, when the loader says so ([`Command::LoadingDone`]).
     pub loaded: std::sync::atomic::AtomicBool,
     /// The config file's error, while the file on disk is invalid and the
-    /// host keeps running the last good config.
+    /// host keeps running the last good config. Written only by the loader.
     pub config_error: Arc<RwLock<Option<String>>>,
     /// Bounded history of every reading, for charts and `/api/history`.
+    /// Written only by the scheduler thread (with the readings).
     pub history: Mutex<history::History>,
     /// Why the host cannot go on: set once, by a thread it cannot run
     /// without as that thread dies of a panic (see [`watched`]). `/healthz`
