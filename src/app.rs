@@ -160,6 +160,7 @@ pub fn probe(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<bool>
 /// A running host.
 pub struct Host {
     pub addr: SocketAddr,
+    shared: Arc<Shared>,
     http: Option<HttpServer>,
     mqtt: Arc<MqttService>,
     scheduler: Option<std::thread::JoinHandle<()>>,
@@ -238,7 +239,13 @@ impl Host {
         } else {
             "control endpoints are off (host.control = \"off\")".to_string()
         };
-        let mut state = AppState::new(shared, hardware.handle(), control, hardware_name, auth);
+        let mut state = AppState::new(
+            shared.clone(),
+            hardware.handle(),
+            control,
+            hardware_name,
+            auth,
+        );
         state.mqtt = Some(mqtt.clone());
         state.hosts = http::hosts::AllowedHosts::new(&config_hosts);
         let http = HttpServer::start(listen, limits, Arc::new(state))?;
@@ -246,6 +253,7 @@ impl Host {
         log::info!("{control_note}");
         Ok(Host {
             addr: http.addr,
+            shared,
             http: Some(http),
             mqtt,
             scheduler: Some(scheduler),
@@ -253,6 +261,19 @@ impl Host {
             hardware,
             runtime,
         })
+    }
+
+    /// Why the host cannot go on, once it cannot: a thread it needs
+    /// (scheduler, loader, HTTP acceptor, MQTT) died of a panic, or the
+    /// scheduler ended.
+    pub fn failure(&self) -> Option<String> {
+        if let Some(fatal) = self.shared.fatal.get() {
+            return Some(fatal.clone());
+        }
+        self.scheduler
+            .as_ref()
+            .is_some_and(|t| t.is_finished())
+            .then(|| "the scheduler thread stopped".to_string())
     }
 
     /// Stops HTTP, the scheduler and the hardware, in that order.
@@ -752,6 +773,14 @@ pub fn run(config_path: PathBuf, overrides: Overrides) -> anyhow::Result<()> {
     let host = Host::start(config)?;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
+        if let Some(why) = host.failure() {
+            // A bug: exit with an error, for the service manager to restart
+            // the host, rather than serve while nothing polls or reloads.
+            log::error!("{why}; shutting down");
+            host.stop();
+            log::info!("stopped: LEDs off, buzzer silent");
+            anyhow::bail!("{why}");
+        }
     }
     log::info!("shutting down");
     host.stop();

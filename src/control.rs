@@ -90,7 +90,12 @@ impl Control {
     /// Plays `pattern` if the shared rate limit allows it. `via` names the
     /// caller for the log (`http`, `mqtt`).
     pub fn buzz(&self, pattern: Pattern, via: &str) -> Result<(), ControlError> {
-        if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
+        if !self
+            .bucket
+            .lock()
+            .expect("control rate limit lock")
+            .try_take()
+        {
             log::warn!(target: "control", "buzzer `{}` from {via} refused: rate limit", pattern.name());
             // The bucket refused because it holds less than one press, so
             // one refill interval brings the next at the latest.

@@ -41,7 +41,12 @@ impl Host for Buzzer {
         if count == 0 || count > MAX_BEEPS {
             return Err(format!("beep count must be 1–{MAX_BEEPS}, not {count}"));
         }
-        if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
+        if !self
+            .bucket
+            .lock()
+            .expect("buzzer rate limit lock")
+            .try_take()
+        {
             return Err(self.refuse.refuse(
                 "buzzer rate limit: at most 3 patterns at once, then one every 10 s".to_string(),
             ));

@@ -78,7 +78,7 @@ impl Host for Leds {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
+        if !self.bucket.lock().expect("LED rate limit lock").try_take() {
             // The buffer is kept: the next allowed sync shows the latest colours.
             return Err(self
                 .refuse

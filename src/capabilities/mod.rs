@@ -93,9 +93,13 @@ pub struct HostServices {
     pub hardware: HardwareHandle,
     pub state_dir: std::path::PathBuf,
     /// Per-plugin resources by name, shared by every version of a plugin so
-    /// a hot reload keeps its state store, counters and rate limits.
+    /// a hot reload keeps its state store, counters and rate limits. Entries
+    /// are added only by the loader (when it loads a version).
     pub resources: Arc<Mutex<std::collections::HashMap<String, Resources>>>,
-    /// Values plugins publish through `telemetry`; the scheduler collects them.
+    /// Values plugins publish through `telemetry` (each under its own name,
+    /// from whichever thread runs its instance: the scheduler, or the loader
+    /// while a new version's modules import); only the scheduler takes them
+    /// and removes an unloaded plugin's.
     pub telemetry: Arc<telemetry::Board>,
     /// Every plugin's latest readings, posted by the scheduler, for the
     /// plugins that follow them.
@@ -123,14 +127,12 @@ impl HostServices {
     /// The resources of plugin `name`, created on first use; the state
     /// quota follows the latest config.
     pub fn resources(&self, name: &str, state_quota_bytes: u64) -> anyhow::Result<Resources> {
-        let mut all = self
-            .resources
-            .lock()
-            .map_err(|_| anyhow::anyhow!("plugin resources are unavailable"))?;
+        let mut all = self.resources.lock().expect("plugin resources lock");
         if let Some(r) = all.get(name) {
-            if let Ok(mut store) = r.state.lock() {
-                store.set_quota(state_quota_bytes);
-            }
+            r.state
+                .lock()
+                .expect("state store lock")
+                .set_quota(state_quota_bytes);
             return Ok(r.clone());
         }
         let mut store = state::Store::open(&self.state_dir.join("state"), name, state_quota_bytes)
@@ -337,11 +339,10 @@ impl Refuser {
     /// Records a refused call and returns the message the plugin gets.
     pub fn refuse(&self, message: String) -> String {
         let n = self.denied.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut last) = self.denied.last_log.lock() {
-            if last.is_none_or(|t| t.elapsed() >= DENIAL_LOG_EVERY) {
-                *last = Some(Instant::now());
-                ::log::warn!(target: "grants", "plugin `{}`: {message} ({n} refused so far)", self.plugin);
-            }
+        let mut last = self.denied.last_log.lock().expect("denial log lock");
+        if last.is_none_or(|t| t.elapsed() >= DENIAL_LOG_EVERY) {
+            *last = Some(Instant::now());
+            ::log::warn!(target: "grants", "plugin `{}`: {message} ({n} refused so far)", self.plugin);
         }
         message
     }

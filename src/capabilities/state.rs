@@ -277,20 +277,22 @@ impl State {
 
 impl Host for State {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.store.lock().ok()?.get(&key).map(<[u8]>::to_vec)
+        self.store
+            .lock()
+            .expect("state store lock")
+            .get(&key)
+            .map(<[u8]>::to_vec)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         self.store
             .lock()
-            .map_err(|_| "state store unavailable".to_string())?
+            .expect("state store lock")
             .set(&key, &value)
     }
 
     fn delete(&mut self, key: String) {
-        if let Ok(mut store) = self.store.lock() {
-            store.delete(&key);
-        }
+        self.store.lock().expect("state store lock").delete(&key);
     }
 }
 

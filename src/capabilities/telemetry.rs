@@ -44,7 +44,7 @@ pub struct Board {
 impl Board {
     /// The whole map, if anything changed since the last call.
     pub fn take_if_changed(&self) -> Option<TelemetryMap> {
-        let mut inner = self.inner.lock().ok()?;
+        let mut inner = self.inner.lock().expect("telemetry board lock");
         if !inner.1 {
             return None;
         }
@@ -55,18 +55,14 @@ impl Board {
     /// Forgets what `plugin` published (it was disabled or removed), so its
     /// values leave `/api` and their Home Assistant entities are withdrawn.
     pub fn remove(&self, plugin: &str) {
-        if let Ok(mut inner) = self.inner.lock() {
-            if inner.0.remove(plugin).is_some() {
-                inner.1 = true;
-            }
+        let mut inner = self.inner.lock().expect("telemetry board lock");
+        if inner.0.remove(plugin).is_some() {
+            inner.1 = true;
         }
     }
 
     fn put(&self, plugin: &str, name: &str, v: TelemetryValue) -> Result<(), String> {
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| "telemetry is unavailable".to_string())?;
+        let mut inner = self.inner.lock().expect("telemetry board lock");
         let values = inner.0.entry(plugin.to_string()).or_default();
         if !values.contains_key(name) && values.len() >= MAX_NAMES {
             return Err(format!(
@@ -139,7 +135,12 @@ impl Host for Telemetry {
                 "telemetry value of `{name}` must be a finite number"
             ));
         }
-        if !self.bucket.lock().is_ok_and(|mut b| b.try_take()) {
+        if !self
+            .bucket
+            .lock()
+            .expect("telemetry rate limit lock")
+            .try_take()
+        {
             return Err(self.refuse.refuse(
                 "telemetry rate limit: at most 10 values at once, then 10 per second".into(),
             ));

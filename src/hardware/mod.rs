@@ -371,7 +371,7 @@ impl HardwareHandle {
 
     /// Whether the actuators' state is `status`, without copying it.
     pub fn status_is(&self, status: &ActuatorStatus) -> bool {
-        self.status.read().is_ok_and(|s| *s == *status)
+        *self.status.read().expect("actuator status lock") == *status
     }
 }
 

@@ -123,11 +123,7 @@ impl Inputs {
             plugins: state
                 .shared
                 .registry
-                .read()
-                .expect("plugin registry lock")
-                .values()
-                .map(PluginSummary::of)
-                .collect(),
+                .read(|r| r.values().map(PluginSummary::of).collect()),
             actuators: state.hardware.status(),
             mqtt: state.mqtt.as_ref().and_then(|m| m.view()),
         }
@@ -146,8 +142,9 @@ impl Inputs {
                 && r.published == mine.published
         };
         let same_plugins = || {
-            let r = state.shared.registry.read().expect("plugin registry lock");
-            r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
+            state.shared.registry.read(|r| {
+                r.len() == self.plugins.len() && r.values().zip(&self.plugins).all(|(p, s)| s.is(p))
+            })
         };
         same_readings
             && same_plugins()
@@ -245,10 +242,12 @@ pub fn history(request: &Request, state: &AppState) -> Response {
         },
     };
     let sensor = super::wire::form_field(query, "sensor");
-    let series = match state.shared.history.lock() {
-        Ok(h) => h.view(tier, sensor.as_deref(), since),
-        Err(_) => Vec::new(),
-    };
+    let series = state
+        .shared
+        .history
+        .lock()
+        .expect("reading history lock")
+        .view(tier, sensor.as_deref(), since);
     #[derive(Serialize)]
     struct Body {
         range: &'static str,
@@ -275,8 +274,17 @@ pub fn plugins(state: &AppState) -> Response {
 }
 
 /// `GET /healthz`: 200 when the scheduler is turning and no plugin is
-/// quarantined or failed to load; 503 otherwise, with the reasons.
+/// quarantined or failed to load; 503 otherwise, with the reasons (only
+/// the panic, once a thread the host needs died of one).
 pub fn healthz(state: &AppState) -> Response {
+    if let Some(fatal) = state.shared.fatal.get() {
+        // The host is stopping. Nothing else is looked at: the panic may
+        // have poisoned the locks behind the other checks.
+        return health(
+            state,
+            vec![format!("{fatal}; the host is stopping (see its log)")],
+        );
+    }
     let heartbeat = state.shared.heartbeat_ms.load(Ordering::Relaxed);
     let age_ms = unix_time_ms().saturating_sub(heartbeat);
     let mut problems = Vec::new();
@@ -307,6 +315,11 @@ pub fn healthz(state: &AppState) -> Response {
             ));
         }
     }
+    health(state, problems)
+}
+
+/// The `/healthz` answer for `problems`.
+fn health(state: &AppState, problems: Vec<String>) -> Response {
     let status = if problems.is_empty() { 200 } else { 503 };
     Response::json(
         status,
@@ -519,5 +532,29 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second), "a change: a new body");
         assert!(String::from_utf8_lossy(&second).contains("\"last_update\":7"));
         assert!(Arc::ptr_eq(&second, &state.api_cache.body(&state)));
+    }
+
+    #[test]
+    fn a_panicking_host_thread_fails_healthz_with_its_message() {
+        let (_hw, state) = state();
+        assert_eq!(super::healthz(&state).status, 200);
+        // The thread dies holding a lock /healthz otherwise reads.
+        let shared = state.shared.clone();
+        let died = std::thread::spawn(move || {
+            crate::scheduler::watched(&shared, "scheduler", || {
+                let _held = shared.config_error.write().unwrap();
+                panic!("a bug");
+            })
+        })
+        .join();
+        assert!(died.is_err(), "the panic goes on to the thread's join");
+        assert!(state.shared.config_error.is_poisoned());
+        let answer = super::healthz(&state);
+        assert_eq!(answer.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(
+            body["problems"][0],
+            "the scheduler thread panicked: a bug; the host is stopping (see its log)"
+        );
     }
 }

@@ -158,7 +158,8 @@ impl Auth {
 
     /// Whether the request carries the cookie of a live session.
     pub fn session_ok(&self, request: &Request) -> bool {
-        cookie(request, COOKIE).is_some_and(|v| lock(&self.sessions).is_live(v))
+        cookie(request, COOKIE)
+            .is_some_and(|v| lock(&self.sessions, "auth sessions lock").is_live(v))
     }
 
     /// Whether `presented` is the token, for the login form: a client past
@@ -180,7 +181,7 @@ impl Auth {
     pub fn start_session(&self) -> Option<String> {
         self.token.as_ref()?;
         let id = random_hex(32).ok()?;
-        lock(&self.sessions).start(&id);
+        lock(&self.sessions, "auth sessions lock").start(&id);
         Some(format!(
             "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
             SESSION_LIFETIME.as_secs()
@@ -190,19 +191,19 @@ impl Auth {
     /// Ends the session whose cookie `request` carries, for good.
     pub fn end_session(&self, request: &Request) {
         if let Some(id) = cookie(request, COOKIE) {
-            lock(&self.sessions).end(id);
+            lock(&self.sessions, "auth sessions lock").end(id);
         }
     }
 
     /// Wrong tokens refused since start (for `/metrics`).
     pub fn failures_total(&self) -> u64 {
-        lock(&self.failures).total
+        lock(&self.failures, "auth failures lock").total
     }
 
     /// Refused when the request's client has used up its wrong tokens.
     fn throttle(&self, request: &Request) -> Result<(), RateLimited> {
         let client = request.peer.map(Client::of);
-        match lock(&self.failures).throttle(client, Instant::now()) {
+        match lock(&self.failures, "auth failures lock").throttle(client, Instant::now()) {
             None => Ok(()),
             Some(wait) => Err(RateLimited::new(
                 format!(
@@ -220,15 +221,17 @@ impl Auth {
     /// within the log budget.
     fn failed(&self, request: &Request, what: &str) {
         let client = request.peer.map(Client::of);
-        let line = lock(&self.failures).failed(client, what, Instant::now());
+        let line = lock(&self.failures, "auth failures lock").failed(client, what, Instant::now());
         if let Some(line) = line {
             log::warn!(target: "auth", "{line}");
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Fails closed: a throttle or session table a panic left half-changed
+/// must not go on deciding who gets in.
+fn lock<'a, T>(m: &'a Mutex<T>, what: &str) -> std::sync::MutexGuard<'a, T> {
+    m.lock().expect(what)
 }
 
 /// Per-client allowance of wrong tokens (a token bucket each) and the

@@ -237,12 +237,12 @@ impl Inner {
             }
         }
         {
-            let mut free = self.permits.lock().unwrap_or_else(|e| e.into_inner());
+            let mut free = self.permits.lock().expect("http handler permits lock");
             while *free == 0 {
                 free = self
                     .permit_freed
                     .wait(free)
-                    .unwrap_or_else(|e| e.into_inner());
+                    .expect("http handler permits lock");
             }
             *free -= 1;
         }
@@ -306,7 +306,12 @@ impl Server {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("http-accept".into())
-                .spawn(move || accept_loop(&listener, &inner))?
+                .spawn(move || {
+                    let shared = inner.state.shared.clone();
+                    crate::scheduler::watched(&shared, "http-accept", || {
+                        accept_loop(&listener, &inner)
+                    })
+                })?
         };
         Ok(Server {
             inner,
@@ -330,6 +335,8 @@ impl Server {
             let _ = acceptor.join();
         }
         let deadline = Instant::now() + Duration::from_secs(2);
+        // Stopping must close what is open whatever a panicking connection
+        // thread left: the table holds only sockets to shut down and wait for.
         let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
         for slot in conns.values().filter(|s| s.phase == Phase::Waiting) {
             let _ = slot.stream.shutdown(Shutdown::Both);
@@ -344,7 +351,7 @@ impl Server {
                 .inner
                 .closed
                 .wait_timeout(conns, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|e| e.into_inner()) // as above
                 .0;
         }
     }
@@ -375,7 +382,7 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
     };
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     {
-        let mut conns = inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = inner.conns.lock().expect("http connection table lock");
         let views: Vec<SlotView> = conns
             .iter()
             .map(|(&id, s)| SlotView {
@@ -420,15 +427,10 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
             .name("http-conn".into())
             .stack_size(STACK_SIZE)
             .spawn(move || {
+                let _slot = Leaving(&inner, id);
                 if let Ok(stream) = stream {
                     serve(stream, id, &inner);
                 }
-                inner
-                    .conns
-                    .lock()
-                    .expect("http connection table lock")
-                    .remove(&id);
-                inner.closed.notify_all();
             })
     };
     if let Err(e) = spawned {
@@ -443,6 +445,21 @@ fn admit(stream: TcpStream, client: Client, inner: &Arc<Inner>) {
             stream,
             "the server cannot start another connection thread; retry in a second".into(),
         );
+    }
+}
+
+/// Frees a connection's slot when its thread ends, also by a panic (which
+/// would otherwise keep the slot taken until the server refused everyone).
+struct Leaving<'a>(&'a Inner, u64);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0
+            .conns
+            .lock()
+            .expect("http connection table lock")
+            .remove(&self.1);
+        self.0.closed.notify_all();
     }
 }
 

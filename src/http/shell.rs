@@ -61,7 +61,7 @@ pub fn shell() -> Response {
 
 /// `GET /view`: the plugin's page, or the host's fallback page.
 pub fn view(state: &AppState) -> Response {
-    let page = state.shared.page.read().ok().and_then(|p| p.clone());
+    let page = state.shared.page.read().expect("page cache lock").clone();
     let body = match page {
         Some(page) => page.as_str().to_string(),
         None => fallback::page(state),

@@ -67,7 +67,7 @@ impl Service {
     /// does, else stops the old thread (publishing `offline` to its broker)
     /// and starts one for the new settings when they are enabled.
     pub fn apply(&self, config: &MqttSection) -> std::io::Result<()> {
-        let _one = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.applying.lock().expect("mqtt apply lock");
         if self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -116,16 +116,22 @@ impl Service {
 
     /// Stops the thread for good (a clean `offline`).
     pub fn shutdown(&self) {
+        // Shutdown must publish `offline` and join the thread whatever a
+        // panicking apply left behind: the slot holds at most a thread.
         let _one = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         self.closed.store(true, Ordering::Relaxed);
-        let old = self.lock().take();
+        let old = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(mut old) = old {
             old.stop();
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Mqtt>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
+        self.running.lock().expect("mqtt thread slot lock")
     }
 }
 
@@ -139,6 +145,7 @@ impl Mqtt {
         let stop = Stop::default();
         let status = Arc::new(Status::default());
         let broker = config.broker();
+        let watch = shared.clone();
         let worker = Worker::new(
             config.clone(),
             shared,
@@ -149,7 +156,7 @@ impl Mqtt {
         );
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || crate::scheduler::watched(&watch, "mqtt", || worker.run()))?;
         Ok(Mqtt {
             stop,
             thread: Some(thread),

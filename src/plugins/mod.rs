@@ -14,15 +14,13 @@ pub mod backoff;
 pub mod checks;
 pub mod files;
 pub mod histogram;
+pub mod registry;
 pub mod reload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use anyhow::Context as _;
-use serde::Serialize;
 
 use crate::capabilities::{self, HostServices, PluginShared};
 use crate::config::{ownership::Owned, Config, Limits, PluginKind};
@@ -31,112 +29,11 @@ use crate::hardware::unix_time_ms;
 use crate::readings::{SensorReading, SystemReading};
 use crate::runtime::FailureKind;
 use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
+use anyhow::Context as _;
 use backoff::{AfterFailure, Backoff};
 pub use backoff::{BACKOFF_MAX, BACKOFF_START, QUARANTINE_FAILURES, QUARANTINE_WINDOW};
-use histogram::Histogram;
-
-/// Where a plugin is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Loading,
-    Running,
-    /// The last call failed; it will be retried after a backoff.
-    Failed,
-    /// Failed too often; not called until reloaded or re-enabled.
-    Quarantined,
-    /// The component could not be loaded (missing file, refused grants).
-    LoadFailed,
-    Disabled,
-}
-
-/// What the host publishes about one plugin.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginStatus {
-    pub name: String,
-    /// The entry point the plugin serves (`dht22-logic`, `dashboard`, ...).
-    pub kind: Option<&'static str>,
-    pub status: Health,
-    /// Its folder of Python source, or its component file.
-    pub file: String,
-    /// First 12 hex digits of the SHA-256 of its sources (or component).
-    pub version: String,
-    /// "python" (source on the shared runtime) or "component".
-    pub source: Option<&'static str>,
-    pub loaded_at_ms: u64,
-    pub calls: u64,
-    pub failures: u64,
-    pub failures_by_kind: BTreeMap<&'static str, u64>,
-    pub last_error: String,
-    pub last_error_kind: Option<&'static str>,
-    /// Python traceback of the last failure, if any.
-    pub last_error_detail: String,
-    pub last_call_ms: Option<u64>,
-    pub last_call_duration_us: u64,
-    pub last_call_fuel: u64,
-    pub denied_calls: u64,
-    pub interval_ms: u64,
-    /// How late the last scheduled call started, and the worst so far: how
-    /// much other plugins delayed this one.
-    pub last_start_delay_us: u64,
-    pub max_start_delay_us: u64,
-    /// Fuel used by every call so far.
-    pub fuel_used_total: u64,
-    /// Versions installed after the first (hot reloads and rollbacks).
-    pub reloads: u64,
-    /// Python modules compiled from source by this plugin's loads so far.
-    /// A load that finds its bytecode cached (a restart, a new instance
-    /// after a failure, `recycle = true`) adds nothing.
-    pub python_compiles: u64,
-    /// Linear memory of the live instance; 0 when there is none.
-    pub instance_memory_bytes: u64,
-    /// Durable writes of its state store so far (a call's changes are
-    /// written at most once, and at most once per 5 s).
-    pub state_writes: u64,
-    /// Call durations by call kind (`poll`, `render`), for `/metrics`.
-    #[serde(skip)]
-    pub call_seconds: BTreeMap<&'static str, Histogram>,
-    /// How late scheduled polls started, for `/metrics`.
-    #[serde(skip)]
-    pub start_delay_seconds: Histogram,
-}
-
-impl PluginStatus {
-    pub fn new(name: &str, file: String, status: Health, interval_ms: u64) -> PluginStatus {
-        PluginStatus {
-            name: name.to_string(),
-            kind: None,
-            status,
-            file,
-            version: String::new(),
-            source: None,
-            loaded_at_ms: 0,
-            calls: 0,
-            failures: 0,
-            failures_by_kind: BTreeMap::new(),
-            last_error: String::new(),
-            last_error_kind: None,
-            last_error_detail: String::new(),
-            last_call_ms: None,
-            last_call_duration_us: 0,
-            last_call_fuel: 0,
-            denied_calls: 0,
-            interval_ms,
-            last_start_delay_us: 0,
-            max_start_delay_us: 0,
-            fuel_used_total: 0,
-            reloads: 0,
-            python_compiles: 0,
-            instance_memory_bytes: 0,
-            state_writes: 0,
-            call_seconds: BTreeMap::new(),
-            start_delay_seconds: Histogram::new(histogram::START_DELAY_SECONDS),
-        }
-    }
-}
-
-/// Every plugin's published status, by name.
-pub type Registry = Arc<RwLock<BTreeMap<String, PluginStatus>>>;
+use registry::{Call, Problem, Version};
+pub use registry::{Health, PluginStatus, Registry};
 
 /// A loaded plugin on the scheduler thread.
 pub struct Plugin {
@@ -322,35 +219,29 @@ impl std::error::Error for LoadFailure {}
 impl Plugin {
     /// Publishes this version as the plugin's running one.
     pub fn announce(&self) {
-        self.publish(|s| {
-            if !s.version.is_empty() {
-                s.reloads += 1;
-            }
-            s.kind = Some(self.kind.interface());
-            s.status = Health::Running;
-            s.version = self.version.clone();
-            s.source = Some(if self.prepared.is_source() {
+        self.registry
+            .installed(&self.name, self.published_version());
+    }
+
+    /// Publishes this version as the running one again, after the version
+    /// that replaced it failed on its first calls (`why`).
+    pub fn announce_rollback(&self, why: Problem) {
+        self.registry
+            .rolled_back(&self.name, self.published_version(), why);
+    }
+
+    fn published_version(&self) -> Version {
+        Version {
+            kind: self.kind.interface(),
+            version: self.version.clone(),
+            source: if self.prepared.is_source() {
                 "python"
             } else {
                 "component"
-            });
-            s.loaded_at_ms = unix_time_ms();
-            s.file = self.origin.display().to_string();
-            s.interval_ms = self.interval.as_millis() as u64;
-            s.last_error.clear();
-            s.last_error_kind = None;
-            s.last_error_detail.clear();
-        });
-    }
-
-    /// Records a note (a failed reload, a rollback) as the last error
-    /// without changing the plugin's health.
-    pub fn note_error(&self, kind: &'static str, message: String, detail: String) {
-        self.publish(|s| {
-            s.last_error = message;
-            s.last_error_kind = Some(kind);
-            s.last_error_detail = detail;
-        });
+            },
+            file: self.origin.display().to_string(),
+            interval_ms: self.interval.as_millis() as u64,
+        }
     }
 
     /// The last failure of this version, if its last call failed.
@@ -369,28 +260,9 @@ impl Plugin {
         self.safe_on_drop = false;
     }
 
-    fn publish(&self, f: impl FnOnce(&mut PluginStatus)) {
-        if let Ok(mut registry) = self.registry.write() {
-            let entry = registry.entry(self.name.clone()).or_insert_with(|| {
-                PluginStatus::new(
-                    &self.name,
-                    String::new(),
-                    Health::Loading,
-                    self.interval.as_millis() as u64,
-                )
-            });
-            f(entry);
-        }
-    }
-
     /// Records how late a scheduled call starts.
     pub fn record_start_delay(&self, delay: Duration) {
-        let us = delay.as_micros() as u64;
-        self.publish(|s| {
-            s.last_start_delay_us = us;
-            s.max_start_delay_us = s.max_start_delay_us.max(us);
-            s.start_delay_seconds.observe(delay.as_secs_f64());
-        });
+        self.registry.started_late(&self.name, delay);
     }
 
     /// Whether the plugin may be called at `now`.
@@ -403,10 +275,8 @@ impl Plugin {
     fn start(&mut self, limits: &Limits) -> Result<(), PluginFailure> {
         let ctx = self.shared.context(&self.services);
         let instance = self.prepared.instantiate(ctx, limits)?;
-        let compiled = self.prepared.compiled_by_last_load() as u64;
-        if compiled > 0 {
-            self.publish(|s| s.python_compiles += compiled);
-        }
+        self.registry
+            .compiled(&self.name, self.prepared.compiled_by_last_load() as u64);
         self.instance = Some(instance);
         Ok(())
     }
@@ -450,20 +320,17 @@ impl Plugin {
             .denied
             .count
             .load(std::sync::atomic::Ordering::Relaxed);
-        self.publish(|s| {
-            s.calls += 1;
-            s.last_call_ms = Some(unix_time_ms());
-            s.last_call_duration_us = duration.as_micros() as u64;
-            s.last_call_fuel = fuel;
-            s.fuel_used_total += fuel;
-            s.instance_memory_bytes = memory;
-            s.call_seconds
-                .entry(call_kind)
-                .or_insert_with(|| Histogram::new(histogram::CALL_SECONDS))
-                .observe(duration.as_secs_f64());
-            s.denied_calls = denied;
-            s.state_writes = state_writes;
-        });
+        self.registry.called(
+            &self.name,
+            Call {
+                kind: call_kind,
+                duration,
+                fuel,
+                memory_bytes: memory,
+                denied,
+                state_writes,
+            },
+        );
         match result {
             Ok(r) => {
                 if recycle {
@@ -472,7 +339,7 @@ impl Plugin {
                 self.last_failure = None;
                 if self.backoff.succeeded() {
                     log::info!("plugin `{}` recovered", self.name);
-                    self.publish(|s| s.status = Health::Running);
+                    self.registry.recovered(&self.name);
                 }
                 Some(r)
             }
@@ -537,7 +404,7 @@ impl Plugin {
     pub fn fail(&mut self, failure: PluginFailure) {
         self.instance = None;
         self.safe_state();
-        let health = match self.backoff.failed(Instant::now()) {
+        match self.backoff.failed(Instant::now()) {
             AfterFailure::Retry(delay) => {
                 log::error!(
                     "plugin `{}` failed ({}): {}; retrying in {} s",
@@ -546,7 +413,7 @@ impl Plugin {
                     failure.message,
                     delay.as_secs()
                 );
-                Health::Failed
+                self.registry.call_failed(&self.name, &failure);
             }
             AfterFailure::Quarantined { failures } => {
                 // It will not be called again: what it changed goes to disk now.
@@ -557,22 +424,13 @@ impl Plugin {
                     QUARANTINE_WINDOW.as_secs(),
                     failure.message
                 );
-                Health::Quarantined
+                self.registry.quarantined(&self.name, &failure);
             }
-        };
+        }
         if !failure.detail.is_empty() {
             log::error!("plugin `{}` output:\n{}", self.name, failure.detail);
         }
-        let kind = failure.kind;
-        self.last_failure = Some(failure.clone());
-        self.publish(|s| {
-            s.failures += 1;
-            *s.failures_by_kind.entry(kind.as_str()).or_insert(0) += 1;
-            s.status = health;
-            s.last_error = failure.message;
-            s.last_error_kind = Some(kind.as_str());
-            s.last_error_detail = failure.detail;
-        });
+        self.last_failure = Some(failure);
     }
 
     /// Writes what the plugin's calls changed in its state store: after a
@@ -619,7 +477,18 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
-        self.flush_state(true);
+        if std::thread::panicking() && self.shared.state.is_poisoned() {
+            // Unwinding from a panic taken while the store was open: what it
+            // holds may be half-changed, so it is not written (and a second
+            // panic here would abort before the actuators are made safe).
+            log::error!(
+                "plugin `{}`: its state store was open when the host panicked; unsaved \
+                 changes are dropped",
+                self.name
+            );
+        } else {
+            self.flush_state(true);
+        }
         if self.safe_on_drop {
             self.safe_state();
         }

@@ -206,13 +206,21 @@ impl ArtifactCache {
 
     fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>> {
         let id = identity(path);
-        let known = id.is_some_and(|id| self.verified.lock().is_ok_and(|v| v.contains(&id)));
+        let known = id.is_some_and(|id| {
+            self.verified
+                .lock()
+                .expect("verified artifacts lock")
+                .contains(&id)
+        });
         if !known {
             if !self.verify(path)? {
                 return Ok(None);
             }
-            if let (Some(id), Ok(mut v)) = (id, self.verified.lock()) {
-                v.insert(id);
+            if let Some(id) = id {
+                self.verified
+                    .lock()
+                    .expect("verified artifacts lock")
+                    .insert(id);
             }
         }
         // Touch for LRU eviction.
@@ -267,8 +275,11 @@ impl ArtifactCache {
             &checksum_path(path),
             hex(&Sha256::digest(artifact)).as_bytes(),
         )?;
-        if let (Some(id), Ok(mut v)) = (identity(path), self.verified.lock()) {
-            v.insert(id);
+        if let Some(id) = identity(path) {
+            self.verified
+                .lock()
+                .expect("verified artifacts lock")
+                .insert(id);
         }
         self.evict(path);
         Ok(())

@@ -66,10 +66,9 @@ impl Interrupt {
     /// Returns false when it was interrupted.
     pub fn sleep(&self, duration: Duration) -> bool {
         let until = Instant::now() + duration;
-        let mut guard = match self.lock.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        // The mutex guards no data (it only pairs with the condvar), so a
+        // poisoned one holds nothing wrong; shutdown must wake every sleeper.
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return false;
@@ -80,6 +79,7 @@ impl Interrupt {
             }
             guard = match self.wake.wait_timeout(guard, until - now) {
                 Ok((g, _)) => g,
+                // As above: no data behind it.
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
@@ -91,6 +91,7 @@ impl Interrupt {
 
     fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        // Poisoned or not (it guards no data), held while notifying.
         let _guard = self.lock.lock();
         self.wake.notify_all();
     }
@@ -109,7 +110,7 @@ pub struct Running(());
 /// Starts the epoch tickers for a call; hold the guard for its duration.
 pub fn running() -> Running {
     if RUNNING.fetch_add(1, Ordering::SeqCst) == 0 {
-        let tickers = TICKERS.lock().unwrap_or_else(|p| p.into_inner());
+        let tickers = TICKERS.lock().expect("epoch tickers lock");
         tickers.iter().for_each(Thread::unpark);
     }
     Running(())
@@ -346,7 +347,7 @@ impl Runtime {
         };
         TICKERS
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .expect("epoch tickers lock")
             .push(ticker.thread().clone());
         Ok(Runtime {
             engine,
@@ -402,7 +403,7 @@ impl Runtime {
     /// in the cache) and kept for the life of this Runtime: a rebuilt
     /// runtime applies at the next start.
     pub fn python(&self, file: &Path) -> anyhow::Result<Arc<PythonRuntime>> {
-        let mut slot = self.python.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.python.lock().expect("python runtime lock");
         if let Some(python) = slot.as_ref() {
             return Ok(python.clone());
         }
@@ -416,6 +417,8 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
+            // Dropping the runtime (shutdown, or unwinding from a panic)
+            // must stop its ticker whatever poisoned the list.
             TICKERS
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -67,10 +67,9 @@ pub fn track(path: &Path) {
         use std::os::unix::fs::MetadataExt;
         if let Ok(m) = std::fs::metadata(path) {
             let id = (m.dev(), m.ino());
-            if let Ok(mut ids) = ARTIFACTS.lock() {
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
+            let mut ids = ARTIFACTS.lock().expect("mapped artifacts lock");
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
         advise_mappings();
@@ -85,10 +84,10 @@ pub fn track(path: &Path) {
 pub fn advise_mappings() {
     #[cfg(target_os = "linux")]
     {
-        let ids = match ARTIFACTS.lock() {
-            Ok(ids) if !ids.is_empty() => ids.clone(),
-            _ => return,
-        };
+        let ids = ARTIFACTS.lock().expect("mapped artifacts lock").clone();
+        if ids.is_empty() {
+            return;
+        }
         let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
             return;
         };

@@ -14,7 +14,7 @@ pub mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::{FollowedReading, Rgb};
 use crate::hardware::unix_time_ms;
+use crate::plugins::registry::{Problem, Unloaded};
 use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
 use crate::readings::Origin;
 pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
@@ -33,22 +34,40 @@ use crate::runtime::Runtime;
 use policy::{Render, Schedule, Trial, Turn, Verdict};
 pub use policy::{RENDER_REFRESH, TRIAL_CALLS};
 
-/// What the scheduler shares with the HTTP workers.
+/// What the scheduler and the loader publish for the HTTP workers, the
+/// MQTT thread and `/metrics`. Each field has one writer, named on it;
+/// everyone else only reads.
 pub struct Shared {
+    /// The latest readings. Written only by the scheduler thread (after a
+    /// poll, on telemetry, when a plugin is unloaded).
     pub readings: RwLock<Readings>,
     /// The dashboard plugin's last good page; `None` while it is loading or
-    /// after it failed, when HTTP serves the host's fallback page.
+    /// after it failed, when HTTP serves the host's fallback page. Written
+    /// only by the scheduler thread (after a render, when the dashboard is
+    /// unloaded).
     pub page: RwLock<Option<Arc<String>>>,
+    /// Every plugin's status. Changed only through its transitions: the
+    /// loader reports loads, the scheduler calls and unloads (see
+    /// `plugins::registry`).
     pub registry: Registry,
     /// Unix ms of the scheduler loop's last turn; `/healthz` checks it.
+    /// Written only by the scheduler thread.
     pub heartbeat_ms: AtomicU64,
-    /// Every plugin finished loading (successfully or not).
+    /// Every plugin finished loading (successfully or not). Set only by the
+    /// scheduler thread, when the loader says so ([`Command::LoadingDone`]).
     pub loaded: std::sync::atomic::AtomicBool,
     /// The config file's error, while the file on disk is invalid and the
-    /// host keeps running the last good config.
+    /// host keeps running the last good config. Written only by the loader.
     pub config_error: Arc<RwLock<Option<String>>>,
     /// Bounded history of every reading, for charts and `/api/history`.
+    /// Written only by the scheduler thread (with the readings).
     pub history: Mutex<history::History>,
+    /// Why the host cannot go on: set once, by a thread it cannot run
+    /// without as that thread dies of a panic (see [`watched`]). `/healthz`
+    /// reports it and `app::run` exits on it, so a bug (such as a poisoned
+    /// lock) stops the service for its manager to restart, instead of
+    /// leaving a host that answers but no longer polls or reloads.
+    pub fatal: OnceLock<String>,
 }
 
 impl Shared {
@@ -56,23 +75,21 @@ impl Shared {
         Arc::new(Shared {
             readings: RwLock::new(Readings::default()),
             page: RwLock::new(None),
-            registry: Arc::new(RwLock::new(Default::default())),
+            registry: Registry::default(),
             heartbeat_ms: AtomicU64::new(unix_time_ms()),
             loaded: std::sync::atomic::AtomicBool::new(false),
             config_error: Arc::default(),
             history: Mutex::default(),
+            fatal: OnceLock::new(),
         })
     }
 
     pub fn readings(&self) -> Readings {
-        self.readings.read().map(|r| r.clone()).unwrap_or_default()
+        self.readings.read().expect("readings lock").clone()
     }
 
     pub fn plugins(&self) -> Vec<PluginStatus> {
-        self.registry
-            .read()
-            .map(|r| r.values().cloned().collect())
-            .unwrap_or_default()
+        self.registry.snapshot()
     }
 }
 
@@ -87,19 +104,15 @@ pub enum Command {
         trial: bool,
     },
     /// Unload a plugin (disabled or removed in the config, or refused under
-    /// its new config), then update the registry with the function: it runs
-    /// once the plugin is dropped, so no late outcome of its last call can
-    /// overwrite what it publishes (or bring back a removed plugin's entry).
-    Remove(String, AfterRemove),
+    /// its new config), then report why to the registry: once the plugin is
+    /// dropped, so no late outcome of its last call can overwrite it.
+    Remove(String, Unloaded),
     /// The loader has gone through every configured plugin.
     LoadingDone,
     /// Nothing: lets the loader notice a stopped scheduler.
     Ping,
     Stop,
 }
-
-/// Updates the registry after a plugin was unloaded (see [`Command::Remove`]).
-pub type AfterRemove = Box<dyn FnOnce(&mut BTreeMap<String, PluginStatus>) + Send>;
 
 /// A plugin in the schedule.
 struct Slot {
@@ -169,10 +182,13 @@ impl Slot {
             bad.version, self.plugin.version
         );
         log::error!("plugin `{}`: {message}", self.plugin.name);
-        self.plugin.announce();
         // The failing version's traceback stays visible: it is what the
         // author needs to fix it.
-        self.plugin.note_error("rollback", message, detail);
+        self.plugin.announce_rollback(Problem {
+            kind: "rollback",
+            message,
+            detail,
+        });
         self.schedule = Schedule::due_at(Instant::now());
         bad.retire();
     }
@@ -214,23 +230,48 @@ pub fn spawn(
     for hook in hooks {
         loader = loader.on_config_change(hook);
     }
+    let watch = shared.clone();
     std::thread::Builder::new()
         .name("loader".into())
-        .spawn(move || loader.run())?;
+        .spawn(move || watched(&watch, "loader", || loader.run()))?;
     std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || {
-            let mut scheduler = Scheduler {
-                polled: Vec::new(),
-                dashboard: None,
-                shared,
-                services,
-                hardware_name,
-                render: Render::default(),
-            };
-            scheduler.run(&rx);
-            // Dropping the plugins puts their actuators in the safe state.
+            let watch = shared.clone();
+            watched(&watch, "scheduler", move || {
+                let mut scheduler = Scheduler {
+                    polled: Vec::new(),
+                    dashboard: None,
+                    shared,
+                    services,
+                    hardware_name,
+                    render: Render::default(),
+                };
+                scheduler.run(&rx);
+                // Dropping the plugins puts their actuators in the safe state
+                // (also when unwinding from a panic).
+            })
         })
+}
+
+/// Runs `body`, the work of the thread named `thread`. If it panics, the
+/// panic is recorded in [`Shared::fatal`] (the first one wins) and goes on
+/// unwinding, so joining the thread still sees it.
+pub fn watched<R>(shared: &Shared, thread: &str, body: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let _ = shared
+                .fatal
+                .set(format!("the {thread} thread panicked: {message}"));
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 impl Scheduler {
@@ -268,32 +309,31 @@ impl Scheduler {
         }
     }
 
-    fn remove(&mut self, name: &str, then: AfterRemove) {
+    fn remove(&mut self, name: &str, why: Unloaded) {
         if let Some(slot) = self.take_slot(name) {
             log::info!("plugin `{name}` unloaded");
             self.services.telemetry.remove(name);
             self.services.readings.post(name, Vec::new());
-            if let Ok(mut r) = self.shared.readings.write() {
+            {
+                let mut r = self.shared.readings.write().expect("readings lock");
                 r.sensors.remove(name);
                 if slot.plugin.kind == PluginKind::PiMonitor {
                     r.system = None;
                 }
                 r.generation = r.generation.wrapping_add(1);
             }
-            if let Ok(mut h) = self.shared.history.lock() {
-                h.remove_plugin(name);
-            }
+            self.shared
+                .history
+                .lock()
+                .expect("reading history lock")
+                .remove_plugin(name);
             if slot.plugin.kind == PluginKind::Dashboard {
-                if let Ok(mut p) = self.shared.page.write() {
-                    *p = None;
-                }
+                *self.shared.page.write().expect("page cache lock") = None;
             }
             // Dropping the slot puts the plugin's actuators in the safe state.
             drop(slot);
         }
-        if let Ok(mut registry) = self.shared.registry.write() {
-            then(&mut registry);
-        }
+        self.shared.registry.unloaded(name, why);
     }
 
     fn run(&mut self, commands: &Receiver<Command>) {
@@ -339,7 +379,8 @@ impl Scheduler {
                     .filter(|(_, v)| !v.is_empty())
                     .map(|(p, v)| (p.clone(), SensorReading::published(p, v)))
                     .collect();
-                if let Ok(mut h) = self.shared.history.lock() {
+                {
+                    let mut h = self.shared.history.lock().expect("reading history lock");
                     published.values().for_each(|r| h.add_sensor(r));
                 }
                 let mut r = self.shared.readings.write().expect("readings lock");
@@ -359,9 +400,8 @@ impl Scheduler {
                 changed = true;
             }
             if changed {
-                if let Ok(mut r) = self.shared.readings.write() {
-                    r.generation = r.generation.wrapping_add(1);
-                }
+                let mut r = self.shared.readings.write().expect("readings lock");
+                r.generation = r.generation.wrapping_add(1);
             }
             self.render_if_needed();
 
@@ -369,7 +409,7 @@ impl Scheduler {
             let next = policy::wake_at(earliest, now, Instant::now());
             match commands.recv_deadline(next) {
                 Ok(Command::Install { plugin, trial }) => self.install(*plugin, trial),
-                Ok(Command::Remove(name, then)) => self.remove(&name, then),
+                Ok(Command::Remove(name, why)) => self.remove(&name, why),
                 Ok(Command::LoadingDone) => self.shared.loaded.store(true, Ordering::Relaxed),
                 Ok(Command::Ping) => {}
                 Ok(Command::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
@@ -385,8 +425,8 @@ impl Scheduler {
             .shared
             .readings
             .read()
-            .map(|r| r.generation)
-            .unwrap_or(0);
+            .expect("readings lock")
+            .generation;
         if !self.render.due(generation, Instant::now()) {
             return;
         }
@@ -400,10 +440,7 @@ impl Scheduler {
         let html = slot.plugin.call(|i, limits| i.render(limits, &snapshot));
         slot.after_call();
         self.render.rendered(generation, Instant::now());
-        let page = html.map(Arc::new);
-        if let Ok(mut p) = self.shared.page.write() {
-            *p = page;
-        }
+        *self.shared.page.write().expect("page cache lock") = html.map(Arc::new);
     }
 }
 
@@ -422,12 +459,12 @@ fn poll(plugin: &mut Plugin, shared: &Shared, services: &HostServices) -> bool {
             changed
         }
         Some(Polled::System(reading)) => {
-            if let Ok(mut h) = shared.history.lock() {
-                h.add_system(&reading, &name);
-            }
-            let Ok(mut r) = shared.readings.write() else {
-                return false;
-            };
+            shared
+                .history
+                .lock()
+                .expect("reading history lock")
+                .add_system(&reading, &name);
+            let mut r = shared.readings.write().expect("readings lock");
             r.last_update_ms = r.last_update_ms.max(reading.timestamp_ms);
             let changed = r.system.as_ref() != Some(&reading);
             r.system = Some(reading);
@@ -450,14 +487,13 @@ fn post(services: &HostServices, readings: &Readings, plugin: &str) {
 }
 
 fn store_sensors(shared: &Shared, plugin: &str, readings: Vec<SensorReading>) -> bool {
-    if let Ok(mut h) = shared.history.lock() {
+    {
+        let mut h = shared.history.lock().expect("reading history lock");
         for r in &readings {
             h.add_sensor(r);
         }
     }
-    let Ok(mut r) = shared.readings.write() else {
-        return false;
-    };
+    let mut r = shared.readings.write().expect("readings lock");
     if let Some(newest) = readings.iter().map(|x| x.timestamp_ms).max() {
         r.last_update_ms = r.last_update_ms.max(newest);
     }

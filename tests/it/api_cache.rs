@@ -12,7 +12,8 @@ use wasi_python_host::config::MqttSection;
 use wasi_python_host::contract::types::{AlertLevel, Dht22Reading};
 use wasi_python_host::hardware::{BuzzPattern, Hardware, HardwareOptions, SimBackend};
 use wasi_python_host::http::{AppState, HttpServer, Limits};
-use wasi_python_host::plugins::{Health, PluginStatus};
+use wasi_python_host::plugins::registry::{Call, Configured, Problem, Version};
+use wasi_python_host::runtime::{FailureKind, PluginFailure};
 use wasi_python_host::scheduler::{SensorReading, Shared, SystemReading};
 
 use crate::support::{http, wait_until};
@@ -187,41 +188,72 @@ fn published_values_are_served_fresh() {
 #[test]
 fn plugin_status_and_counters_are_served_fresh() {
     let s = Served::start(|_| {});
-    let set = |f: &dyn Fn(&mut PluginStatus)| {
-        let mut registry = s.shared().registry.write().unwrap();
-        let entry = registry
-            .entry("p".into())
-            .or_insert_with(|| PluginStatus::new("p", "plugins/p".into(), Health::Loading, 1000));
-        f(entry);
+    let registry = &s.shared().registry;
+    let version = |v: &str| Version {
+        kind: "sensor",
+        version: v.into(),
+        source: "python",
+        file: "plugins/p".into(),
+        interval_ms: 1000,
     };
-    set(&|_| {});
+    registry.configured(&[Configured {
+        name: "p".into(),
+        file: "plugins/p".into(),
+        enabled: true,
+        interval_ms: 1000,
+    }]);
     assert_eq!(plugin(&s.api(), "p")["status"], "loading");
-    set(&|p| p.status = Health::Running);
-    assert_eq!(plugin(&s.api(), "p")["status"], "running");
+    registry.installed("p", version("abcdef123456"));
+    let api = s.api();
+    assert_eq!(plugin(&api, "p")["status"], "running");
+    assert_eq!(plugin(&api, "p")["version"], "abcdef123456");
+    assert!(plugin(&api, "p")["loaded_at_ms"].as_u64().unwrap() > 0);
     for calls in 1..=3 {
-        set(&|p| p.calls = calls);
+        registry.called(
+            "p",
+            Call {
+                kind: "poll",
+                duration: Duration::from_micros(100),
+                fuel: 1,
+                memory_bytes: 0,
+                denied: 0,
+                state_writes: 0,
+            },
+        );
         assert_eq!(plugin(&s.api(), "p")["calls"], calls);
     }
-    set(&|p| {
-        p.failures = 1;
-        p.last_error = "reload failed: SyntaxError (p/app.py, line 3)".into();
-    });
+    registry.call_failed(
+        "p",
+        &PluginFailure {
+            kind: FailureKind::Trap,
+            message: "ZeroDivisionError (p/app.py, line 3)".into(),
+            detail: String::new(),
+        },
+    );
     let api = s.api();
     assert_eq!(plugin(&api, "p")["failures"], 1);
+    assert_eq!(plugin(&api, "p")["status"], "failed");
     assert!(plugin(&api, "p")["last_error"]
         .as_str()
         .unwrap()
         .contains("line 3"));
-    set(&|p| {
-        p.version = "abcdef123456".into();
-        p.loaded_at_ms = 42;
-        p.last_error.clear();
-    });
+    registry.reload_failed(
+        "p",
+        Problem {
+            kind: "reload",
+            message: "reload failed: SyntaxError (p/app.py, line 4)".into(),
+            detail: String::new(),
+        },
+    );
+    assert!(plugin(&s.api(), "p")["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("line 4"));
+    registry.installed("p", version("123456abcdef"));
     let api = s.api();
-    assert_eq!(plugin(&api, "p")["version"], "abcdef123456");
-    assert_eq!(plugin(&api, "p")["loaded_at_ms"], 42);
+    assert_eq!(plugin(&api, "p")["version"], "123456abcdef");
     assert_eq!(plugin(&api, "p")["last_error"], "");
-    s.shared().registry.write().unwrap().remove("p");
+    registry.configured(&[]);
     assert!(s.api()["plugins"].as_array().unwrap().is_empty());
 }
 

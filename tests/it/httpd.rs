@@ -716,6 +716,39 @@ fn the_api_keeps_answering_wrk_while_slow_and_garbage_clients_attack() {
     );
 }
 
+#[test]
+fn a_handler_that_panics_frees_its_connection_slot() {
+    let (_hw, state) = sim_state();
+    let state = Arc::new(state);
+    let limits = http::Limits {
+        max_connections: 1,
+        ..http::Limits::default()
+    };
+    let server = http::HttpServer::start("127.0.0.1:0".parse().unwrap(), limits, state.clone())
+        .expect("server starts");
+    // As if a thread had died holding the readings: `/api` panics on them.
+    let shared = state.shared.clone();
+    let poisoner = std::thread::spawn(move || {
+        let _held = shared.readings.write().unwrap();
+        panic!("the test poisons the readings lock");
+    });
+    assert!(poisoner.join().is_err());
+    for _ in 0..3 {
+        let mut s = connect(server.addr);
+        s.write_all(b"GET /api HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert!(closed(&mut s), "no answer: the handler panicked");
+    }
+    // Each panicking thread gave its slot back: at a cap of one connection,
+    // a request that needs no readings is served (a leaked slot would keep
+    // every newcomer at 503 for good).
+    crate::support::wait_until("a free connection slot", Duration::from_secs(10), || {
+        let r = crate::support::http(server.addr, "GET", "/healthz", None, "");
+        (r.status == 200).then_some(())
+    });
+    server.stop();
+}
+
 // --- The router over arbitrary requests, in-process.
 
 fn sim_state() -> (Hardware, AppState) {

@@ -80,6 +80,8 @@ fn recycle_a_thousand_times_in_this_process() {
     let registry = Registry::default();
     let mut plugin = plugins::load("hostile", &config, &runtime, &services, &registry)
         .expect("hostile plugin loads");
+    // Listed, as the scheduler does when it installs it.
+    plugin.announce();
 
     let started = Instant::now();
     let mut baseline = 0;
@@ -91,7 +93,11 @@ fn recycle_a_thousand_times_in_this_process() {
         }
     }
     let after = rss_kib();
-    let status = registry.read().unwrap()["hostile"].clone();
+    let status = registry
+        .snapshot()
+        .into_iter()
+        .find(|s| s.name == "hostile")
+        .expect("hostile is listed");
     assert_eq!(status.failures, 1000);
     assert_eq!(
         status.failures_by_kind.get("out_of_memory"),

@@ -44,7 +44,8 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use super::{files, load, Health, LoadFailure, PluginStatus, Registry};
+use super::registry::{Configured, Problem, Unloaded};
+use super::{files, load, LoadFailure, Registry};
 use crate::capabilities::HostServices;
 use crate::config::Config;
 use crate::runtime::Runtime;
@@ -56,6 +57,16 @@ use plan::{Change, Layout, Origin};
 /// What wakes the loader up: a file in a watched folder was written,
 /// renamed into place or removed.
 pub struct FileEvent(PathBuf);
+
+/// What became of a version the loader loaded.
+enum Sent {
+    /// Handed to the scheduler, which installs it between two calls.
+    Installing,
+    /// It did not load; the registry has the reason.
+    Refused(Problem),
+    /// The scheduler has gone away: the host is stopping.
+    SchedulerGone,
+}
 
 /// Called with the new config after a valid config change was applied to
 /// the plugins (the MQTT service follows `[mqtt]` this way).
@@ -121,7 +132,7 @@ impl Loader {
         self.register_configured();
         let names: Vec<String> = self.enabled().collect();
         for name in names {
-            if !self.load_and_send(&name, false) {
+            if let Sent::SchedulerGone = self.load_and_send(&name, false) {
                 return;
             }
         }
@@ -160,45 +171,32 @@ impl Loader {
 
     /// Lists every configured plugin in the registry: loading or disabled.
     fn register_configured(&self) {
-        let mut registry = self.registry.write().expect("plugin registry lock");
-        registry.retain(|name, _| self.config.plugins.contains_key(name));
-        for (name, p) in &self.config.plugins {
-            let health = if p.enabled {
-                Health::Loading
-            } else {
-                Health::Disabled
-            };
-            let entry = registry.entry(name.clone()).or_insert_with(|| {
-                PluginStatus::new(
-                    name,
-                    self.config.plugin_origin(name).display().to_string(),
-                    health,
-                    p.interval_ms,
-                )
-            });
-            if !p.enabled {
-                entry.status = Health::Disabled;
-            }
+        let configured: Vec<Configured> = self
+            .config
+            .plugins
+            .iter()
+            .map(|(name, p)| Configured {
+                name: name.clone(),
+                file: self.config.plugin_origin(name).display().to_string(),
+                enabled: p.enabled,
+                interval_ms: p.interval_ms,
+            })
+            .collect();
+        self.registry.configured(&configured);
+    }
+
+    /// Records a load error in the plugin's status: the running version (if
+    /// any) stays.
+    fn set_error(&self, name: &str, problem: Problem) {
+        if self.versions.contains_key(name) {
+            self.registry.reload_failed(name, problem);
+        } else {
+            self.registry.load_failed(name, problem);
         }
     }
 
-    /// Records a load error in the plugin's status.
-    fn set_error(&self, name: &str, kind: &'static str, message: String, detail: String) {
-        let running = self.versions.contains_key(name);
-        let mut registry = self.registry.write().expect("plugin registry lock");
-        if let Some(s) = registry.get_mut(name) {
-            if !running {
-                s.status = Health::LoadFailed;
-            }
-            s.last_error = message;
-            s.last_error_kind = Some(kind);
-            s.last_error_detail = detail;
-        }
-    }
-
-    /// Loads `name` and hands it to the scheduler. Returns false when the
-    /// scheduler has gone away.
-    fn load_and_send(&mut self, name: &str, trial: bool) -> bool {
+    /// Loads `name` and hands it to the scheduler.
+    fn load_and_send(&mut self, name: &str, trial: bool) -> Sent {
         let started = Instant::now();
         let loaded = load(
             name,
@@ -217,12 +215,15 @@ impl Loader {
                 );
                 self.versions
                     .insert(name.to_string(), plugin.version.clone());
-                self.commands
-                    .send(Command::Install {
-                        plugin: Box::new(plugin),
-                        trial,
-                    })
-                    .is_ok()
+                let sent = self.commands.send(Command::Install {
+                    plugin: Box::new(plugin),
+                    trial,
+                });
+                if sent.is_ok() {
+                    Sent::Installing
+                } else {
+                    Sent::SchedulerGone
+                }
             }
             Err(e) => {
                 let running = self.versions.contains_key(name);
@@ -239,9 +240,13 @@ impl Loader {
                 if !detail.is_empty() {
                     log::error!("plugin `{name}` traceback:\n{detail}");
                 }
-                let kind = if running { "reload" } else { kind };
-                self.set_error(name, kind, message, detail);
-                true
+                let problem = Problem {
+                    kind: if running { "reload" } else { kind },
+                    message,
+                    detail,
+                };
+                self.set_error(name, problem.clone());
+                Sent::Refused(problem)
             }
         }
     }
@@ -292,7 +297,14 @@ impl Loader {
                 // Deleted, unreadable, too large: the running version stays.
                 let message = format!("{e:#}; the running version stays");
                 log::warn!("plugin `{name}`: {message}");
-                self.set_error(name, "reload", message, String::new());
+                self.set_error(
+                    name,
+                    Problem {
+                        kind: "reload",
+                        message,
+                        detail: String::new(),
+                    },
+                );
                 return;
             }
         };
@@ -322,35 +334,16 @@ impl Loader {
         }
     }
 
-    /// Stops the running version of plugin `name`. Once the scheduler has
-    /// dropped it, `status` gets its published status (`None` when there is
-    /// none) and returns the one to publish (`None`: no entry).
-    fn unload(
-        &mut self,
-        name: &str,
-        status: impl FnOnce(Option<PluginStatus>) -> Option<PluginStatus> + Send + 'static,
-    ) {
+    /// Stops the running version of plugin `name`; once the scheduler has
+    /// dropped it, the registry learns `why`.
+    fn unload(&mut self, name: &str, why: Unloaded) {
         self.versions.remove(name);
-        let key = name.to_string();
-        let then = move |registry: &mut BTreeMap<String, PluginStatus>| {
-            if let Some(s) = status(registry.remove(&key)) {
-                registry.insert(key, s);
-            }
-        };
-        let _ = self
-            .commands
-            .send(Command::Remove(name.to_string(), Box::new(then)));
+        let _ = self.commands.send(Command::Remove(name.to_string(), why));
     }
 
     fn clear_reload_error(&self, name: &str) {
-        let mut registry = self.registry.write().expect("plugin registry lock");
-        if let Some(s) = registry.get_mut(name) {
-            if s.last_error_kind == Some("reload") {
-                log::info!("plugin `{name}`: the running version's source is back; error cleared");
-                s.last_error.clear();
-                s.last_error_kind = None;
-                s.last_error_detail.clear();
-            }
+        if self.registry.reload_undone(name) {
+            log::info!("plugin `{name}`: the running version's source is back; error cleared");
         }
     }
 
@@ -401,15 +394,11 @@ impl Loader {
                     log::warn!(
                         "config change: plugin `{name}` removed (no [plugins.{name}] any more)"
                     );
-                    self.unload(&name, |_| None);
+                    self.unload(&name, Unloaded::Removed);
                 }
                 Change::Disabled(name) => {
                     log::warn!("config change: plugin `{name}` disabled (enabled = false)");
-                    self.unload(&name, |s| {
-                        let mut s = s?;
-                        s.status = Health::Disabled;
-                        Some(s)
-                    });
+                    self.unload(&name, Unloaded::Disabled);
                 }
                 Change::Enabled(name) => {
                     log::info!("config change: plugin `{name}` enabled");
@@ -418,28 +407,12 @@ impl Loader {
                 Change::Reconfigured(name) => {
                     log::info!("config change: plugin `{name}` reconfigured");
                     self.versions.remove(&name);
-                    self.load_and_send(&name, false);
-                    if !self.versions.contains_key(&name) {
+                    if let Sent::Refused(why) = self.load_and_send(&name, false) {
                         // Refused under its new config (a revoked grant, a
                         // lower limit): the version loaded under the old one
                         // must not go on with what was taken away. Its status
-                        // keeps the load error set just now.
-                        let refused = self
-                            .registry
-                            .read()
-                            .expect("plugin registry lock")
-                            .get(&name)
-                            .cloned();
-                        self.unload(&name, move |s| {
-                            let mut s = s?;
-                            if let Some(refused) = refused {
-                                s.status = Health::LoadFailed;
-                                s.last_error = refused.last_error;
-                                s.last_error_kind = refused.last_error_kind;
-                                s.last_error_detail = refused.last_error_detail;
-                            }
-                            Some(s)
-                        });
+                        // shows why.
+                        self.unload(&name, Unloaded::Refused(why));
                     }
                 }
             }
