@@ -50,16 +50,9 @@ pub fn load_config(
     Ok(config)
 }
 
-/// True on a Raspberry Pi, from the device tree's model string.
-pub fn is_raspberry_pi() -> bool {
-    std::fs::read_to_string("/proc/device-tree/model")
-        .or_else(|_| std::fs::read_to_string("/sys/firmware/devicetree/base/model"))
-        .is_ok_and(|m| m.contains("Raspberry Pi"))
-}
-
 fn backend(config: &Config) -> anyhow::Result<Box<dyn Backend>> {
     let mode = match config.host.hardware {
-        HardwareMode::Auto if is_raspberry_pi() => {
+        HardwareMode::Auto if crate::hardware::pi::is_raspberry_pi() => {
             log::info!("hardware = auto: this is a Raspberry Pi, using the `pi` backend");
             HardwareMode::Pi
         }
@@ -344,8 +337,7 @@ pub fn precompile(
     );
     for (name, file) in components {
         let started = std::time::Instant::now();
-        let bytes =
-            crate::plugins::files::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
+        let bytes = crate::fsutil::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
         let (_, source) = runtime
             .cache()
             .load_or_compile_with_source(runtime.engine(), &bytes)
@@ -412,8 +404,7 @@ fn precompile_for_target(
     );
     for (name, file) in components {
         let started = std::time::Instant::now();
-        let bytes =
-            crate::plugins::files::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
+        let bytes = crate::fsutil::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
         let (path, fresh) = cache
             .precompile_into(&engine, &bytes)
             .map_err(|e| missing_backend(e, &format!("plugin {}", file.display())))?;
@@ -499,8 +490,7 @@ pub fn check(
             .to_string()
     });
     let runtime = Runtime::new(&config.cache_dir())?;
-    let bytes =
-        crate::plugins::files::read_limited(file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
+    let bytes = crate::fsutil::read_limited(file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
     println!("file:     {} ({} KiB)", file.display(), bytes.len() / 1024);
     let component = runtime
         .cache()

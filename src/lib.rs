@@ -6,10 +6,12 @@
 pub mod app;
 pub mod budget;
 pub mod capabilities;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod control;
 pub mod drivers;
+pub mod failure;
 pub mod fsutil;
 pub mod hardware;
 pub mod http;
@@ -20,3 +22,4 @@ pub mod readings;
 pub mod runtime;
 pub mod scaffold;
 pub mod scheduler;
+pub mod text;

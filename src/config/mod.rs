@@ -1130,7 +1130,7 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
             "`{}` is not a host name: use names like \"pi.example.com\", \"*.example.com\" \
              (every name under it) or \"*\" (any name; only behind a proxy that checks it), \
              without a port",
-            crate::capabilities::log::truncate(pattern, 80)
+            crate::text::truncate(pattern, 80)
         ));
     }
     Ok(())

@@ -474,7 +474,7 @@ impl Worker {
                         None => log::warn!(
                             target: "mqtt",
                             "ignored `{}` on {topic}: expected `beep` or `long`",
-                            crate::capabilities::log::truncate(&text, 64)
+                            crate::text::truncate(&text, 64)
                         ),
                     }
                     // Counted once handled: whoever reads N knows the N
@@ -501,7 +501,7 @@ impl Worker {
                         target: "mqtt",
                         "skipped a {len}-byte message on {}: more than the {} bytes accepted \
                          ({n} skipped so far; logged at most once a minute)",
-                        crate::capabilities::log::truncate(&topic, 200),
+                        crate::text::truncate(&topic, 200),
                         codec::MAX_INCOMING
                     );
                 }

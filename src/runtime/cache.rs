@@ -346,6 +346,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Refuses what cannot be a component before spending time compiling it:
+/// an empty or half-written file, a core module, something else entirely.
+pub fn check_component_header(bytes: &[u8]) -> anyhow::Result<()> {
+    match bytes.get(..8) {
+        None => anyhow::bail!("only {} bytes (empty or still being written?)", bytes.len()),
+        Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
+        Some([0x00, b'a', b's', b'm', ..]) => {
+            anyhow::bail!(
+                "a core WebAssembly module, not a component: build it with componentize-py"
+            )
+        }
+        Some(_) => anyhow::bail!("not WebAssembly (no \\0asm header)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{EngineTarget, WASMTIME_VERSION};

@@ -21,12 +21,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::capabilities::HostServices;
+use crate::clock::unix_time_ms;
 use crate::config::Config;
 use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::{FollowedReading, Rgb};
-use crate::hardware::unix_time_ms;
 use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
+pub use crate::plugins::{AfterRemove, Command};
 use crate::readings::Origin;
 pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
 use crate::runtime::Runtime;
@@ -75,31 +76,6 @@ impl Shared {
             .unwrap_or_default()
     }
 }
-
-/// Messages to the scheduler thread.
-pub enum Command {
-    /// A plugin compiled and prepared off this thread, ready to swap in
-    /// between two calls. With `trial`, the version it replaces is kept
-    /// until the new one has made [`TRIAL_CALLS`] good calls, and comes back
-    /// if the new one fails first.
-    Install {
-        plugin: Box<Plugin>,
-        trial: bool,
-    },
-    /// Unload a plugin (disabled or removed in the config, or refused under
-    /// its new config), then update the registry with the function: it runs
-    /// once the plugin is dropped, so no late outcome of its last call can
-    /// overwrite what it publishes (or bring back a removed plugin's entry).
-    Remove(String, AfterRemove),
-    /// The loader has gone through every configured plugin.
-    LoadingDone,
-    /// Nothing: lets the loader notice a stopped scheduler.
-    Ping,
-    Stop,
-}
-
-/// Updates the registry after a plugin was unloaded (see [`Command::Remove`]).
-pub type AfterRemove = Box<dyn FnOnce(&mut BTreeMap<String, PluginStatus>) + Send>;
 
 /// A plugin in the schedule.
 struct Slot {
