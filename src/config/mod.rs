@@ -9,6 +9,7 @@
 
 mod error;
 pub mod ownership;
+pub mod rules;
 
 pub use error::ConfigError;
 
@@ -419,7 +420,7 @@ impl MqttSection {
             return Err((key("port"), "must be 1–65535 (1883 plain, 8883 TLS)".into()));
         }
         if self.tls {
-            if let Err(e) = crate::mqtt::tls::server_name(&self.host) {
+            if let Err(e) = rules::server_name(&self.host) {
                 return Err((key("host"), e));
             }
         }
@@ -433,7 +434,7 @@ impl MqttSection {
                 ))
             }
             Some(file) => {
-                crate::mqtt::tls::load_ca_file(file).map_err(|e| (key("ca_file"), e))?;
+                rules::load_ca_file(file).map_err(|e| (key("ca_file"), e))?;
             }
             None => {}
         }
@@ -872,7 +873,7 @@ impl Config {
             }
         }
         if let Some(token) = &self.host.control_token {
-            if let Err(why) = crate::http::auth::check_token_text(token) {
+            if let Err(why) = rules::check_token_text(token) {
                 return Err(("host.control_token".into(), why));
             }
         }

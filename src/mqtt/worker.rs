@@ -321,7 +321,8 @@ impl Worker {
                     c
                 }
             };
-            let name = tls::server_name(&self.config.host).map_err(MqttError::Tls)?;
+            let name =
+                crate::config::rules::server_name(&self.config.host).map_err(MqttError::Tls)?;
             let tls = tls::handshake(config, name, stream, deadline).map_err(|e| {
                 // Read the CAs again next time: the fix may be a new
                 // ca_file (or system store) with the same name.
