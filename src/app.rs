@@ -637,7 +637,7 @@ pub fn new_plugin(
     add: bool,
 ) -> anyhow::Result<()> {
     let config = load_config(&config_path, &Overrides::default())?;
-    crate::scaffold::check_name(name)?;
+    crate::config::rules::check_plugin_name(name).map_err(anyhow::Error::msg)?;
     if config.plugins.contains_key(name) {
         anyhow::bail!("{} already has [plugins.{name}]", config_path.display());
     }

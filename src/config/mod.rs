@@ -907,16 +907,7 @@ impl Config {
                 }
                 dashboard = Some(name);
             }
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err((
-                    format!("plugins.{name}"),
-                    "plugin names may use only letters, digits, `_` and `-`".into(),
-                ));
-            }
+            rules::check_plugin_name(name).map_err(|why| (format!("plugins.{name}"), why))?;
             if plugin.kind.is_none() {
                 return Err((
                     key("kind"),
@@ -928,16 +919,6 @@ impl Config {
                             .map(|k| format!("\"{}\"", k.name()))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    ),
-                ));
-            }
-            if RESERVED_PLUGIN_NAMES.contains(&name.as_str()) {
-                return Err((
-                    format!("plugins.{name}"),
-                    format!(
-                        "`{name}` is the name of a folder of {} that is not a plugin: choose \
-                         another name",
-                        self.host.plugins_dir.display()
                     ),
                 ));
             }

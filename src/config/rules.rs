@@ -1,14 +1,44 @@
-//! Rules for values whose meaning belongs to another part of the host (the
-//! HTTP control token, the MQTT broker's TLS name and CA file), written
-//! here so that the config can check them at load, naming the key, and the
-//! parts that use the values check them the same way without the config
-//! knowing those parts.
+//! Rules for values whose meaning belongs to another part of the host
+//! (the HTTP control token, the MQTT broker's TLS name and CA file, plugin
+//! names), written here so that the config can check them at load, naming
+//! the key, and the parts that use the values check them the same way
+//! without the config knowing those parts.
 
 use std::path::Path;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::RootCertStore;
+
+/// Longest plugin name: the name is the sensor id of the plugin's own
+/// readings (its telemetry), and a sensor id is at most 64 characters.
+pub const MAX_PLUGIN_NAME_LEN: usize = 64;
+
+/// Checks a plugin name, for the config and for `new`: the name becomes a
+/// folder of the plugins folder, a TOML key (`[plugins.NAME]`), the sensor
+/// id of the plugin's own readings and part of MQTT topics. `Err` says what
+/// a name may be.
+pub fn check_plugin_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_PLUGIN_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        return Err(format!(
+            "plugin names are 1–{MAX_PLUGIN_NAME_LEN} characters of letters, digits, `_` and \
+             `-`: `{}` is not one",
+            crate::text::truncate(name, 80)
+        ));
+    }
+    if super::RESERVED_PLUGIN_NAMES.contains(&name) {
+        return Err(format!(
+            "`{name}` is a folder of the plugins folder that is not a plugin (`common` holds \
+             the modules every plugin shares, `testing` the test kit): choose another name"
+        ));
+    }
+    Ok(())
+}
 
 /// A token a user may set: 16–256 printable ASCII characters, no spaces.
 pub fn check_token_text(token: &str) -> Result<(), String> {
@@ -77,6 +107,34 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugin_names_are_letters_digits_underscores_and_hyphens() {
+        let long = "a".repeat(MAX_PLUGIN_NAME_LEN);
+        let too_long = "a".repeat(MAX_PLUGIN_NAME_LEN + 1);
+        for (name, fault) in [
+            ("dht22", None),
+            ("air_quality_light", None),
+            ("Greenhouse-2", None),
+            ("1wire", None),
+            (long.as_str(), None),
+            ("", Some("1–64 characters")),
+            (too_long.as_str(), Some("1–64 characters")),
+            ("my plugin", Some("`my plugin` is not one")),
+            ("a.b", Some("letters, digits, `_` and `-`")),
+            ("../etc", Some("letters, digits")),
+            ("ünï", Some("letters, digits")),
+            ("a\nb", Some("`a\\nb` is not one")),
+            ("common", Some("choose another name")),
+            ("testing", Some("the test kit")),
+        ] {
+            match (check_plugin_name(name), fault) {
+                (Ok(()), None) => {}
+                (Err(e), Some(want)) => assert!(e.contains(want), "{name:?}: {e}"),
+                (got, want) => panic!("{name:?}: got {got:?}, wanted an error with {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn server_names_are_dns_names_or_addresses() {
