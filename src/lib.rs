@@ -1,11 +1,13 @@
 //! wasi-python-host: runs Python plugins compiled to WebAssembly components
 //! on a Raspberry Pi, each with only the hardware it was granted.
 //!
-//! See ARCHITECTURE.md for the map; `app` wires the threads together.
+//! See ARCHITECTURE.md for the map; `app` wires the threads together, `cli`
+//! is the command line.
 
 pub mod app;
 pub mod budget;
 pub mod capabilities;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod contract;
