@@ -1,8 +1,8 @@
 //! wasi-python-host: runs Python plugins compiled to WebAssembly components
 //! on a Raspberry Pi, each with only the hardware it was granted.
 //!
-//! See ARCHITECTURE.md for the map; `app` wires the threads together, `cli`
-//! is the command line.
+//! See ARCHITECTURE.md for the map and `layers.rs` for which module may use
+//! which; `app` wires the threads together, `cli` is the command line.
 
 pub mod app;
 pub mod budget;
@@ -17,6 +17,8 @@ pub mod failure;
 pub mod fsutil;
 pub mod hardware;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod mqtt;
 pub mod plugins;
 pub mod ratelimit;
