@@ -105,11 +105,11 @@ pub fn followed(config: &crate::config::Config, kind: Kind) -> Option<String> {
         .map(|(name, _)| name.clone())
 }
 
-/// The files written, and the config entry to add.
+/// The folder and the files written (the config entry is
+/// [`config_entry`]'s).
 pub struct Scaffold {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
-    pub config_entry: String,
 }
 
 /// Writes `plugins_dir/NAME/` for `kind`. Refuses to overwrite anything.
@@ -143,7 +143,6 @@ pub fn create(
     Ok(Scaffold {
         dir,
         files: written,
-        config_entry: config_entry(name, kind, options),
     })
 }
 

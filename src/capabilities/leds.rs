@@ -53,11 +53,6 @@ impl Leds {
         self.pending.insert(index, [color.r, color.g, color.b]);
         Ok(())
     }
-
-    /// The LEDs this plugin may drive; the host turns them off when it fails.
-    pub fn granted(&self) -> &[u8] {
-        &self.granted
-    }
 }
 
 impl Host for Leds {

@@ -34,6 +34,9 @@ pub struct ArtifactCache {
     /// What makes this cache's artifacts, for logs (`cranelift`, `pulley`).
     compiler: &'static str,
     engine_tag: String,
+    /// What `engine_tag` stands for: named by a runtime-only build when it
+    /// has no artifact and cannot compile one.
+    #[cfg_attr(feature = "compiler", allow(dead_code))]
     engine_descriptor: String,
     max_bytes: u64,
     /// Entries this process verified (or wrote), by file identity: loading
@@ -305,11 +308,6 @@ impl ArtifactCache {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// What the engine tag in this cache's file names stands for.
-    pub fn engine_descriptor(&self) -> &str {
-        &self.engine_descriptor
     }
 }
 

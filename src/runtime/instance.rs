@@ -280,10 +280,6 @@ impl Prepared {
 }
 
 impl Instance {
-    pub fn ctx(&self) -> &PluginCtx {
-        self.store.data()
-    }
-
     fn call<R>(
         &mut self,
         limits: &Limits,

@@ -29,7 +29,7 @@ use crate::contract::types::{FollowedReading, Rgb};
 use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
 pub use crate::plugins::{AfterRemove, Command};
 use crate::readings::Origin;
-pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
+pub use crate::readings::{Readings, SensorReading, SystemReading};
 use crate::runtime::Runtime;
 use policy::{Render, Schedule, Trial, Turn, Verdict};
 pub use policy::{RENDER_REFRESH, TRIAL_CALLS};
