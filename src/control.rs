@@ -6,9 +6,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::capabilities::rate::TokenBucket;
 use crate::hardware::{BuzzPattern, HardwareHandle, HwError};
-use crate::ratelimit::RateLimited;
+use crate::ratelimit::{RateLimited, TokenBucket};
 
 /// Presses any external caller may make at once; then one per
 /// [`EXTERNAL_REFILL`].

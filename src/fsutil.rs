@@ -9,10 +9,16 @@
 //! the target, then the folder fsynced so the rename itself survives a
 //! power cut. A host killed mid-write leaves its temporary file behind;
 //! [`remove_leftover_temps`] deletes those at the next start.
+//!
+//! And reading a file the host did not write (a plugin's sources or
+//! component, the Python runtime) with [`read_limited`]: a regular file of
+//! at most a documented size, or an error message, never the host's memory
+//! or a stuck reader.
 
-use std::io::Write as _;
+use std::fmt;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically and durably (see the module doc).
 /// A new file gets the default permissions (0666 less the umask); the
@@ -104,6 +110,100 @@ pub fn remove_leftover_temps(path: &Path) -> usize {
         );
     }
     removed
+}
+
+/// Why a plugin file could not be read.
+#[derive(Debug)]
+pub enum FileError {
+    NotFound(PathBuf),
+    /// Something other than a regular file (a directory, a FIFO, ...).
+    NotAFile(PathBuf, &'static str),
+    TooLarge {
+        path: PathBuf,
+        bytes: u64,
+        limit: u64,
+    },
+    NotText(PathBuf),
+    Io(PathBuf, std::io::Error),
+}
+
+impl FileError {
+    pub fn not_found(&self) -> bool {
+        matches!(self, FileError::NotFound(_))
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::NotFound(p) => write!(f, "{} does not exist", p.display()),
+            FileError::NotAFile(p, what) => {
+                write!(f, "{} is a {what}, not a regular file", p.display())
+            }
+            FileError::TooLarge { path, bytes, limit } => write!(
+                f,
+                "{} is {} KiB, larger than the {} KiB a plugin file may be",
+                path.display(),
+                bytes.div_ceil(1024),
+                limit / 1024
+            ),
+            FileError::NotText(p) => write!(f, "{} is not UTF-8 text", p.display()),
+            FileError::Io(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Reads `path` whole if it is a regular file of at most `limit` bytes.
+/// Opened without blocking (a FIFO in its place must not hang the loader)
+/// and checked on the open handle, so a swap between check and read cannot
+/// slip a larger or special file in.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            FileError::NotFound(path.to_path_buf())
+        } else {
+            FileError::Io(path.to_path_buf(), e)
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "directory"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "device"
+        };
+        return Err(FileError::NotAFile(path.to_path_buf(), what));
+    }
+    if meta.len() > limit {
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: meta.len(),
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

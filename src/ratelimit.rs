@@ -1,9 +1,48 @@
-//! How a refusal by a rate limit is worded, wherever one is hit (the
-//! buzzer buttons over HTTP and MQTT, wrong control tokens): which limit,
-//! then when to try again. One wording, so every refusal reads alike and an
-//! HTTP `429` carries the same wait in `Retry-After` as in its message.
+//! Rate limits, in one place: the [`TokenBucket`] every limit counts with
+//! (a plugin's buzzer, LED strip and telemetry, the external buzzer
+//! buttons, MQTT discovery), and how a refusal by one is worded wherever it
+//! is hit (the buzzer buttons over HTTP and MQTT, wrong control tokens):
+//! which limit, then when to try again. One wording, so every refusal reads
+//! alike and an HTTP `429` carries the same wait in `Retry-After` as in its
+//! message.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// `capacity` actions at once, then one per refill interval. A bucket that
+/// belongs to a plugin (not an instance) is not refilled by a crash.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    capacity: f64,
+    tokens: f64,
+    per_second: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// `capacity` actions at once, refilled at one per `every`.
+    pub fn new(capacity: u32, every: Duration) -> TokenBucket {
+        TokenBucket {
+            capacity: capacity.into(),
+            tokens: capacity.into(),
+            per_second: 1.0 / every.as_secs_f64().max(1e-6),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// A request refused by a rate limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,5 +101,16 @@ mod tests {
             r.to_string(),
             "buzzer rate limit: at most 3 presses at once, then one every 2 s: try again in 2 s"
         );
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_refuses() {
+        let mut b = TokenBucket::new(3, Duration::from_secs(3600));
+        assert!(b.try_take() && b.try_take() && b.try_take());
+        assert!(!b.try_take());
+        let mut fast = TokenBucket::new(1, Duration::from_millis(1));
+        assert!(fast.try_take());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(fast.try_take());
     }
 }

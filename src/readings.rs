@@ -11,6 +11,10 @@ use serde::Serialize;
 
 use crate::contract::types::{AlertLevel, Bme680Reading, Dht22Reading, PiStats, Reading};
 
+/// Fields one reading may have (and so telemetry names one plugin may
+/// publish: they are the fields of its own reading).
+pub const MAX_FIELDS: usize = 16;
+
 /// One value of a reading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
@@ -330,7 +334,16 @@ impl SystemReading {
     }
 }
 
-pub use crate::capabilities::telemetry::{TelemetryMap, TelemetryValue};
+/// One value a plugin published with `telemetry.publish`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryValue {
+    pub value: f64,
+    pub unit: String,
+    pub timestamp_ms: u64,
+}
+
+/// Plugin name → value name → latest value.
+pub type TelemetryMap = BTreeMap<String, BTreeMap<String, TelemetryValue>>;
 
 impl SensorReading {
     /// The values plugin `plugin` published with `telemetry.publish`, as

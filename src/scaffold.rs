@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
+use crate::config::rules::check_plugin_name;
+
 /// What a new plugin starts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -103,27 +105,11 @@ pub fn followed(config: &crate::config::Config, kind: Kind) -> Option<String> {
         .map(|(name, _)| name.clone())
 }
 
-/// The files written, and the config entry to add.
+/// The folder and the files written (the config entry is
+/// [`config_entry`]'s).
 pub struct Scaffold {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
-    pub config_entry: String,
-}
-
-/// Checks a plugin name: it becomes a folder, a file and a TOML key.
-pub fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 40;
-    if !ok {
-        bail!("plugin names are 1–40 characters of a–z, 0–9 and `_`, starting with a letter: `{name}` is not");
-    }
-    if crate::config::RESERVED_PLUGIN_NAMES.contains(&name) {
-        bail!("`{name}` is a reserved folder under plugins/");
-    }
-    Ok(())
 }
 
 /// Writes `plugins_dir/NAME/` for `kind`. Refuses to overwrite anything.
@@ -133,7 +119,7 @@ pub fn create(
     kind: Kind,
     options: &Options,
 ) -> anyhow::Result<Scaffold> {
-    check_name(name)?;
+    check_plugin_name(name).map_err(anyhow::Error::msg)?;
     let dir = plugins_dir.join(name);
     if dir.exists() {
         bail!(
@@ -157,7 +143,6 @@ pub fn create(
     Ok(Scaffold {
         dir,
         files: written,
-        config_entry: config_entry(name, kind, options),
     })
 }
 

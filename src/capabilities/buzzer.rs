@@ -4,13 +4,18 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::rate::TokenBucket;
 use super::Refuser;
 use crate::contract::buzzer_controller::Host;
 use crate::hardware::{BuzzPattern, HardwareHandle};
+use crate::ratelimit::TokenBucket;
 
 /// Most beeps one call may ask for.
 pub const MAX_BEEPS: u8 = 10;
+
+/// Buzzer patterns a plugin may start: 3 at once, then one per 10 s.
+pub fn bucket() -> TokenBucket {
+    TokenBucket::new(3, Duration::from_secs(10))
+}
 
 pub struct Buzzer {
     hardware: HardwareHandle,

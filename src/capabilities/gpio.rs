@@ -1,9 +1,10 @@
 //! `gpio-provider`: sensor reads and clocks, checked against the plugin's
 //! pins and I2C addresses before they reach the hardware thread.
 
+use crate::clock::unix_time_ms;
 use crate::config::Grants;
 use crate::contract::gpio_provider::{Bme680Sample, Host};
-use crate::hardware::{unix_time_ms, HardwareHandle};
+use crate::hardware::HardwareHandle;
 
 use super::Refuser;
 

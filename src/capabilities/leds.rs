@@ -3,14 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::config::Grants;
 use crate::contract::led_controller::Host;
 use crate::contract::types::Rgb;
 use crate::hardware::HardwareHandle;
+use crate::ratelimit::TokenBucket;
 
-use super::rate::TokenBucket;
 use super::Refuser;
+
+/// Strip updates a plugin may show: 10 at once, then 10 per second.
+pub fn bucket() -> TokenBucket {
+    TokenBucket::new(10, Duration::from_millis(100))
+}
 
 pub struct Leds {
     granted: Vec<u8>,
@@ -46,11 +52,6 @@ impl Leds {
         }
         self.pending.insert(index, [color.r, color.g, color.b]);
         Ok(())
-    }
-
-    /// The LEDs this plugin may drive; the host turns them off when it fails.
-    pub fn granted(&self) -> &[u8] {
-        &self.granted
     }
 }
 

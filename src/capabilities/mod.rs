@@ -24,7 +24,6 @@ pub mod buzzer;
 pub mod gpio;
 pub mod leds;
 pub mod log;
-pub mod rate;
 pub mod readings;
 pub mod settings;
 pub mod sleep;
@@ -45,12 +44,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::config::{Grants, Interface, Limits, PluginConfig};
 use crate::contract;
+use crate::failure::{FailureKind, OUTPUT_CAPTURE_BYTES};
 use crate::hardware::HardwareHandle;
-use crate::runtime::{FailureKind, Interrupt};
-
-/// Bytes of a plugin's stdout/stderr kept per call (Python tracebacks land
-/// in stderr).
-pub const OUTPUT_CAPTURE_BYTES: usize = 64 * 1024;
+use crate::ratelimit::TokenBucket;
+pub use sleep::Interrupt;
 
 /// Everything one plugin instance's store holds.
 pub struct PluginCtx {
@@ -143,8 +140,8 @@ impl HostServices {
         let r = Resources {
             state: Arc::new(Mutex::new(store)),
             denied: Arc::new(Denials::default()),
-            buzzer_bucket: Arc::new(Mutex::new(rate::buzzer_bucket())),
-            leds_bucket: Arc::new(Mutex::new(rate::leds_bucket())),
+            buzzer_bucket: Arc::new(Mutex::new(buzzer::bucket())),
+            leds_bucket: Arc::new(Mutex::new(leds::bucket())),
             telemetry_bucket: Arc::new(Mutex::new(telemetry::bucket())),
         };
         all.insert(name.to_string(), r.clone());
@@ -157,9 +154,9 @@ impl HostServices {
 pub struct Resources {
     pub state: Arc<Mutex<state::Store>>,
     pub denied: Arc<Denials>,
-    pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
-    pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
-    pub telemetry_bucket: Arc<Mutex<rate::TokenBucket>>,
+    pub buzzer_bucket: Arc<Mutex<TokenBucket>>,
+    pub leds_bucket: Arc<Mutex<TokenBucket>>,
+    pub telemetry_bucket: Arc<Mutex<TokenBucket>>,
 }
 
 /// Long-lived per-plugin pieces that outlive any one instance: the state
@@ -172,11 +169,11 @@ pub struct PluginShared {
     pub state: Arc<Mutex<state::Store>>,
     pub denied: Arc<Denials>,
     /// Actuator rate limits; they outlive instances on purpose.
-    pub buzzer_bucket: Arc<Mutex<rate::TokenBucket>>,
-    pub leds_bucket: Arc<Mutex<rate::TokenBucket>>,
-    pub telemetry_bucket: Arc<Mutex<rate::TokenBucket>>,
+    pub buzzer_bucket: Arc<Mutex<TokenBucket>>,
+    pub leds_bucket: Arc<Mutex<TokenBucket>>,
+    pub telemetry_bucket: Arc<Mutex<TokenBucket>>,
     /// Failures to save the state store are logged at most once a minute.
-    pub state_error_log: Mutex<rate::TokenBucket>,
+    pub state_error_log: Mutex<TokenBucket>,
 }
 
 impl PluginShared {
@@ -205,7 +202,7 @@ impl PluginShared {
             buzzer_bucket: r.buzzer_bucket,
             leds_bucket: r.leds_bucket,
             telemetry_bucket: r.telemetry_bucket,
-            state_error_log: Mutex::new(rate::TokenBucket::new(1, Duration::from_secs(60))),
+            state_error_log: Mutex::new(TokenBucket::new(1, Duration::from_secs(60))),
         })
     }
 
@@ -460,7 +457,7 @@ fn add_denied_stubs(
             }
             let message = message.clone();
             stubs.func_new(func, move |_, _, _, _| {
-                Err(wasmtime::Error::new(crate::runtime::HostTrap {
+                Err(wasmtime::Error::new(crate::failure::HostTrap {
                     kind: FailureKind::NotGranted,
                     message: message.clone(),
                 }))

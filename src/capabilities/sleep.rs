@@ -12,6 +12,8 @@
 //! once, as a timeout, without waiting. The other clock functions are
 //! wasmtime-wasi's.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, Resource};
@@ -21,7 +23,53 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host as _;
 use wasmtime_wasi::p2::DynPollable;
 
 use super::PluginCtx;
-use crate::runtime::{FailureKind, HostTrap};
+use crate::failure::{FailureKind, HostTrap};
+
+/// Ends every wait a plugin is in (a `time.sleep` the host serves) and
+/// every call in progress, when the host shuts down: shutdown must not wait
+/// for a plugin, whatever it does.
+#[derive(Default)]
+pub struct Interrupt {
+    stopping: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Interrupt {
+    /// Sleeps for `duration` unless the host starts shutting down first.
+    /// Returns false when it was interrupted.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        let until = Instant::now() + duration;
+        let mut guard = match self.lock.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            guard = match self.wake.wait_timeout(guard, until - now) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Starts the shutdown: for `Runtime::interrupt_all`.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _guard = self.lock.lock();
+        self.wake.notify_all();
+    }
+}
 
 /// The monotonic-clock interface as wasmtime-wasi 48 links it (components
 /// importing an older 0.2 release are matched to it by semver).

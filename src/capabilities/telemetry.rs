@@ -8,32 +8,19 @@
 //! values at once, then 10 per second (a token bucket that outlives its
 //! instances), and keep at most [`MAX_NAMES`] distinct names.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::rate::TokenBucket;
 use super::Refuser;
+use crate::clock::unix_time_ms;
 use crate::contract::telemetry::Host;
-use crate::hardware::unix_time_ms;
+use crate::ratelimit::TokenBucket;
+use crate::readings::{TelemetryMap, TelemetryValue};
 
 /// Distinct names one plugin may publish: the fields of one reading.
-pub const MAX_NAMES: usize = crate::plugins::checks::MAX_FIELDS;
+pub const MAX_NAMES: usize = crate::readings::MAX_FIELDS;
 pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_UNIT_LEN: usize = 16;
-
-/// One published value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TelemetryValue {
-    pub value: f64,
-    pub unit: String,
-    pub timestamp_ms: u64,
-}
-
-/// Plugin name → value name → latest value.
-pub type TelemetryMap = BTreeMap<String, BTreeMap<String, TelemetryValue>>;
 
 /// Values published by every plugin since the scheduler last looked.
 #[derive(Default)]
@@ -94,7 +81,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "telemetry name `{}` is not allowed: use 1–{MAX_NAME_LEN} of a-z, 0-9 and _",
-            super::log::truncate(name, 40)
+            crate::text::truncate(name, 40)
         ))
     }
 }

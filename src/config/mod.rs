@@ -9,6 +9,7 @@
 
 mod error;
 pub mod ownership;
+pub mod rules;
 
 pub use error::ConfigError;
 
@@ -419,7 +420,7 @@ impl MqttSection {
             return Err((key("port"), "must be 1–65535 (1883 plain, 8883 TLS)".into()));
         }
         if self.tls {
-            if let Err(e) = crate::mqtt::tls::server_name(&self.host) {
+            if let Err(e) = rules::server_name(&self.host) {
                 return Err((key("host"), e));
             }
         }
@@ -433,7 +434,7 @@ impl MqttSection {
                 ))
             }
             Some(file) => {
-                crate::mqtt::tls::load_ca_file(file).map_err(|e| (key("ca_file"), e))?;
+                rules::load_ca_file(file).map_err(|e| (key("ca_file"), e))?;
             }
             None => {}
         }
@@ -872,7 +873,7 @@ impl Config {
             }
         }
         if let Some(token) = &self.host.control_token {
-            if let Err(why) = crate::http::auth::check_token_text(token) {
+            if let Err(why) = rules::check_token_text(token) {
                 return Err(("host.control_token".into(), why));
             }
         }
@@ -906,16 +907,7 @@ impl Config {
                 }
                 dashboard = Some(name);
             }
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err((
-                    format!("plugins.{name}"),
-                    "plugin names may use only letters, digits, `_` and `-`".into(),
-                ));
-            }
+            rules::check_plugin_name(name).map_err(|why| (format!("plugins.{name}"), why))?;
             if plugin.kind.is_none() {
                 return Err((
                     key("kind"),
@@ -927,16 +919,6 @@ impl Config {
                             .map(|k| format!("\"{}\"", k.name()))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    ),
-                ));
-            }
-            if RESERVED_PLUGIN_NAMES.contains(&name.as_str()) {
-                return Err((
-                    format!("plugins.{name}"),
-                    format!(
-                        "`{name}` is the name of a folder of {} that is not a plugin: choose \
-                         another name",
-                        self.host.plugins_dir.display()
                     ),
                 ));
             }
@@ -1130,7 +1112,7 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
             "`{}` is not a host name: use names like \"pi.example.com\", \"*.example.com\" \
              (every name under it) or \"*\" (any name; only behind a proxy that checks it), \
              without a port",
-            crate::capabilities::log::truncate(pattern, 80)
+            crate::text::truncate(pattern, 80)
         ));
     }
     Ok(())

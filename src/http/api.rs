@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{AppState, Request, Response};
+use crate::clock::unix_time_ms;
 use crate::control::{ControlError, Pattern};
-use crate::hardware::{unix_time_ms, ActuatorStatus, HwError, SimDevice, SimFault, SimOverride};
+use crate::hardware::{ActuatorStatus, HwError, SimDevice, SimFault, SimOverride};
 use crate::plugins::{Health, PluginStatus};
 use crate::scheduler::{Readings, SensorReading, SystemReading};
 
@@ -216,7 +217,7 @@ pub fn history(request: &Request, state: &AppState) -> Response {
                 400,
                 format!(
                     "unknown query parameter `{}`; use range (1h or 24h), sensor and since (Unix ms)",
-                    crate::capabilities::log::truncate(key, 40)
+                    crate::text::truncate(key, 40)
                 ),
             );
         }
@@ -229,7 +230,7 @@ pub fn history(request: &Request, state: &AppState) -> Response {
                 400,
                 format!(
                     "range must be 1h (10 s buckets) or 24h (5 min buckets), not `{}`",
-                    crate::capabilities::log::truncate(other, 40)
+                    crate::text::truncate(other, 40)
                 ),
             )
         }

@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::server::Client;
 use super::{Request, Response};
+use crate::config::rules::check_token_text;
 use crate::config::{Config, ControlMode};
 use crate::ratelimit::RateLimited;
 
@@ -61,20 +62,6 @@ pub struct Auth {
     failures: Arc<Mutex<Failures>>,
     /// Where the token came from, for messages (`host.control_token` or a path).
     pub source: String,
-}
-
-/// A token a user may set: 16–256 printable ASCII characters, no spaces.
-pub fn check_token_text(token: &str) -> Result<(), String> {
-    if token.len() < 16 || token.len() > 256 {
-        return Err(format!(
-            "must be 16 to 256 characters (got {}); remove it to have one generated",
-            token.len()
-        ));
-    }
-    if !token.chars().all(|c| c.is_ascii_graphic()) {
-        return Err("may only contain printable ASCII characters without spaces".into());
-    }
-    Ok(())
 }
 
 impl Auth {

@@ -71,7 +71,7 @@ impl AllowedHosts {
         if self.allows(host) {
             return Ok(());
         }
-        let shown = crate::capabilities::log::truncate(host, 100);
+        let shown = crate::text::truncate(host, 100);
         Err(Response::error(
             421,
             format!(

@@ -227,7 +227,7 @@ fn route(request: &Request, state: &AppState) -> (&'static str, Response) {
                     format!(
                         "no such page: {}; try /, /api, /api/history, /api/plugins, /healthz \
                          or /metrics",
-                        crate::capabilities::log::truncate(path, 200)
+                        crate::text::truncate(path, 200)
                     ),
                 ),
             ),

@@ -108,7 +108,7 @@ pub fn parse_head(buf: &[u8]) -> HeadParse {
                 400,
                 format!(
                     "the value of header field `{}` is not valid UTF-8",
-                    crate::capabilities::log::truncate(&name, 64)
+                    crate::text::truncate(&name, 64)
                 ),
             ));
         };
@@ -231,7 +231,7 @@ fn framing(request: &Request) -> Result<(usize, bool), Response> {
                         400,
                         format!(
                             "bad Content-Length {:?}: must be a decimal number of bytes",
-                            crate::capabilities::log::truncate(value, 40)
+                            crate::text::truncate(value, 40)
                         ),
                     ))
                 }
@@ -266,7 +266,7 @@ fn framing(request: &Request) -> Result<(usize, bool), Response> {
                 501,
                 format!(
                     "Transfer-Encoding {:?} is not supported: send a Content-Length",
-                    crate::capabilities::log::truncate(coding, 40)
+                    crate::text::truncate(coding, 40)
                 ),
             )
         });
@@ -298,7 +298,7 @@ fn framing(request: &Request) -> Result<(usize, bool), Response> {
                 417,
                 format!(
                     "Expect {:?} is not supported (only 100-continue is)",
-                    crate::capabilities::log::truncate(v, 40)
+                    crate::text::truncate(v, 40)
                 ),
             ))
         }

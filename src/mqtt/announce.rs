@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::capabilities::rate::TokenBucket;
+use crate::ratelimit::TokenBucket;
 
 /// Entities one plugin may have announced at once.
 pub const MAX_ENTITIES_PER_PLUGIN: usize = 64;

@@ -11,63 +11,13 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-/// Largest CA file read: a full system bundle is ~220 KB.
-const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The name the broker's certificate must carry, from `mqtt.host`.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.trim().to_string()).map_err(|_| {
-        format!(
-            "`{host}` is neither a DNS name nor an IP address, so the broker's certificate \
-             cannot be checked against it: use the name (or address) the certificate was issued for"
-        )
-    })
-}
-
-/// Reads a PEM file of CA certificates. `Err` says what is wrong and what
-/// the file should be.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read CA file {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("CA file {shown} is not a file"));
-    }
-    if meta.len() > MAX_CA_FILE_BYTES {
-        return Err(format!(
-            "CA file {shown} is {} bytes: too big for a PEM bundle of CA certificates",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read CA file {shown}: {e}"))?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("CA file {shown} is not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "CA file {shown} holds no certificate: expected PEM blocks starting with \
-             `-----BEGIN CERTIFICATE-----` (the CA that signed the broker's certificate)"
-        ));
-    }
-    let mut roots = RootCertStore::empty();
-    for (i, cert) in certs.iter().enumerate() {
-        roots.add(cert.clone()).map_err(|e| {
-            format!(
-                "CA file {shown}: certificate {} of {} cannot be used as a CA: {e}",
-                i + 1,
-                certs.len()
-            )
-        })?;
-    }
-    Ok(certs)
-}
+use crate::config::rules::load_ca_file;
 
 /// Where the trusted CAs come from, for messages.
 #[derive(Debug, Clone)]
@@ -294,40 +244,6 @@ impl Write for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn server_names_are_dns_names_or_addresses() {
-        assert!(server_name("broker.local").is_ok());
-        assert!(server_name("127.0.0.1").is_ok());
-        assert!(server_name("::1").is_ok());
-        let e = server_name("bad name!").unwrap_err();
-        assert!(e.contains("neither a DNS name nor an IP address"), "{e}");
-    }
-
-    #[test]
-    fn a_ca_file_without_certificates_is_refused_with_what_to_put_there() {
-        let dir = std::env::temp_dir().join(format!("whp-tls-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "just text\n").unwrap();
-        let e = load_ca_file(&empty).unwrap_err();
-        assert!(e.contains("holds no certificate"), "{e}");
-        assert!(e.contains("BEGIN CERTIFICATE"), "{e}");
-        let broken = dir.join("broken.pem");
-        std::fs::write(
-            &broken,
-            "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let e = load_ca_file(&broken).unwrap_err();
-        assert!(
-            e.contains("not valid PEM") || e.contains("cannot be used"),
-            "{e}"
-        );
-        let e = load_ca_file(&dir.join("missing.pem")).unwrap_err();
-        assert!(e.contains("cannot read CA file"), "{e}");
-        std::fs::remove_dir_all(&dir).ok();
-    }
 
     #[test]
     fn explanations_say_what_to_fix() {

@@ -321,7 +321,8 @@ impl Worker {
                     c
                 }
             };
-            let name = tls::server_name(&self.config.host).map_err(MqttError::Tls)?;
+            let name =
+                crate::config::rules::server_name(&self.config.host).map_err(MqttError::Tls)?;
             let tls = tls::handshake(config, name, stream, deadline).map_err(|e| {
                 // Read the CAs again next time: the fix may be a new
                 // ca_file (or system store) with the same name.
@@ -474,7 +475,7 @@ impl Worker {
                         None => log::warn!(
                             target: "mqtt",
                             "ignored `{}` on {topic}: expected `beep` or `long`",
-                            crate::capabilities::log::truncate(&text, 64)
+                            crate::text::truncate(&text, 64)
                         ),
                     }
                     // Counted once handled: whoever reads N knows the N
@@ -501,7 +502,7 @@ impl Worker {
                         target: "mqtt",
                         "skipped a {len}-byte message on {}: more than the {} bytes accepted \
                          ({n} skipped so far; logged at most once a minute)",
-                        crate::capabilities::log::truncate(&topic, 200),
+                        crate::text::truncate(&topic, 200),
                         codec::MAX_INCOMING
                     );
                 }

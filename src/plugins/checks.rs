@@ -7,10 +7,9 @@
 use std::collections::BTreeSet;
 
 use crate::config::ownership::{valid_id, Owned};
+pub use crate::readings::MAX_FIELDS;
 use crate::readings::{SensorReading, RESERVED_KEYS};
 
-/// Fields one reading may have.
-pub const MAX_FIELDS: usize = 16;
 /// Distinct sensor ids one plugin version may ever report: a plugin
 /// inventing ids cannot churn `/api`, the history or Home Assistant.
 pub const MAX_SENSOR_IDS: usize = 16;

@@ -4,11 +4,11 @@
 //! documented limit — so a bad file costs an error message, never the
 //! host's memory or a stuck loader.
 
-use std::fmt;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
+
+use crate::fsutil::{read_limited, FileError};
 
 /// Largest component plugin file (a componentize-py component is ~18 MiB).
 pub const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -18,115 +18,6 @@ pub const MAX_SOURCE_FILE_BYTES: u64 = 1024 * 1024;
 pub const MAX_SOURCE_TOTAL_BYTES: u64 = 4 * 1024 * 1024;
 /// Most modules a plugin may have, shared ones included.
 pub const MAX_MODULES: usize = 64;
-
-/// Why a plugin file could not be read.
-#[derive(Debug)]
-pub enum FileError {
-    NotFound(PathBuf),
-    /// Something other than a regular file (a directory, a FIFO, ...).
-    NotAFile(PathBuf, &'static str),
-    TooLarge {
-        path: PathBuf,
-        bytes: u64,
-        limit: u64,
-    },
-    NotText(PathBuf),
-    Io(PathBuf, std::io::Error),
-}
-
-impl FileError {
-    pub fn not_found(&self) -> bool {
-        matches!(self, FileError::NotFound(_))
-    }
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FileError::NotFound(p) => write!(f, "{} does not exist", p.display()),
-            FileError::NotAFile(p, what) => {
-                write!(f, "{} is a {what}, not a regular file", p.display())
-            }
-            FileError::TooLarge { path, bytes, limit } => write!(
-                f,
-                "{} is {} KiB, larger than the {} KiB a plugin file may be",
-                path.display(),
-                bytes.div_ceil(1024),
-                limit / 1024
-            ),
-            FileError::NotText(p) => write!(f, "{} is not UTF-8 text", p.display()),
-            FileError::Io(p, e) => write!(f, "cannot read {}: {e}", p.display()),
-        }
-    }
-}
-
-impl std::error::Error for FileError {}
-
-/// Reads `path` whole if it is a regular file of at most `limit` bytes.
-/// Opened without blocking (a FIFO in its place must not hang the loader)
-/// and checked on the open handle, so a swap between check and read cannot
-/// slip a larger or special file in.
-pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let io = |e: std::io::Error| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            FileError::NotFound(path.to_path_buf())
-        } else {
-            FileError::Io(path.to_path_buf(), e)
-        }
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "directory"
-        } else if ft.is_fifo() {
-            "FIFO"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "device"
-        };
-        return Err(FileError::NotAFile(path.to_path_buf(), what));
-    }
-    if meta.len() > limit {
-        return Err(FileError::TooLarge {
-            path: path.to_path_buf(),
-            bytes: meta.len(),
-            limit,
-        });
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(FileError::TooLarge {
-            path: path.to_path_buf(),
-            bytes: bytes.len() as u64,
-            limit,
-        });
-    }
-    Ok(bytes)
-}
-
-/// Refuses what cannot be a component before spending time compiling it:
-/// an empty or half-written file, a core module, something else entirely.
-pub fn check_component_header(bytes: &[u8]) -> anyhow::Result<()> {
-    match bytes.get(..8) {
-        None => anyhow::bail!("only {} bytes (empty or still being written?)", bytes.len()),
-        Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
-        Some([0x00, b'a', b's', b'm', ..]) => {
-            anyhow::bail!(
-                "a core WebAssembly module, not a component: build it with componentize-py"
-            )
-        }
-        Some(_) => anyhow::bail!("not WebAssembly (no \\0asm header)"),
-    }
-}
 
 /// One Python module of a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +130,7 @@ pub fn read_sources(name: &str, dir: &Path, common: &Path) -> anyhow::Result<Sou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn temp(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("whp-files-{tag}-{}", std::process::id()));
@@ -336,6 +228,7 @@ mod tests {
         assert!(read_limited(&dir.join("p/none.wasm"), 10)
             .unwrap_err()
             .not_found());
+        use crate::runtime::check_component_header;
         assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
         assert!(check_component_header(b"\0asm\x01\0\0\0").is_err());
         assert!(check_component_header(b"").is_err());

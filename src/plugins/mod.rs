@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod checks;
+mod command;
 pub mod files;
 pub mod histogram;
 pub mod registry;
@@ -22,14 +23,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+
+pub use command::Command;
+
 use crate::capabilities::{self, HostServices, PluginShared};
+use crate::clock::unix_time_ms;
 use crate::config::{ownership::Owned, Config, Limits, PluginKind};
 use crate::contract::types::FollowedReading;
-use crate::hardware::unix_time_ms;
+use crate::failure::{FailureKind, PluginFailure};
 use crate::readings::{SensorReading, SystemReading};
-use crate::runtime::FailureKind;
-use crate::runtime::{Instance, PluginFailure, Prepared, Program, Runtime};
-use anyhow::Context as _;
+use crate::runtime::{Instance, Prepared, Program, Runtime};
 use backoff::{AfterFailure, Backoff};
 pub use backoff::{BACKOFF_MAX, BACKOFF_START, QUARANTINE_FAILURES, QUARANTINE_WINDOW};
 use registry::{Call, Problem, Version};
@@ -118,9 +122,9 @@ pub fn load(
             (pre, Some(program), sources.version, dir)
         }
         Some(file) => {
-            let bytes = files::read_limited(&file, files::MAX_COMPONENT_BYTES)
+            let bytes = crate::fsutil::read_limited(&file, files::MAX_COMPONENT_BYTES)
                 .with_context(|| format!("cannot load plugin `{name}`"))?;
-            files::check_component_header(&bytes)
+            crate::runtime::check_component_header(&bytes)
                 .with_context(|| format!("{} is not a plugin", file.display()))?;
             let digest = crate::runtime::cache_digest(&bytes);
             let component = runtime

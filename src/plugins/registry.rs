@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::histogram::{self, Histogram};
-use crate::hardware::unix_time_ms;
-use crate::runtime::PluginFailure;
+use crate::clock::unix_time_ms;
+use crate::failure::PluginFailure;
 
 /// Where a plugin is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -399,7 +399,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::FailureKind;
+    use crate::failure::FailureKind;
 
     const NAME: &str = "p";
 

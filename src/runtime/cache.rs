@@ -34,6 +34,9 @@ pub struct ArtifactCache {
     /// What makes this cache's artifacts, for logs (`cranelift`, `pulley`).
     compiler: &'static str,
     engine_tag: String,
+    /// What `engine_tag` stands for: named by a runtime-only build when it
+    /// has no artifact and cannot compile one.
+    #[cfg_attr(feature = "compiler", allow(dead_code))]
     engine_descriptor: String,
     max_bytes: u64,
     /// Entries this process verified (or wrote), by file identity: loading
@@ -317,11 +320,6 @@ impl ArtifactCache {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// What the engine tag in this cache's file names stands for.
-    pub fn engine_descriptor(&self) -> &str {
-        &self.engine_descriptor
-    }
 }
 
 /// The SHA-256 of a file, hex, read in 64 KiB pieces. The file leaves the
@@ -355,6 +353,21 @@ fn checksum_path(artifact: &Path) -> PathBuf {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses what cannot be a component before spending time compiling it:
+/// an empty or half-written file, a core module, something else entirely.
+pub fn check_component_header(bytes: &[u8]) -> anyhow::Result<()> {
+    match bytes.get(..8) {
+        None => anyhow::bail!("only {} bytes (empty or still being written?)", bytes.len()),
+        Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => Ok(()),
+        Some([0x00, b'a', b's', b'm', ..]) => {
+            anyhow::bail!(
+                "a core WebAssembly module, not a component: build it with componentize-py"
+            )
+        }
+        Some(_) => anyhow::bail!("not WebAssembly (no \\0asm header)"),
+    }
 }
 
 #[cfg(test)]

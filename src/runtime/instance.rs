@@ -8,12 +8,12 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bytecode::BytecodeCache;
-use super::failure::{self, FailureKind, HostTrap, PluginFailure, Seen, Trapped};
 use crate::capabilities::PluginCtx;
 use crate::config::{Limits, PluginKind};
 use crate::contract::{
     self, automation, bme680_logic, dashboard, dht22_logic, loader, pi_monitor_logic, sensor,
 };
+use crate::failure::{self, FailureKind, HostTrap, PluginFailure, Seen, Trapped};
 
 /// Lines of guest output logged per call; the rest are counted.
 const MAX_FORWARDED_LINES: usize = 50;
@@ -280,10 +280,6 @@ impl Prepared {
 }
 
 impl Instance {
-    pub fn ctx(&self) -> &PluginCtx {
-        self.store.data()
-    }
-
     fn call<R>(
         &mut self,
         limits: &Limits,
@@ -339,7 +335,7 @@ impl Instance {
             let text = String::from_utf8_lossy(new);
             let mut lines = text.lines();
             for line in lines.by_ref().take(MAX_FORWARDED_LINES) {
-                log::info!(target: "plugin", "[{}] {stream}: {}", ctx.plugin, crate::capabilities::log::truncate(line, 1024));
+                log::info!(target: "plugin", "[{}] {stream}: {}", ctx.plugin, crate::text::truncate(line, 1024));
             }
             let rest = lines.count();
             if rest > 0 {
@@ -358,7 +354,7 @@ impl Instance {
     pub fn output_nearly_full(&self) -> bool {
         self.forwarded
             .iter()
-            .any(|&n| n > crate::capabilities::OUTPUT_CAPTURE_BYTES / 2)
+            .any(|&n| n > failure::OUTPUT_CAPTURE_BYTES / 2)
     }
 
     pub fn poll_sensor(
@@ -504,7 +500,7 @@ fn host_failure(e: anyhow::Error) -> PluginFailure {
 /// (the rules are [`failure::name`]'s).
 fn classify(error: wasmtime::Error, store: &Store<PluginCtx>, limits: &Limits) -> PluginFailure {
     let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
-    let cap = crate::capabilities::OUTPUT_CAPTURE_BYTES;
+    let cap = failure::OUTPUT_CAPTURE_BYTES;
     let flooded = [&store.data().stdout, &store.data().stderr]
         .iter()
         .any(|p| p.contents().len() + 4096 >= cap);

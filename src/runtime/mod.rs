@@ -16,25 +16,27 @@
 
 pub mod bytecode;
 mod cache;
-mod failure;
 mod instance;
 pub mod python;
 mod residency;
 
-pub use cache::{digest as cache_digest, ArtifactCache, Source as CacheSource};
-pub use failure::{FailureKind, HostTrap, PluginFailure};
+pub use cache::{
+    check_component_header, digest as cache_digest, ArtifactCache, Source as CacheSource,
+};
 pub use instance::{check_exports, Instance, Prepared, Program, MAX_READINGS_PER_POLL};
 pub use python::PythonRuntime;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
+
+use crate::capabilities::Interrupt;
 
 /// How often the epoch advances; the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -49,52 +51,6 @@ pub struct Runtime {
     python: Mutex<Option<Arc<PythonRuntime>>>,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
-}
-
-/// Ends every wait a plugin is in (a `time.sleep` the host serves) and
-/// every call in progress, when the host shuts down: shutdown must not wait
-/// for a plugin, whatever it does.
-#[derive(Default)]
-pub struct Interrupt {
-    stopping: AtomicBool,
-    lock: Mutex<()>,
-    wake: Condvar,
-}
-
-impl Interrupt {
-    /// Sleeps for `duration` unless the host starts shutting down first.
-    /// Returns false when it was interrupted.
-    pub fn sleep(&self, duration: Duration) -> bool {
-        let until = Instant::now() + duration;
-        // The mutex guards no data (it only pairs with the condvar), so a
-        // poisoned one holds nothing wrong; shutdown must wake every sleeper.
-        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if self.stopping.load(Ordering::SeqCst) {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            guard = match self.wake.wait_timeout(guard, until - now) {
-                Ok((g, _)) => g,
-                // As above: no data behind it.
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-    }
-
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        // Poisoned or not (it guards no data), held while notifying.
-        let _guard = self.lock.lock();
-        self.wake.notify_all();
-    }
 }
 
 /// WebAssembly calls in progress, in any Runtime of this process; the

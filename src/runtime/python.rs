@@ -118,12 +118,12 @@ pub fn load(runtime: &Runtime, file: &Path) -> anyhow::Result<PythonRuntime> {
 
 /// The component in `file`, `None` when there is no such file.
 fn read_component(file: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    let wasm = match crate::plugins::files::read_limited(file, MAX_RUNTIME_BYTES) {
+    let wasm = match crate::fsutil::read_limited(file, MAX_RUNTIME_BYTES) {
         Ok(wasm) => wasm,
         Err(e) if e.not_found() => return Ok(None),
         Err(e) => return Err(e).context("cannot read the Python runtime"),
     };
-    crate::plugins::files::check_component_header(&wasm)
+    super::check_component_header(&wasm)
         .with_context(|| format!("{} is not the Python runtime", file.display()))?;
     // Read once to hash (and, once per runtime build, to compile): 20 MiB
     // that need not stay in the service's page cache.

@@ -21,15 +21,16 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::capabilities::HostServices;
+use crate::clock::unix_time_ms;
 use crate::config::Config;
 use crate::config::PluginKind;
 use crate::contract::dashboard::{PluginInfo, Snapshot};
 use crate::contract::types::{FollowedReading, Rgb};
-use crate::hardware::unix_time_ms;
 use crate::plugins::registry::{Problem, Unloaded};
+pub use crate::plugins::Command;
 use crate::plugins::{self, Plugin, PluginStatus, Polled, Registry};
 use crate::readings::Origin;
-pub use crate::readings::{Readings, SensorReading, SystemReading, TelemetryValue};
+pub use crate::readings::{Readings, SensorReading, SystemReading};
 use crate::runtime::Runtime;
 use policy::{Render, Schedule, Trial, Turn, Verdict};
 pub use policy::{RENDER_REFRESH, TRIAL_CALLS};
@@ -91,27 +92,6 @@ impl Shared {
     pub fn plugins(&self) -> Vec<PluginStatus> {
         self.registry.snapshot()
     }
-}
-
-/// Messages to the scheduler thread.
-pub enum Command {
-    /// A plugin compiled and prepared off this thread, ready to swap in
-    /// between two calls. With `trial`, the version it replaces is kept
-    /// until the new one has made [`TRIAL_CALLS`] good calls, and comes back
-    /// if the new one fails first.
-    Install {
-        plugin: Box<Plugin>,
-        trial: bool,
-    },
-    /// Unload a plugin (disabled or removed in the config, or refused under
-    /// its new config), then report why to the registry: once the plugin is
-    /// dropped, so no late outcome of its last call can overwrite it.
-    Remove(String, Unloaded),
-    /// The loader has gone through every configured plugin.
-    LoadingDone,
-    /// Nothing: lets the loader notice a stopped scheduler.
-    Ping,
-    Stop,
 }
 
 /// A plugin in the schedule.

@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::Value;
 use wasi_python_host::config::MqttSection;
 use wasi_python_host::contract::types::{AlertLevel, Dht22Reading};
+use wasi_python_host::failure::{FailureKind, PluginFailure};
 use wasi_python_host::hardware::{BuzzPattern, Hardware, HardwareOptions, SimBackend};
 use wasi_python_host::http::{AppState, HttpServer, Limits};
 use wasi_python_host::plugins::registry::{Call, Configured, Problem, Version};
-use wasi_python_host::runtime::{FailureKind, PluginFailure};
 use wasi_python_host::scheduler::{SensorReading, Shared, SystemReading};
 
 use crate::support::{http, wait_until};

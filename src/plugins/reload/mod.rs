@@ -48,8 +48,8 @@ use super::registry::{Configured, Problem, Unloaded};
 use super::{files, load, LoadFailure, Registry};
 use crate::capabilities::HostServices;
 use crate::config::Config;
+use crate::plugins::Command;
 use crate::runtime::Runtime;
-use crate::scheduler::Command;
 use debounce::{Burst, Settling};
 pub use debounce::{CONFIG_SETTLE, DEBOUNCE, DEBOUNCE_MAX};
 use plan::{Change, Layout, Origin};
@@ -322,7 +322,7 @@ impl Loader {
     fn version_on_disk(&self, name: &str) -> anyhow::Result<String> {
         match self.config.component_file(name) {
             Some(file) => {
-                let bytes = files::read_limited(&file, files::MAX_COMPONENT_BYTES)?;
+                let bytes = crate::fsutil::read_limited(&file, files::MAX_COMPONENT_BYTES)?;
                 Ok(crate::runtime::cache_digest(&bytes)[..12].to_string())
             }
             None => Ok(files::read_sources(

@@ -1,14 +1,19 @@
 //! Naming a failed call: the Python traceback in what the guest printed,
 //! and which [`FailureKind`] a trap is, in the words a user needs.
 //!
-//! Pure: `instance.rs` turns a wasmtime error and the instance's capture
-//! pipes into [`Seen`] (our own terms, no wasmtime types), and [`name`]
-//! decides. The rules are tested below as a table.
+//! Pure: `runtime::instance` turns a wasmtime error and the instance's
+//! capture pipes into [`Seen`] (our own terms, no wasmtime types), and
+//! [`name`] decides. The rules are tested below as a table. Below both
+//! `capabilities` (which raise a [`HostTrap`]) and `runtime` (which
+//! classifies), so neither needs the other for it.
 
 use std::fmt;
 
-use crate::capabilities::OUTPUT_CAPTURE_BYTES;
 use crate::config::Limits;
+
+/// Bytes of a plugin's stdout/stderr kept per call (Python tracebacks land
+/// in stderr).
+pub const OUTPUT_CAPTURE_BYTES: usize = 64 * 1024;
 
 /// Why a call failed, in the words a user needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
