@@ -432,6 +432,63 @@ mod tests {
         );
     }
 
+    /// Which top-level modules (or folders under src/) may name an external
+    /// crate: the invariants of ARCHITECTURE.md that a scan can check.
+    const OWNERS: &[(&str, &[&str])] = &[
+        // Only the runtime, the capabilities (the Store data, the linker)
+        // and the bindings know wasmtime; everyone else uses their types.
+        ("wasmtime", &["runtime", "capabilities", "contract"]),
+        ("wasmtime_wasi", &["runtime", "capabilities"]),
+        // Only the Pi backend touches devices.
+        ("rppal", &["hardware/pi"]),
+        ("rs_ws281x", &["hardware/pi"]),
+        // Only http knows HTTP.
+        ("httparse", &["http"]),
+        ("form_urlencoded", &["http"]),
+        // Only mqtt speaks TLS to a broker (config only parses a CA file).
+        ("rustls", &["mqtt", "config"]),
+        ("rustls_native_certs", &["mqtt"]),
+        ("inotify", &["plugins/reload"]),
+    ];
+
+    #[test]
+    fn external_crates_are_named_only_by_their_owners() {
+        let src = src_dir();
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let mut wrong = Vec::new();
+        for file in files {
+            let rel = file.strip_prefix(&src).unwrap().to_path_buf();
+            let rel_text = rel.to_string_lossy().replace('\\', "/");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let toks = tokens(&text);
+            for (i, (tok, line)) in toks.iter().enumerate() {
+                let Tok::Ident(name) = tok else { continue };
+                let Some((_, owners)) = OWNERS.iter().find(|(c, _)| c == name) else {
+                    continue;
+                };
+                // A path start (`wasmtime::x`, `use wasmtime`), not a field
+                // or a local of that name (`self.wasmtime`, `x::wasmtime`).
+                let after_path = i > 0 && matches!(toks[i - 1].0, Tok::Path | Tok::Punct('.'));
+                let is_path = toks.get(i + 1).is_some_and(|(t, _)| *t == Tok::Path)
+                    || (i > 0 && toks[i - 1].0 == Tok::Ident("use".into()));
+                if after_path || !is_path {
+                    continue;
+                }
+                let owned = owners.iter().any(|o| {
+                    rel_text == format!("{o}.rs") || rel_text.starts_with(&format!("{o}/"))
+                });
+                if !owned {
+                    wrong.push(format!(
+                        "src/{rel_text}:{line}: names `{name}`, which only {} may use",
+                        owners.join(", ")
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
     #[test]
     fn the_scanner_sees_every_form_of_use() {
         let text = r##"

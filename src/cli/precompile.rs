@@ -96,17 +96,9 @@ fn precompile_for_target(
     out: &std::path::Path,
     components: Vec<(String, PathBuf)>,
 ) -> anyhow::Result<()> {
-    use crate::runtime::{engine_config_for, ArtifactCache, EngineTarget};
+    use crate::runtime::{engine_for, ArtifactCache, EngineTarget};
     let target = EngineTarget::for_triple(triple)?;
-    let engine = wasmtime::Engine::new(&engine_config_for(&target)?)
-        .map_err(anyhow::Error::from)
-        .with_context(|| {
-            format!(
-                "cannot compile for `{triple}` ({}): this host was built without that \
-                 Cranelift backend; build it with `--features precompile-all-targets`",
-                target.name
-            )
-        })?;
+    let engine = engine_for(&target).with_context(|| format!("precompiling for `{triple}`"))?;
     let cache = ArtifactCache::new(out, &target)
         .with_context(|| format!("failed to create {}", out.display()))?;
     println!(

@@ -209,6 +209,22 @@ pub fn engine_config_for(target: &EngineTarget) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// An Engine that compiles for `target` (another machine's, for
+/// `precompile --target`), with the host's settings. Fails naming the cargo
+/// feature when this build lacks the target's Cranelift backend.
+#[cfg(feature = "compiler")]
+pub fn engine_for(target: &EngineTarget) -> anyhow::Result<Engine> {
+    Engine::new(&engine_config_for(target)?)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "cannot compile for `{}`: this host was built without that \
+                 Cranelift backend; build it with `--features precompile-all-targets`",
+                target.name
+            )
+        })
+}
+
 /// True when this build can compile WebAssembly (cargo feature `compiler`);
 /// false for the runtime-only build, which only loads precompiled artifacts.
 pub const CAN_COMPILE: bool = cfg!(feature = "compiler");
