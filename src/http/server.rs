@@ -17,7 +17,7 @@
 //! connection is busy or fresh, the newcomer gets `503` with `Retry-After`
 //! at once. So one client flooding idle or slow connections churns only its
 //! own share, and everyone else finds a free slot. The choice is the pure
-//! [`make_room`]. See ARCHITECTURE.md, "HTTP server".
+//! [`make_room`]. See ARCHITECTURE.md, "Decisions", *HTTP server*.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
