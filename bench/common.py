@@ -29,7 +29,7 @@ def cargo_build_args():
     return ["--release"] if PROFILE == "release" else ([] if PROFILE == "debug" else ["--profile", PROFILE])
 
 
-def write_config(path, state_dir, cache_dir, extra="", plugins_dir=None, runtime=None, **replace):
+def write_config(path, state_dir, cache_dir, extra="", plugins_dir=None, runtime=None, sim=None, **replace):
     """config/host.toml pointed at this run's folders, on a free port, with
     simulated hardware; `replace` sets other top-level keys of a table
     (e.g. recycle="true"), `extra` is appended. `runtime` replaces the
@@ -42,6 +42,14 @@ def write_config(path, state_dir, cache_dir, extra="", plugins_dir=None, runtime
     text = re.sub(r'(?m)^state_dir = .*$', f'state_dir = "{state_dir}"\ncache_dir = "{cache_dir}"', text)
     text = re.sub(r'(?m)^listen = .*$', 'listen = "127.0.0.1:0"', text)
     text = re.sub(r'(?m)^hardware = .*$', 'hardware = "sim"', text)
+    if sim:
+        # More simulated sensors: (DHT22 pins, BME680 addresses) for the
+        # `[hardware.sim]` table, e.g. for `copies_of_shipped`'s copies.
+        pins, addresses = sim
+        text, n = re.subn(r'(?m)^(\[hardware\.sim\]\n(?:.*\n)*?)dht22_pins = .*\nbme680_addresses = .*$',
+                          lambda m: m.group(1) + f"dht22_pins = [{', '.join(map(str, pins))}]\n"
+                          f"bme680_addresses = [{', '.join(hex(a) for a in addresses)}]", text)
+        assert n == 1, "config/host.toml's [hardware.sim] lists dht22_pins then bme680_addresses"
     for key, value in replace.items():
         text, n = re.subn(rf'(?m)^{key} = .*$', f'{key} = {value}', text)
         assert n == 1, f"config/host.toml has one `{key}`"
@@ -65,9 +73,12 @@ def plugin_section(name):
 def copies_of_shipped(work, extra_count):
     """A plugins folder with the shipped plugins plus `extra_count` copies of
     the sensor plugins under other names (`dht22_2`, `bme680_2`, ...), and
-    the config tables for the copies. Returns (plugins_dir, extra_toml,
-    names of all plugins). Only sensor plugins are copied: the host serves
-    one dashboard."""
+    the config tables for the copies. Each copy of a sensor reads a
+    simulated device of its own (sensor ids are owned: two plugins cannot
+    report one device's id), so the config needs the devices it returns.
+    Returns (plugins_dir, extra_toml, names of all plugins, sim), `sim`
+    being write_config's `sim=`. Only sensor plugins are copied: the host
+    serves one dashboard."""
     plugins_dir = os.path.join(work, "plugins")
     os.makedirs(plugins_dir, exist_ok=True)
     for name in SHIPPED + ["common"]:
@@ -76,14 +87,28 @@ def copies_of_shipped(work, extra_count):
             shutil.copytree(os.path.join(ROOT, "plugins", name), dst,
                             ignore=shutil.ignore_patterns("test_*", "__pycache__", "*.pyc"))
     extra, names = [], list(SHIPPED)
+    pins, addresses = [4], [0x77]
+    free_pins = iter([5, 6, 12, 13, 16, 19, 20, 21, 22, 23, 24, 25, 26, 27])
+    free_addresses = iter(range(0x76, 0x08, -1))
     sensors = ["dht22", "bme680", "pi_monitor"]
     for i in range(extra_count):
         src = sensors[i % len(sensors)]
         dst = f"{src}_{i // len(sensors) + 2}"
         shutil.copytree(os.path.join(plugins_dir, src), os.path.join(plugins_dir, dst), dirs_exist_ok=True)
-        extra.append(plugin_section(src).replace(f"[plugins.{src}", f"[plugins.{dst}"))
+        section = plugin_section(src).replace(f"[plugins.{src}", f"[plugins.{dst}")
+        if src == "dht22":
+            pin = next(free_pins)
+            pins.append(pin)
+            section = re.sub(r"(?m)^dht22_pins = .*$", f"dht22_pins = [{pin}]", section)
+            section = re.sub(r"(?m)^pin = .*$", f"pin = {pin}", section)
+        elif src == "bme680":
+            address = next(free_addresses)
+            addresses.append(address)
+            section = re.sub(r"(?m)^i2c_addresses = .*$", f"i2c_addresses = [{address:#04x}]", section)
+            section = re.sub(r"(?m)^address = .*$", f"address = {address:#04x}", section)
+        extra.append(section)
         names.append(dst)
-    return plugins_dir, "\n\n" + "\n\n".join(extra) + "\n", names
+    return plugins_dir, "\n\n" + "\n\n".join(extra) + "\n", names, (pins, addresses)
 
 
 def start_host(config, log="warn,wasi_python_host::app=info", env=None, preexec_fn=None, binary=None):

@@ -120,7 +120,7 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="whp-mem-")
     cache = args.cache or f"{work}/cache"
-    plugins_dir, extra_toml, many = copies_of_shipped(work, args.extra)
+    plugins_dir, extra_toml, many, sim = copies_of_shipped(work, args.extra)
     n_many = len(many)
     hosts, natives, cgroups = [], [], []
     samples = {}
@@ -128,7 +128,7 @@ def main():
         # Fill the artifact cache first: a host that compiles while being
         # measured holds Cranelift's working set, not its steady state.
         config = write_config(os.path.join(work, "warm.toml"), f"{work}/state-warm", cache,
-                              extra=extra_toml, plugins_dir=plugins_dir)
+                              extra=extra_toml, plugins_dir=plugins_dir, sim=sim)
         subprocess.run([BINARY, "precompile", "--config", config], check=True, stdout=subprocess.DEVNULL)
         # And the plugins' bytecode, as after a device's first start: every
         # later start loads it instead of compiling Python.
@@ -143,7 +143,7 @@ def main():
             shutil.copytree(cache, own_cache)
             drop_page_cache(own_cache)
             config = write_config(os.path.join(work, f"host-{i}.toml"), f"{work}/state-{i}", own_cache,
-                                  extra=extra, plugins_dir=plugins_dir,
+                                  extra=extra, plugins_dir=plugins_dir, sim=sim,
                                   runtime=f"{work}/no-runtime-file/python-runtime.wasm", **replace)
             cg = MemCgroup(f"whp-bench-mem-{os.getpid()}-{i}")
             cgroups.append(cg)

@@ -26,7 +26,24 @@ from fakehost import FakeHost  # noqa: E402
 def snapshot(host):
     d = host.wit.exports.dashboard
     t = host.types
+    ts, ok = 1_737_073_200_000, t.AlertLevel.OK
+
+    def reading(sensor_id, fields, message=""):
+        return t.Reading(sensor_id=sensor_id, timestamp_ms=ts, alert=ok, message=message,
+                         fields=[t.Field(name=n, value=float(v), unit=u, device_class=c)
+                                 for n, v, u, c in fields])
+    # Every reading again as the generic record, as the scheduler sends it
+    # (examples/callbench.rs builds the same snapshot).
+    readings = [
+        t.FollowedReading(plugin="dht22", reading=reading("dht22-gpio-4", [
+            ("temperature", 21.5, "°C", "temperature"), ("humidity", 40.9, "%", "humidity")])),
+        t.FollowedReading(plugin="bme680", reading=reading("bme680-i2c-0x77", [
+            ("temperature", 22.1, "°C", "temperature"), ("humidity", 38.5, "%", "humidity"),
+            ("pressure", 1013.2, "hPa", "atmospheric_pressure"), ("gas_resistance", 150.5, "kΩ", None),
+            ("iaq_score", 35, "", "aqi")], "air excellent")),
+    ]
     return d.Snapshot(
+        readings=readings,
         dht22=[t.Dht22Reading(sensor_id="dht22-gpio-4", temperature=21.5, humidity=40.9,
                               timestamp_ms=1_737_073_200_000, alert=t.AlertLevel.OK, message="")],
         bme680=[t.Bme680Reading(sensor_id="bme680-i2c-0x77", temperature=22.1, humidity=38.5,

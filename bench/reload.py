@@ -110,7 +110,7 @@ def main():
     ap.add_argument("--cache", help="an artifact cache with the runtime compiled, to copy (default: compile)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="whp-reload-")
-    plugins_dir, _, _ = copies_of_shipped(work, 0)
+    plugins_dir, _, _, _ = copies_of_shipped(work, 0)
     app = os.path.join(plugins_dir, "dht22", "app.py")
     original = open(app).read()
     if args.cache:

@@ -11,7 +11,11 @@
 //!   rule: the config must say whose it is with `sensor_ids`);
 //! * the ids listed in its grants' `sensor_ids`.
 //!
-//! The config is refused when an id would have two owners.
+//! The name's domain yields to another plugin's device: a plugin called
+//! `dht22` does not own `dht22-gpio-5` when another plugin is the one
+//! granted the DHT22 on pin 5 (so a second DHT22 plugin can be added next to
+//! it). The config is refused when an id would have two owners otherwise,
+//! e.g. a `sensor_ids` claim inside another plugin's name.
 
 use super::Config;
 
@@ -23,6 +27,9 @@ pub struct Owned {
     devices: Vec<String>,
     /// Ids listed in `grants.sensor_ids`.
     claimed: Vec<String>,
+    /// Ids of devices other enabled plugins own: not this plugin's even
+    /// where they fall in its name's domain.
+    others: Vec<String>,
 }
 
 /// The id of the DHT22 on `pin`.
@@ -48,7 +55,7 @@ pub fn valid_id(id: &str) -> bool {
 
 impl Owned {
     pub fn owns(&self, id: &str) -> bool {
-        in_domain(&self.name, id)
+        (in_domain(&self.name, id) && !self.others.iter().any(|o| o == id))
             || self.devices.iter().any(|d| d == id)
             || self.claimed.iter().any(|c| c == id)
     }
@@ -72,6 +79,23 @@ fn in_domain(name: &str, id: &str) -> bool {
 
 /// The ids plugin `name` owns under `config`.
 pub fn owned(config: &Config, name: &str) -> Owned {
+    let (devices, claimed) = explicit(config, name);
+    let others = config
+        .plugins
+        .iter()
+        .filter(|(other, p)| *other != name && p.enabled)
+        .flat_map(|(other, _)| explicit(config, other).0)
+        .collect();
+    Owned {
+        name: name.to_string(),
+        devices,
+        claimed,
+        others,
+    }
+}
+
+/// The ids plugin `name` owns explicitly: (its devices', its claims).
+fn explicit(config: &Config, name: &str) -> (Vec<String>, Vec<String>) {
     let enabled = |other: &str| config.plugins.get(other).is_some_and(|p| p.enabled);
     let alone = |granted: &dyn Fn(&super::Grants) -> bool| {
         !config
@@ -80,11 +104,7 @@ pub fn owned(config: &Config, name: &str) -> Owned {
             .any(|(other, p)| other != name && enabled(other) && granted(&p.grants))
     };
     let Some(plugin) = config.plugins.get(name) else {
-        return Owned {
-            name: name.to_string(),
-            devices: Vec::new(),
-            claimed: Vec::new(),
-        };
+        return (Vec::new(), Vec::new());
     };
     let mut devices = Vec::new();
     for &pin in &plugin.grants.dht22_pins {
@@ -97,11 +117,7 @@ pub fn owned(config: &Config, name: &str) -> Owned {
             devices.push(bme680_id(addr));
         }
     }
-    Owned {
-        name: name.to_string(),
-        devices,
-        claimed: plugin.grants.sensor_ids.clone(),
-    }
+    (devices, plugin.grants.sensor_ids.clone())
 }
 
 /// Refuses a config in which an id has two owners, or a claimed id is
@@ -124,14 +140,21 @@ pub fn check(config: &Config) -> Result<(), (String, String)> {
         if !plugin.enabled {
             continue;
         }
-        let mine = owned(config, name);
+        let (devices, claimed) = explicit(config, name);
         for other in &names {
             if other == name || !config.plugins[*other].enabled {
                 continue;
             }
             let theirs = owned(config, other);
-            let explicit = mine.devices.iter().chain(&mine.claimed);
-            if let Some(id) = explicit.clone().find(|id| theirs.owns(id)) {
+            let (their_devices, their_claims) = explicit(config, other);
+            // My devices are mine even in their name's domain (it yields),
+            // not when they also own or claim that device; my claims must be
+            // nothing of theirs.
+            let taken = devices
+                .iter()
+                .find(|id| their_devices.contains(id) || their_claims.contains(id))
+                .or_else(|| claimed.iter().find(|id| theirs.owns(id)));
+            if let Some(id) = taken {
                 return Err((
                     key,
                     format!(
@@ -194,6 +217,23 @@ mod tests {
         .unwrap();
         assert!(owned(&c, "a").owns("dht22-gpio-4"));
         assert!(!owned(&c, "b").owns("dht22-gpio-4"));
+    }
+
+    #[test]
+    fn a_device_in_another_plugins_name_domain_is_the_device_owners() {
+        // A second DHT22 plugin next to one called `dht22`: pin 5's id falls
+        // in `dht22-…`, but it is the plugin granted pin 5 that owns it.
+        let c = config(&format!(
+            "{BASE}{}{}",
+            plugin("dht22", "dht22_pins = [4]"),
+            plugin("garage", "dht22_pins = [5]")
+        ))
+        .unwrap();
+        let (dht22, garage) = (owned(&c, "dht22"), owned(&c, "garage"));
+        assert!(garage.owns("dht22-gpio-5"));
+        assert!(!dht22.owns("dht22-gpio-5"));
+        assert!(dht22.owns("dht22-gpio-4") && dht22.owns("dht22-porch"));
+        assert!(!garage.owns("dht22-gpio-4"));
     }
 
     #[test]

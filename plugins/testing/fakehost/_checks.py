@@ -90,14 +90,17 @@ class Owned:
     stands for a FakeHost without grants (everything allowed): every
     device's id is the plugin's."""
 
-    def __init__(self, name, devices=(), claimed=(), any_device=False):
+    def __init__(self, name, devices=(), claimed=(), any_device=False, others=()):
         self.name = name
         self.devices = list(devices)
         self.claimed = list(claimed)
         self.any_device = any_device
+        # Ids of devices other plugins own: the name's domain yields to them.
+        self.others = list(others)
 
     def owns(self, sensor_id):
-        return (sensor_id == self.name or sensor_id.startswith(self.name + "-")
+        in_domain = sensor_id == self.name or sensor_id.startswith(self.name + "-")
+        return ((in_domain and sensor_id not in self.others)
                 or sensor_id in self.devices or sensor_id in self.claimed
                 or (self.any_device and _DEVICE_ID.fullmatch(sensor_id) is not None))
 
@@ -114,17 +117,22 @@ def owned(name, grants, others=None):
     """What plugin `name` owns under `grants` (a [plugins.NAME.grants]
     table as a dict; None: everything allowed), given the grants of the
     config's other enabled plugins, `others` ({name: grants}): a device
-    granted to two plugins is no one's unless a `sensor_ids` claims it."""
+    granted to two plugins is no one's unless a `sensor_ids` claims it, and
+    the name's domain yields to another plugin's device
+    (config/ownership.rs)."""
     if grants is None:
         return Owned(name, any_device=True)
     others = others or {}
 
-    def alone(key, value):
-        return not any(value in g.get(key, []) for other, g in others.items() if other != name)
+    def devices_of(who, g):
+        def alone(key, value):
+            return not any(value in o.get(key, []) for other, o in all_grants.items() if other != who)
+        ids = [dht22_id(p) for p in g.get("dht22_pins", []) if alone("dht22_pins", p)]
+        return ids + [bme680_id(a) for a in g.get("i2c_addresses", []) if alone("i2c_addresses", a)]
 
-    devices = [dht22_id(p) for p in grants.get("dht22_pins", []) if alone("dht22_pins", p)]
-    devices += [bme680_id(a) for a in grants.get("i2c_addresses", []) if alone("i2c_addresses", a)]
-    return Owned(name, devices, grants.get("sensor_ids", []))
+    all_grants = {**others, name: grants}
+    theirs = [d for other, g in others.items() if other != name for d in devices_of(other, g)]
+    return Owned(name, devices_of(name, grants), grants.get("sensor_ids", []), others=theirs)
 
 
 def check_result(count, size_bytes, max_result_kb=DEFAULT_MAX_RESULT_KB):
