@@ -77,9 +77,7 @@ while True:
             h.system.set()
             h.logs.clear()
             if n == "dashboard":
-                d = h.wit.exports.dashboard
-                p.render(d.Snapshot(dht22=[], bme680=[], system=None, leds=[], buzzer_active=False,
-                                    plugins=[], hardware="sim", last_update_ms=0))
+                p.render(h.snapshot())  # as the host makes one (plugins/testing/fakehost)
             else:
                 p.poll()
             due[n] = now + intervals[n]
