@@ -365,7 +365,7 @@ impl SensorReading {
 }
 
 /// Everything the scheduler has learnt, by producing plugin.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Readings {
     /// Sensor readings by plugin name, in the order the plugin returned them.
     pub sensors: BTreeMap<String, Vec<SensorReading>>,

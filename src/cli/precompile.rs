@@ -118,8 +118,23 @@ fn precompile_for_target(
     let (path, fresh) =
         crate::runtime::python::precompile_into(&engine, &cache, &target, &runtime_file)
             .map_err(|e| missing_backend(e, "the Python runtime"))?;
+    report("python runtime", fresh, started, &path);
+    for (name, file) in components {
+        let started = std::time::Instant::now();
+        let bytes = crate::fsutil::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
+        let (path, fresh) = cache
+            .precompile_into(&engine, &bytes)
+            .map_err(|e| missing_backend(e, &format!("plugin {}", file.display())))?;
+        report(&name, fresh, started, &path);
+    }
+    Ok(())
+}
+
+/// One line per artifact `precompile --target` wrote or found.
+#[cfg(feature = "compiler")]
+fn report(what: &str, fresh: bool, started: std::time::Instant, path: &std::path::Path) {
     println!(
-        "python runtime: {} in {:.2} s -> {}",
+        "{what}: {} in {:.2} s -> {}",
         if fresh {
             "compiled"
         } else {
@@ -128,24 +143,6 @@ fn precompile_for_target(
         started.elapsed().as_secs_f64(),
         path.file_name().unwrap_or_default().to_string_lossy()
     );
-    for (name, file) in components {
-        let started = std::time::Instant::now();
-        let bytes = crate::fsutil::read_limited(&file, crate::plugins::files::MAX_COMPONENT_BYTES)?;
-        let (path, fresh) = cache
-            .precompile_into(&engine, &bytes)
-            .map_err(|e| missing_backend(e, &format!("plugin {}", file.display())))?;
-        println!(
-            "{name}: {} in {:.2} s -> {}",
-            if fresh {
-                "compiled"
-            } else {
-                "already precompiled"
-            },
-            started.elapsed().as_secs_f64(),
-            path.file_name().unwrap_or_default().to_string_lossy()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(not(feature = "compiler"))]

@@ -135,12 +135,9 @@ impl Inputs {
     fn are_current(&self, state: &AppState) -> bool {
         let same_readings = {
             let r = state.shared.readings.read().expect("readings lock");
-            let mine = &self.readings;
-            r.generation == mine.generation
-                && r.last_update_ms == mine.last_update_ms
-                && r.sensors == mine.sensors
-                && r.system == mine.system
-                && r.published == mine.published
+            // The generation first: the usual miss is found without
+            // comparing the readings.
+            r.generation == self.readings.generation && *r == self.readings
         };
         let same_plugins = || {
             state.shared.registry.read(|r| {

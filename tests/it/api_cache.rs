@@ -11,7 +11,7 @@ use serde_json::Value;
 use wasi_python_host::config::MqttSection;
 use wasi_python_host::contract::types::{AlertLevel, Dht22Reading};
 use wasi_python_host::failure::{FailureKind, PluginFailure};
-use wasi_python_host::hardware::{BuzzPattern, Hardware, HardwareOptions, SimBackend};
+use wasi_python_host::hardware::{BuzzPattern, Hardware};
 use wasi_python_host::http::{AppState, HttpServer, Limits};
 use wasi_python_host::plugins::registry::{Call, Configured, Problem, Version};
 use wasi_python_host::scheduler::{SensorReading, Shared, SystemReading};
@@ -36,22 +36,7 @@ impl Drop for Served {
 
 impl Served {
     fn start(configure: impl FnOnce(&mut AppState)) -> Served {
-        let hardware = Hardware::start(
-            Box::new(SimBackend::new(7, vec![4], vec![0x77])),
-            HardwareOptions {
-                request_timeout: Duration::from_secs(5),
-                ..HardwareOptions::default()
-            },
-        )
-        .expect("hardware thread starts");
-        let hw = hardware.handle();
-        let mut state = AppState::new(
-            Shared::new(),
-            hw.clone(),
-            Arc::new(wasi_python_host::control::Control::new(hw)),
-            "sim".into(),
-            wasi_python_host::http::auth::Auth::with_token(crate::support::TEST_TOKEN, "test"),
-        );
+        let (hardware, mut state) = crate::httpd::sim_state();
         configure(&mut state);
         let state = Arc::new(state);
         let server = HttpServer::start(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{table, temp_dir, wait_until, TestHost, TEST_TOKEN};
+use crate::support::{temp_dir, wait_until, TestHost, TEST_TOKEN};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -581,7 +581,9 @@ fn forced_alarm_shows_on_page_and_led_card() {
 /// and the cards stack.
 #[test]
 fn phone_layout_fits() {
-    let host = TestHost::builder().config(add_sensor_plugin).start();
+    let host = TestHost::builder()
+        .config(crate::support::add_telemetry_plugin)
+        .start();
     for width in [390, 360] {
         let browser = Browser::phone_of_width(width);
         browser.goto(&url(&host, "/"));
@@ -628,30 +630,13 @@ fn phone_layout_fits() {
     }
 }
 
-/// A plugin that publishes a value: on the dashboard it is a sensor card of
-/// its own (sensor id = the plugin's name, field `answer`).
-fn add_sensor_plugin(config: &mut toml::Table) {
-    let mut interfaces = crate::support::SENSOR_INTERFACES.to_vec();
-    interfaces.push("telemetry");
-    crate::support::add_plugin(
-        config,
-        "telem",
-        &crate::support::test_plugin("telemetry"),
-        "dht22",
-        500,
-        &interfaces,
-    );
-    table(config, &["plugins", "telem", "grants"]).insert(
-        "sensor_ids".into(),
-        toml::Value::Array(vec!["telemetry-0".into()]),
-    );
-}
-
 /// Any sensor gets a card with its values and, from the history, a
 /// sparkline per field; no host change for a new sensor.
 #[test]
 fn a_new_sensor_gets_its_own_card_with_sparklines() {
-    let host = TestHost::builder().config(add_sensor_plugin).start();
+    let host = TestHost::builder()
+        .config(crate::support::add_telemetry_plugin)
+        .start();
     let browser = Browser::start();
     browser.goto(&url(&host, "/"));
     browser.enter_view();

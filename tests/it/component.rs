@@ -23,7 +23,7 @@ use wasi_python_host::runtime::cache_digest;
 
 use crate::support::{
     base_config, grant, reading, require_runtime, table, temp_dir, test_plugin, wait_until,
-    warm_cache, write_config, TestHost, BIN, ROOT, SENSOR_INTERFACES,
+    warm_cache, write_config, TestHost, ROOT, SENSOR_INTERFACES,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -166,18 +166,7 @@ fn precompile(files: &[&Path]) {
         table(&mut config, &["plugins", &name])
             .insert("component".into(), file.display().to_string().into());
     }
-    let path = write_config(&dir, &config);
-    let out = Command::new(BIN)
-        .args(["precompile", "--config"])
-        .arg(&path)
-        .output()
-        .expect("the host binary runs");
-    assert!(
-        out.status.success(),
-        "precompile failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::precompile(&write_config(&dir, &config));
 }
 
 /// The version the host gives a component file.

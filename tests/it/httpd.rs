@@ -751,7 +751,9 @@ fn a_handler_that_panics_frees_its_connection_slot() {
 
 // --- The router over arbitrary requests, in-process.
 
-fn sim_state() -> (Hardware, AppState) {
+/// An `AppState` over simulated hardware (DHT22 on pin 4, BME680 at 0x77),
+/// with the test token; the `Hardware` must outlive it.
+pub(crate) fn sim_state() -> (Hardware, AppState) {
     let hardware = Hardware::start(
         Box::new(SimBackend::new(7, vec![4], vec![0x77])),
         HardwareOptions {

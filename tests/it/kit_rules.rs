@@ -6,14 +6,13 @@
 //! .venv.
 
 use std::path::Path;
-use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use wasi_python_host::config::{ownership, Config};
 use wasi_python_host::plugins::checks;
 use wasi_python_host::readings::{Field, Origin, SensorReading, RESERVED_KEYS};
 
-use crate::support::ROOT;
+use crate::support::kit_json;
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -155,35 +154,6 @@ fn host_verdict(c: &Case) -> Option<String> {
     checks::check_readings(&readings, &owned, NOW, &mut Default::default()).err()
 }
 
-/// Runs `script` with the kit importable; its last line of stdout is JSON.
-fn kit(script: &str, input: &Value) -> Value {
-    let python = Path::new(ROOT).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-tests.sh",
-        python.display()
-    );
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(input.to_string())
-        .env(
-            "PYTHONPATH",
-            Path::new(ROOT).join("plugins/testing/fakehost"),
-        )
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the kit failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
 /// The kit's verdicts, as the kit's FakeHost.from_config would make them:
 /// the grants of `dew` and those of the config's other enabled plugins.
 const KIT: &str = r#"
@@ -214,7 +184,7 @@ fn the_kit_refuses_a_poll_where_the_host_does_with_its_words() {
             .collect::<Vec<_>>(),
         NOW
     ]);
-    let from_kit = kit(KIT, &input);
+    let from_kit = kit_json(KIT, &[input.to_string()]);
     let from_kit = from_kit.as_array().expect("a list of verdicts");
     assert_eq!(from_kit.len(), cases.len());
     let mut refused = 0;
@@ -236,11 +206,11 @@ fn the_kit_refuses_a_poll_where_the_host_does_with_its_words() {
 
 #[test]
 fn the_kit_has_the_hosts_limits() {
-    let limits = kit(
+    let limits = kit_json(
         "import json, _checks; print(json.dumps([list(_checks.RESERVED_KEYS), _checks.MAX_FIELDS, \
          _checks.MAX_SENSOR_IDS, _checks.MAX_AHEAD_MS, _checks.MAX_BEHIND_MS, \
          _checks.MAX_UNIT_CHARS, _checks.MAX_READINGS_PER_POLL, _checks.DEFAULT_MAX_RESULT_KB]))",
-        &Value::Null,
+        &[],
     );
     assert_eq!(
         limits,

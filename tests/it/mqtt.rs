@@ -458,30 +458,12 @@ fn wrong_password_is_reported_and_http_keeps_serving() {
     });
 }
 
-fn add_telemetry_plugin(config: &mut toml::Table) {
-    let mut interfaces = crate::support::SENSOR_INTERFACES.to_vec();
-    interfaces.push("telemetry");
-    crate::support::add_plugin(
-        config,
-        "telem",
-        &crate::support::test_plugin("telemetry"),
-        "dht22",
-        500,
-        &interfaces,
-    );
-    // Its DHT22-style reading's id is not derived from its name.
-    table(config, &["plugins", "telem", "grants"]).insert(
-        "sensor_ids".into(),
-        toml::Value::Array(vec!["telemetry-0".into()]),
-    );
-}
-
 #[test]
 fn plugin_telemetry_reaches_api_and_mqtt() {
     let dir = temp_dir("mqtt-telemetry");
     let broker = Broker::start(&dir, free_port(), None);
     let sub = Subscriber::start(broker.port);
-    let host = mqtt_host(broker.port, add_telemetry_plugin);
+    let host = mqtt_host(broker.port, crate::support::add_telemetry_plugin);
 
     // A published value is a field of the plugin's own reading.
     let api = host.wait_api("the plugin's value in /api", WAIT, |a| {
@@ -506,7 +488,7 @@ fn plugin_telemetry_reaches_api_and_mqtt() {
 fn a_plugin_without_the_telemetry_grant_is_refused_at_load() {
     let host = TestHost::builder()
         .config(|c| {
-            add_telemetry_plugin(c);
+            crate::support::add_telemetry_plugin(c);
             let grants = table(c, &["plugins", "telem", "grants"]);
             let mut list = grants["interfaces"].as_array().unwrap().clone();
             list.retain(|v| v.as_str() != Some("telemetry"));
@@ -925,7 +907,7 @@ fn removed_plugins_and_their_entities_leave_home_assistant() {
     let dir = temp_dir("mqtt-cleanup");
     let broker = Broker::start(&dir, free_port(), None);
     let sub = Subscriber::start(broker.port);
-    let host = mqtt_host(broker.port, add_telemetry_plugin);
+    let host = mqtt_host(broker.port, crate::support::add_telemetry_plugin);
     let config = |key: &str| format!("homeassistant/sensor/test/{key}/config");
     let gone = [
         config("telem_answer"),

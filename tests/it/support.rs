@@ -119,6 +119,60 @@ pub const SENSOR_INTERFACES: &[&str] = &[
     "settings",
 ];
 
+/// Runs `script` with the project's .venv Python and the test kit
+/// importable (`fakehost`, and its own modules such as `_checks`), with
+/// `args` as its arguments; its last line of stdout is JSON.
+pub fn kit_json(script: &str, args: &[String]) -> serde_json::Value {
+    let python = Path::new(ROOT).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-tests.sh",
+        python.display()
+    );
+    let testing = Path::new(ROOT).join("plugins/testing");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env(
+            "PYTHONPATH",
+            std::env::join_paths([testing.clone(), testing.join("fakehost")])
+                .expect("paths without ':'"),
+        )
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the test kit failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// Adds `telem`, the test plugin that publishes values through
+/// `telemetry` (tests/plugins/telemetry): its own reading (sensor id = its
+/// name, field `answer`) on the dashboard, in `/api` and over MQTT, next to
+/// a DHT22-style reading whose id, `telemetry-0`, it claims.
+pub fn add_telemetry_plugin(config: &mut toml::Table) {
+    let mut interfaces = SENSOR_INTERFACES.to_vec();
+    interfaces.push("telemetry");
+    add_plugin(
+        config,
+        "telem",
+        &test_plugin("telemetry"),
+        "dht22",
+        500,
+        &interfaces,
+    );
+    table(config, &["plugins", "telem", "grants"]).insert(
+        "sensor_ids".into(),
+        toml::Value::Array(vec!["telemetry-0".into()]),
+    );
+}
+
 /// The folder of plugin `name` in `config`'s plugins folder.
 pub fn plugin_dir(config: &toml::Table, name: &str) -> PathBuf {
     let dir = config["host"]["plugins_dir"]
@@ -197,19 +251,24 @@ pub fn warm_cache() {
         require_runtime();
         let dir = temp_dir("precompile");
         let config = base_config(&dir);
-        let config = write_config(&dir, &config);
-        let out = Command::new(BIN)
-            .args(["precompile", "--config"])
-            .arg(&config)
-            .output()
-            .expect("the host binary runs");
-        assert!(
-            out.status.success(),
-            "precompile failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        precompile(&write_config(&dir, &config));
     });
+}
+
+/// Runs `wasi-python-host precompile --config CONFIG`; panics with its
+/// output when it fails.
+pub fn precompile(config: &Path) {
+    let out = Command::new(BIN)
+        .args(["precompile", "--config"])
+        .arg(config)
+        .output()
+        .expect("the host binary runs");
+    assert!(
+        out.status.success(),
+        "precompile failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn write_config(dir: &Path, config: &toml::Table) -> PathBuf {

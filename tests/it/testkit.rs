@@ -6,13 +6,11 @@
 //! interface it is not granted. The kit's limits and messages are copies,
 //! so this is what keeps them in step.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{add_plugin, reading, table, test_plugin, TestHost, ROOT};
+use crate::support::{add_plugin, kit_json, reading, table, test_plugin, TestHost};
 
 const INTERFACES: &[&str] = &[
     "gpio-provider",
@@ -34,32 +32,6 @@ fn add_probe(config: &mut toml::Table, interfaces: &[&str]) {
         interfaces,
     );
     table(config, &["plugins", "probe", "grants"]).insert("state_quota_bytes".into(), 100.into());
-}
-
-/// Runs `script` in the project's .venv with the test kit importable; its
-/// stdout is JSON.
-fn kit(script: &str) -> Value {
-    let python = Path::new(ROOT).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-tests.sh",
-        python.display()
-    );
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .env("PYTHONPATH", Path::new(ROOT).join("plugins/testing"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the test kit failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 const GRANTS: &str =
@@ -90,7 +62,7 @@ print(r.message)
         probe = test_plugin("contract_probe").display().to_string(),
         grants = GRANTS.replace("INTERFACES", &interfaces),
     );
-    let from_kit = kit(&script);
+    let from_kit = kit_json(&script, &[]);
     let cases = from_host.as_object().unwrap();
     assert!(cases.len() >= 12, "{from_host}");
     for (case, said) in cases {
@@ -136,7 +108,7 @@ except GrantError as e:
         probe = test_plugin("contract_probe").display().to_string(),
         granted = serde_json::to_string(&granted).unwrap(),
     );
-    let from_kit = kit(&script);
+    let from_kit = kit_json(&script, &[]);
     assert_eq!(from_kit.as_str(), Some(from_host.as_str()));
     assert!(
         from_host.contains("buzzer-controller, telemetry"),
