@@ -32,38 +32,29 @@ status=${PIPESTATUS[0]}
 set -e
 read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$log")
 rm -f "$log"
+# Runs one of the suite's scripts that prints `NAME: P passed, F failed`
+# last, and adds its counts (no summary line counts as one failure).
+run_part() { # name script skip-variable
+    local name=$1 script=$2 skip=$3 log rc p f
+    if [ "${!skip:-1}" = 0 ]; then
+        echo "$name: skipped ($skip=0)"
+        return
+    fi
+    log=$(mktemp)
+    set +e
+    "$script" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    read -r p f < <(sed -nE "s/^$name: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p" "$log" | tail -n 1) || true
+    rm -f "$log"
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-1}))
+    if [ "$status" -eq 0 ]; then status=$rc; fi
+}
 step "cross builds for the Pi, run under qemu (scripts/test-cross.sh; TEST_CROSS=0 skips)"
-if [ "${TEST_CROSS:-1}" != 0 ]; then
-    crosslog=$(mktemp)
-    set +e
-    scripts/test-cross.sh 2>&1 | tee "$crosslog"
-    crossstatus=${PIPESTATUS[0]}
-    set -e
-    read -r cross_passed cross_failed < <(sed -nE 's/^cross: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$crosslog" | tail -n 1) || true
-    rm -f "$crosslog"
-    # No summary line from it counts as one failure.
-    passed=$((passed + ${cross_passed:-0}))
-    failed=$((failed + ${cross_failed:-1}))
-    if [ "$status" -eq 0 ]; then status=$crossstatus; fi
-else
-    echo "cross: skipped (TEST_CROSS=0)"
-fi
+run_part cross scripts/test-cross.sh TEST_CROSS
 step "the device path on an emulated Pi Zero 2 W (scripts/test-device.sh; TEST_DEVICE=0 skips)"
-if [ "${TEST_DEVICE:-1}" != 0 ]; then
-    devicelog=$(mktemp)
-    set +e
-    scripts/test-device.sh 2>&1 | tee "$devicelog"
-    devicestatus=${PIPESTATUS[0]}
-    set -e
-    read -r device_passed device_failed < <(sed -nE 's/^device: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$devicelog" | tail -n 1) || true
-    rm -f "$devicelog"
-    # No summary line from it counts as one failure.
-    passed=$((passed + ${device_passed:-0}))
-    failed=$((failed + ${device_failed:-1}))
-    if [ "$status" -eq 0 ]; then status=$devicestatus; fi
-else
-    echo "device: skipped (TEST_DEVICE=0)"
-fi
+run_part device scripts/test-device.sh TEST_DEVICE
 step "done"
 echo "summary: $((passed + ${py_passed:-0})) passed, $((failed + ${py_failed:-0})) failed"
 [ "$pystatus" -eq 0 ] || exit "$pystatus"
