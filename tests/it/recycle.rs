@@ -60,8 +60,17 @@ fn recycle_a_thousand_times_in_this_process() {
     let dir = temp_dir("recycle");
     let mut table = base_config(&dir);
     // The memory bomb fills its 24 MiB (~14 of which the runtime starts
-    // with) and dies of MemoryError on every call.
-    add_hostile(&mut table, "hostile", "memory", 1000, &[("memory_mb", 24)]);
+    // with) and dies of MemoryError on every call. Each recycle reloads the
+    // source inside the call's deadline; a loaded CI machine once stalled
+    // one such load past the default 1 s and it counted as a timeout. The
+    // deadline is raised so every failure is the one this test is about.
+    add_hostile(
+        &mut table,
+        "hostile",
+        "memory",
+        1000,
+        &[("memory_mb", 24), ("deadline_ms", 30_000)],
+    );
     let config = Config::parse(&toml::to_string(&table).unwrap(), &dir.join("host.toml"))
         .expect("config is valid");
     let hardware = Hardware::start(
