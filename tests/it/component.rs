@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use wasi_python_host::runtime::cache_digest;
 
 use crate::support::{
-    base_config, grant, reading, require_runtime, table, temp_dir, test_plugin, wait_until,
+    base_config, grant, reading, require_runtime, run_ok, table, temp_dir, test_plugin, wait_until,
     warm_cache, write_config, TestHost, ROOT, SENSOR_INTERFACES,
 };
 
@@ -104,19 +104,13 @@ fn componentize(dir: &Path, name: &str) -> PathBuf {
     // Only the plugin's module: componentize-py bundles its whole path.
     let stage = temp_dir(&format!("componentize-{name}"));
     std::fs::write(stage.join("app.py"), &app).unwrap();
-    let built = Command::new(&tool)
-        .current_dir(&stage)
-        .env("RUST_BACKTRACE", "0")
-        .arg("-d")
-        .arg(Path::new(ROOT).join("wit"))
-        .args(["-w", world, "componentize", "app", "-o", "out.wasm"])
-        .output()
-        .expect("componentize-py runs");
-    assert!(
-        built.status.success(),
-        "componentize-py failed for tests/plugins/{name}:\n{}{}",
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
+    run_ok(
+        Command::new(&tool)
+            .current_dir(&stage)
+            .env("RUST_BACKTRACE", "0")
+            .arg("-d")
+            .arg(Path::new(ROOT).join("wit"))
+            .args(["-w", world, "componentize", "app", "-o", "out.wasm"]),
     );
     std::fs::rename(stage.join("out.wasm"), &out).expect("the component moves into place");
     out

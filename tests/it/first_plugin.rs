@@ -9,18 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{base_config, reading, table, temp_dir, TestHost, BIN, ROOT};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("the command runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
+use crate::support::{base_config, reading, run_ok as run, table, temp_dir, TestHost, BIN, ROOT};
 
 /// `new NAME --kind KIND --add` against the running host's config; the
 /// plugin's files are in its plugins folder.

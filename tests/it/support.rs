@@ -255,19 +255,28 @@ pub fn warm_cache() {
     });
 }
 
+/// Runs `cmd` to its end and returns what it printed (stdout, then
+/// stderr); panics with the command and that output unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
 /// Runs `wasi-python-host precompile --config CONFIG`; panics with its
 /// output when it fails.
 pub fn precompile(config: &Path) {
-    let out = Command::new(BIN)
-        .args(["precompile", "--config"])
-        .arg(config)
-        .output()
-        .expect("the host binary runs");
-    assert!(
-        out.status.success(),
-        "precompile failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(BIN)
+            .args(["precompile", "--config"])
+            .arg(config),
     );
 }
 
