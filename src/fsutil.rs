@@ -206,24 +206,30 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     Ok(bytes)
 }
 
+/// A fresh, empty folder for one unit test, `whp-<tag>-<pid>` in the
+/// system's temporary folder (emptied when an earlier run left it).
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("whp-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder for a test");
+    dir
+}
+
+/// The names in folder `dir`, sorted: what a test expects to find there.
+#[cfg(test)]
+pub(crate) fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("whp-fsutil-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -231,18 +237,18 @@ mod tests {
 
     #[test]
     fn a_write_replaces_the_file_whole_and_leaves_no_temporary_file() {
-        let dir = dir("replace");
+        let dir = test_dir("fsutil-replace");
         let path = dir.join("sub").join("f.json");
         write_atomically(&path, b"first").unwrap();
         write_atomically(&path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(names(path.parent().unwrap()), ["f.json"]);
+        assert_eq!(file_names(path.parent().unwrap()), ["f.json"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_failed_write_leaves_the_old_content_and_no_temporary_file() {
-        let dir = dir("fail");
+        let dir = test_dir("fsutil-fail");
         let path = dir.join("f");
         write_atomically(&path, b"old").unwrap();
         // Renaming a file over a non-empty folder fails after the
@@ -251,14 +257,13 @@ mod tests {
         std::fs::create_dir_all(blocked.join("inside")).unwrap();
         assert!(write_atomically(&blocked, b"new").is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        assert_eq!(names(&dir), ["blocked", "f"]);
+        assert_eq!(file_names(&dir), ["blocked", "f"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_private_write_is_owner_only_even_over_a_stale_temporary_file() {
-        let dir = dir("private");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("fsutil-private");
         let path = dir.join("secret");
         // What an earlier failed write of this process could leave: our
         // own temporary name, world-readable.
@@ -272,14 +277,13 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         write_private(&path, b"token2").unwrap();
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(names(&dir), ["secret"]);
+        assert_eq!(file_names(&dir), ["secret"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn leftover_temporary_files_of_other_processes_are_removed() {
-        let dir = dir("leftover");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = test_dir("fsutil-leftover");
         let path = dir.join("p.json");
         let ours = format!(".p.json.tmp{}", std::process::id());
         for name in [
@@ -297,7 +301,7 @@ mod tests {
         let mut expected = vec![".p.json.tmp", ".p.json.tmpfoo", ".q.json.tmp12", "p.json"];
         expected.push(&ours);
         expected.sort();
-        assert_eq!(names(&dir), expected);
+        assert_eq!(file_names(&dir), expected);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -299,27 +299,11 @@ impl Host for State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh folder for one test.
-    fn dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("whp-state-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::fsutil::{file_names, test_dir};
 
     #[test]
     fn survives_reopen_and_enforces_quota() {
-        let dir = dir("reopen");
+        let dir = test_dir("state-reopen");
         let mut s = Store::open(&dir, "p", 32).unwrap();
         s.set("level", b"alarm").unwrap();
         assert!(s.set("big", &[0u8; 40]).unwrap_err().contains("quota"));
@@ -332,11 +316,11 @@ mod tests {
 
     #[test]
     fn a_corrupt_file_is_kept_aside_before_starting_empty() {
-        let dir = dir("corrupt");
+        let dir = test_dir("state-corrupt");
         std::fs::write(dir.join("p.json"), b"{not json").unwrap();
         let mut s = Store::open(&dir, "p", 64).unwrap();
         assert_eq!(s.get("level"), None);
-        let names = files(&dir);
+        let names = file_names(&dir);
         let backup = names
             .iter()
             .find(|n| n.starts_with("p.json.corrupt-"))
@@ -354,7 +338,7 @@ mod tests {
 
     #[test]
     fn temporary_files_of_a_killed_host_are_removed_at_open() {
-        let dir = dir("temps");
+        let dir = test_dir("state-temps");
         // What `kill -9` mid-write leaves: temp files named after the
         // writer's process id, next to a good state file.
         std::fs::write(
@@ -371,7 +355,7 @@ mod tests {
         let s = Store::open(&dir, "p", 64).unwrap();
         assert_eq!(s.get("k"), Some(&b"v"[..]));
         assert_eq!(
-            files(&dir),
+            file_names(&dir),
             [".p.json.tmpfoo", ".p2.json.tmp1234", "p.json"]
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -379,7 +363,7 @@ mod tests {
 
     #[test]
     fn buffered_writes_make_one_durable_write_per_flush() {
-        let dir = dir("coalesce");
+        let dir = test_dir("state-coalesce");
         let mut s = Store::open(&dir, "p", 4096).unwrap();
         s.buffer_writes(Duration::ZERO);
         // One plugin call that writes 164 times.
@@ -409,7 +393,7 @@ mod tests {
 
     #[test]
     fn buffered_writes_reach_the_disk_at_most_once_per_interval() {
-        let dir = dir("rate");
+        let dir = test_dir("state-rate");
         let mut s = Store::open(&dir, "p", 4096).unwrap();
         s.buffer_writes(Duration::from_secs(3600));
         s.set("level", b"warn").unwrap();
@@ -445,7 +429,7 @@ mod tests {
 
     #[test]
     fn a_failed_durable_write_keeps_the_change_for_the_next_flush() {
-        let dir = dir("failing");
+        let dir = test_dir("state-failing");
         let mut s = Store::open(&dir, "p", 4096).unwrap();
         s.buffer_writes(Duration::ZERO);
         // The state folder becomes a file: every write fails.
@@ -466,7 +450,7 @@ mod tests {
 
     #[test]
     fn write_through_is_still_the_default() {
-        let dir = dir("through");
+        let dir = test_dir("state-through");
         let mut s = Store::open(&dir, "p", 4096).unwrap();
         s.set("a", b"1").unwrap();
         s.set("a", b"1").unwrap();

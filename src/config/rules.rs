@@ -147,8 +147,7 @@ mod tests {
 
     #[test]
     fn a_ca_file_without_certificates_is_refused_with_what_to_put_there() {
-        let dir = std::env::temp_dir().join(format!("whp-tls-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::fsutil::test_dir("tls-unit");
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "just text\n").unwrap();
         let e = load_ca_file(&empty).unwrap_err();

@@ -706,9 +706,7 @@ mod tests {
 
     #[test]
     fn logout_ends_the_session_on_the_host_and_sessions_survive_a_restart() {
-        let dir = std::env::temp_dir().join(format!("whp-sessions-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::fsutil::test_dir("sessions");
         let file = dir.join(SESSIONS_FILE);
         let open = |token: &str| {
             let mut auth = Auth::with_token(token, "test");
@@ -749,10 +747,8 @@ mod tests {
     #[test]
     fn generated_token_is_stored_privately_and_reused() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("whp-auth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::fsutil::test_dir("auth");
         let path = token_path(&dir);
-        let _ = std::fs::remove_file(&path);
         let first = load_or_create(&path).unwrap();
         assert_eq!(first.len(), 64);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -133,8 +133,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn temp(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("whp-files-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fsutil::test_dir(&format!("files-{tag}"));
         std::fs::create_dir_all(dir.join("p")).unwrap();
         std::fs::create_dir_all(dir.join("common")).unwrap();
         dir

@@ -114,8 +114,7 @@ mod tests {
     use super::*;
 
     fn cache(tag: &str) -> (BytecodeCache, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("whp-bytecode-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::fsutil::test_dir(&format!("bytecode-{tag}"));
         (BytecodeCache::new(&dir, &"ab".repeat(32)), dir)
     }
 

@@ -449,7 +449,7 @@ mod tests {
     }
 
     fn temp_runtime(tag: &str) -> (Runtime, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("whp-rt-{tag}-{}", std::process::id()));
+        let dir = crate::fsutil::test_dir(&format!("rt-{tag}"));
         (Runtime::new(&dir).unwrap(), dir)
     }
 
