@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
+import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,6 +150,41 @@ def get_json(addr, path, timeout=2):
 def api(addr):
     """GET /api as JSON, or None when the host does not answer."""
     return get_json(addr, "/api")
+
+
+def probe(addr, timeout):
+    """(outcome, seconds): one GET /api on a fresh connection, `timeout`
+    seconds at most from connect() to the last byte."""
+    host, port = addr.rsplit(":", 1)
+    t0 = time.monotonic()
+    try:
+        s = socket.create_connection((host, int(port)), timeout=timeout)
+    except socket.timeout:
+        return "hung", time.monotonic() - t0
+    except OSError:
+        return "refused", time.monotonic() - t0
+    data = b""
+    try:
+        s.sendall(f"GET /api HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
+        while True:
+            s.settimeout(max(timeout - (time.monotonic() - t0), 0.01))
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        return "hung", time.monotonic() - t0
+    except OSError:
+        if not data:
+            return "refused", time.monotonic() - t0
+    finally:
+        s.close()
+    elapsed = time.monotonic() - t0
+    try:
+        status = int(data.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return "refused", elapsed
+    return {200: "served", 503: "503"}.get(status, f"status {status}"), elapsed
 
 
 def fmt_ms(xs):

@@ -64,7 +64,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import BINARY, EXAMPLES, start_host, write_config  # noqa: E402
+from common import BINARY, EXAMPLES, probe, start_host, write_config  # noqa: E402
 
 ATTACKER = "127.0.0.2"
 NOFILE = 1024
@@ -75,41 +75,6 @@ MEMORY_STOP_MIB = 512
 # Connections the attacker opens per 20 ms tick at most: a server that
 # refuses at once must not turn the reopen loop into a busy loop.
 OPENS_PER_TICK = 100
-
-
-def probe(addr, timeout):
-    """(outcome, seconds): one GET /api on a fresh connection, `timeout`
-    seconds at most from connect() to the last byte."""
-    host, port = addr.rsplit(":", 1)
-    t0 = time.monotonic()
-    try:
-        s = socket.create_connection((host, int(port)), timeout=timeout)
-    except socket.timeout:
-        return "hung", time.monotonic() - t0
-    except OSError:
-        return "refused", time.monotonic() - t0
-    data = b""
-    try:
-        s.sendall(f"GET /api HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n".encode())
-        while True:
-            s.settimeout(max(timeout - (time.monotonic() - t0), 0.01))
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except socket.timeout:
-        return "hung", time.monotonic() - t0
-    except OSError:
-        if not data:
-            return "refused", time.monotonic() - t0
-    finally:
-        s.close()
-    elapsed = time.monotonic() - t0
-    try:
-        status = int(data.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        return "refused", elapsed
-    return {200: "served", 503: "503"}.get(status, f"status {status}"), elapsed
 
 
 def probes(addr, n, timeout):
